@@ -1,0 +1,375 @@
+"""The compiled sidecar configuration: the one interface between compiler and addon.
+
+`meshctl compile` writes one `SidecarConfig` per service and per gateway; the addon in
+`proxy_addon/` loads it and does no policy reasoning of its own. Everything here is resolved:
+defaults applied, durations in integer milliseconds, callers filtered, identities spelled out as
+SPIFFE IDs. Addresses only the runtime knows (ports, DNS names) are not here: the runtime
+binds them in a separate `RuntimeBindings` file, so one compiled output serves every runtime.
+
+This module imports pydantic and the standard library only: a sidecar loads it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+SCHEMA_VERSION = "meshctl.dev/sidecar/v1"
+SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+
+
+class Frozen(BaseModel):
+    """Immutable, strict about unknown fields: a config the addon does not understand is refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- matching -----------------------------------------------------------------------------
+
+
+class StringMatch(Frozen):
+    """Exactly one of the fields is set. `regex` is a full match (RE2-compatible subset)."""
+
+    exact: str | None = None
+    prefix: str | None = None
+    regex: str | None = None
+    present: bool | None = None
+
+
+class RequestMatch(Frozen):
+    """All present conditions must hold. Header names are lower-case."""
+
+    path: StringMatch | None = None
+    methods: tuple[str, ...] = ()
+    headers: dict[str, StringMatch] = {}
+    query: dict[str, StringMatch] = {}
+
+
+# --- route rules --------------------------------------------------------------------------
+
+
+class Backend(Frozen):
+    service: str
+    version: str | None = None  # None: every version of `service`, spread by its load balancer
+    weight: int
+
+
+class StickyCookie(Frozen):
+    name: str
+    ttl_ms: int
+
+
+class Sticky(Frozen):
+    """Exactly one of header / cookie."""
+
+    header: str | None = None
+    cookie: StickyCookie | None = None
+
+
+class Backoff(Frozen):
+    base_ms: int = 25
+    max_ms: int = 250
+
+
+RetryOn = Literal[
+    "5xx", "gateway-error", "connect-failure", "reset", "refused-stream", "retriable-4xx",
+]
+
+
+class RetryPolicy(Frozen):
+    attempts: int = 0  # retries after the first try
+    per_try_timeout_ms: int | None = None
+    on: tuple[str, ...] = ()  # RetryOn names, or status codes as strings ("503")
+    backoff: Backoff = Backoff()
+    non_idempotent: bool = False
+
+
+class DelayFault(Frozen):
+    fixed_ms: int
+    percent: float
+
+
+class AbortFault(Frozen):
+    status: int
+    percent: float
+
+
+class Fault(Frozen):
+    delay: DelayFault | None = None
+    abort: AbortFault | None = None
+
+
+class Mirror(Frozen):
+    service: str
+    version: str | None = None
+    percent: float = 100.0
+
+
+class Rewrite(Frozen):
+    path_prefix: str | None = None
+    host: str | None = None
+
+
+class HeaderOps(Frozen):
+    set: dict[str, str] = {}
+    add: dict[str, str] = {}
+    remove: tuple[str, ...] = ()
+
+
+class Redirect(Frozen):
+    path: str | None = None
+    host: str | None = None
+    status: int = 301
+
+
+class DirectResponse(Frozen):
+    status: int
+    body: str = ""
+    headers: dict[str, str] = {}
+
+
+class RouteRule(Frozen):
+    """One rule of a destination's route. `matches` empty means it matches every request.
+
+    Exactly one of `backends` (non-empty), `redirect`, `respond` decides what happens.
+    """
+
+    name: str
+    matches: tuple[RequestMatch, ...] = ()
+    backends: tuple[Backend, ...] = ()
+    redirect: Redirect | None = None
+    respond: DirectResponse | None = None
+    sticky: Sticky | None = None
+    timeout_ms: int | None = None  # whole request, retries included; None: no timeout
+    retries: RetryPolicy = RetryPolicy()
+    fault: Fault | None = None
+    mirror: Mirror | None = None
+    rewrite: Rewrite | None = None
+    request_headers: HeaderOps = HeaderOps()
+    response_headers: HeaderOps = HeaderOps()
+
+
+# --- destinations (the outbound view of another service) ------------------------------------
+
+
+class LoadBalancer(Frozen):
+    policy: Literal["round-robin", "least-request", "random", "hash"] = "round-robin"
+    hash_header: str | None = None
+    hash_cookie: StickyCookie | None = None
+
+
+class ConnectionPool(Frozen):
+    max_connections: int | None = None
+    max_pending_requests: int | None = None
+    max_requests: int | None = None
+
+
+class OutlierDetection(Frozen):
+    consecutive_5xx: int = 5
+    interval_ms: int = 10_000
+    base_ejection_time_ms: int = 30_000
+    max_ejection_percent: float = 50.0
+
+
+class HealthCheck(Frozen):
+    path: str
+    interval_ms: int = 5_000
+    timeout_ms: int = 1_000
+    unhealthy_threshold: int = 3
+    healthy_threshold: int = 1
+
+
+class TrafficPolicy(Frozen):
+    load_balancer: LoadBalancer = LoadBalancer()
+    connection_pool: ConnectionPool | None = None
+    outlier_detection: OutlierDetection | None = None
+    health_check: HealthCheck | None = None
+
+
+class Destination(Frozen):
+    """How this sidecar reaches one service: its route, versions and traffic policy.
+
+    `has_route` is true when the service has an explicit Route: a request that matches no rule
+    then gets 404 NR. Without one, `rules` holds the single implicit catch-all rule.
+    Endpoints of each version are resolved at run time from `RuntimeBindings.endpoints`.
+    """
+
+    service: str
+    protocol: Literal["http", "grpc", "tcp"] = "http"
+    identity: str  # SPIFFE ID the destination must present
+    versions: tuple[str, ...]
+    has_route: bool
+    rules: tuple[RouteRule, ...]
+    traffic_policy: TrafficPolicy = TrafficPolicy()
+
+
+# --- inbound (this sidecar's own service) ---------------------------------------------------
+
+
+class AccessRule(Frozen):
+    """`sources` None means any caller, with or without identity; "*" any mesh identity."""
+
+    sources: tuple[str, ...] | None = None  # SPIFFE IDs or "*"
+    methods: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()  # exact, "prefix*" or "*suffix"
+
+
+class AccessPolicy(Frozen):
+    name: str
+    action: Literal["allow", "deny"] = "allow"
+    rules: tuple[AccessRule, ...] = ()
+
+
+class Access(Frozen):
+    default: Literal["allow", "deny"] = "allow"
+    policies: tuple[AccessPolicy, ...] = ()
+
+
+class RateLimit(Frozen):
+    requests_per_second: float
+    burst: int
+
+
+class Inbound(Frozen):
+    service: str
+    protocol: Literal["http", "grpc", "tcp"] = "http"
+    access: Access = Access()
+    rate_limit: RateLimit | None = None
+    health_check: HealthCheck | None = None
+
+
+# --- gateway ------------------------------------------------------------------------------
+
+
+class GatewayRule(Frozen):
+    """Exactly one of `service`, `redirect`, `respond`."""
+
+    name: str
+    matches: tuple[RequestMatch, ...] = ()
+    service: str | None = None
+    redirect: Redirect | None = None
+    respond: DirectResponse | None = None
+    request_headers: HeaderOps = HeaderOps()
+    response_headers: HeaderOps = HeaderOps()
+
+
+class Gateway(Frozen):
+    name: str
+    port: int
+    rules: tuple[GatewayRule, ...]
+
+
+# --- the whole sidecar config ---------------------------------------------------------------
+
+
+class RetryBudget(Frozen):
+    percent: float = 20.0
+    min_per_second: int = 10
+
+
+class Telemetry(Frozen):
+    access_log: Literal["json", "off"] = "json"
+    tracing_sampling: float = 1.0
+
+
+class SidecarConfig(Frozen):
+    schema_version: str = SCHEMA_VERSION
+    revision: str
+    kind: Literal["service", "gateway"]
+    name: str  # service or gateway name
+    mesh: str  # Mesh metadata.name
+    trust_domain: str
+    identity: str  # this sidecar's SPIFFE ID
+    mtls: Literal["strict", "permissive", "disabled"] = "strict"
+    outbound_policy: Literal["registry-only", "allow-any"] = "registry-only"
+    retry_budget: RetryBudget = RetryBudget()
+    telemetry: Telemetry = Telemetry()
+    inbound: Inbound | None = None  # kind == "service"
+    gateway: Gateway | None = None  # kind == "gateway"
+    # Services this sidecar may call, by name. Mesh services absent here are refused at the
+    # source with 403 RBAC (their access policy can never admit this caller); see `denied`.
+    destinations: dict[str, Destination] = {}
+    denied: tuple[str, ...] = ()
+
+
+# --- runtime bindings (written by a runtime, never by the compiler) -------------------------
+
+
+class Listeners(Frozen):
+    host: str = "127.0.0.1"
+    outbound: int | None = None
+    inbound: int | None = None
+    admin: int
+
+
+class TlsFiles(Frozen):
+    cert_file: str
+    key_file: str
+    ca_file: str
+
+
+class RuntimeBindings(Frozen):
+    """What a runtime knows and the compiler cannot: ports, addresses, certificate files.
+
+    `endpoints[service][version]` lists "host:port" of the inbound listeners of that version's
+    instances (or static endpoints). `app` is "host:port" of the local application.
+    """
+
+    version: str | None = None
+    instance: str
+    listeners: Listeners
+    app: str | None = None
+    endpoints: dict[str, dict[str, tuple[str, ...]]] = {}
+    tls: TlsFiles | None = None
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+class ContractError(ValueError):
+    """A compiled config the addon cannot use: unknown schema version, or not a valid config."""
+
+
+def parse_sidecar_config(text: str | bytes) -> SidecarConfig:
+    """Parse and check a compiled sidecar config; raise ContractError with a readable message."""
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ContractError(f"not valid JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ContractError("not a JSON object")
+    version = raw.get("schema_version")
+    if version not in SUPPORTED_SCHEMA_VERSIONS:
+        known = ", ".join(sorted(SUPPORTED_SCHEMA_VERSIONS))
+        raise ContractError(
+            f"unknown schema_version {version!r}; this sidecar understands {known} "
+            "(recompile with a matching meshctl, or upgrade the sidecar)"
+        )
+    try:
+        return SidecarConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ContractError(_first_errors(exc)) from None
+
+
+def parse_runtime_bindings(text: str | bytes) -> RuntimeBindings:
+    try:
+        return RuntimeBindings.model_validate_json(text)
+    except ValidationError as exc:
+        raise ContractError(_first_errors(exc)) from None
+
+
+def _first_errors(exc: ValidationError, limit: int = 3) -> str:
+    parts = []
+    for err in exc.errors()[:limit]:
+        where = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{where}: {err['msg']}")
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def dump_json(model: BaseModel) -> str:
+    """Canonical JSON: sorted keys, no defaults dropped, stable across machines."""
+    return json.dumps(model.model_dump(mode="json"), sort_keys=True, indent=1) + "\n"
+
