@@ -1,0 +1,166 @@
+"""The mesh CA: creation, issuing, rotation and the files a sidecar reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import ssl
+import threading
+from pathlib import Path
+from socket import create_connection, create_server
+
+import pytest
+from cryptography import x509
+
+from meshctl.identity import (
+    CAError,
+    MeshCA,
+    dns_name,
+    needs_renewal,
+    reissue_all,
+    renew_if_due,
+    spiffe_id,
+    write_sidecar_certs,
+    write_trust_bundle,
+)
+from meshctl.identity.spiffe import SpiffeIdError, parse
+
+TD = "shop.local"
+
+
+def _handshake(server_files, client_files, expect: str) -> dict:  # type: ignore[no-untyped-def]
+    """Real TLS over a socket: the server requires a client cert; returns the server's view."""
+    srv = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    srv.load_cert_chain(server_files.cert_file, server_files.key_file)
+    srv.load_verify_locations(server_files.ca_file)
+    srv.verify_mode = ssl.CERT_REQUIRED
+    cli = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    cli.load_cert_chain(client_files.cert_file, client_files.key_file)
+    cli.load_verify_locations(client_files.ca_file)
+    seen: dict = {}
+    with create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            try:
+                with srv.wrap_socket(conn, server_side=True) as tls:
+                    seen.update(tls.getpeercert() or {})
+                    tls.sendall(b"ok")
+            except ssl.SSLError as exc:
+                seen["error"] = str(exc)
+
+        thread = threading.Thread(target=serve)
+        thread.start()
+        try:
+            with cli.wrap_socket(
+                create_connection(("127.0.0.1", port)), server_hostname=dns_name(expect)
+            ) as tls:
+                tls.recv(2)
+        finally:
+            thread.join(10)
+    return seen
+
+
+def test_created_once_with_private_files(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    again = MeshCA.load_or_create(tmp_path / "ca", TD)
+    assert again.cert == ca.cert
+    assert os.stat(tmp_path / "ca").st_mode & 0o777 == 0o700
+    assert os.stat(tmp_path / "ca" / "ca-key.pem").st_mode & 0o777 == 0o600
+    assert ca.trust_domain == TD
+
+
+def test_other_trust_domain_is_refused(tmp_path: Path) -> None:
+    MeshCA.load_or_create(tmp_path / "ca", TD)
+    with pytest.raises(CAError, match="trust domain 'shop.local'"):
+        MeshCA.load_or_create(tmp_path / "ca", "other.local")
+
+
+def test_issued_cert_carries_spiffe_id_and_is_short_lived(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    ident = spiffe_id(TD, "service", "reviews")
+    issued = ca.issue(ident, dt.timedelta(hours=1))
+    cert = x509.load_pem_x509_certificate(issued.cert_pem)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert sans.get_values_for_type(x509.UniformResourceIdentifier) == [ident]
+    assert sans.get_values_for_type(x509.DNSName) == ["reviews.service.shop.local"]
+    life = cert.not_valid_after_utc - dt.datetime.now(dt.UTC)
+    assert dt.timedelta(minutes=55) < life <= dt.timedelta(hours=1)
+    assert ca.verifies(issued.cert_pem)
+
+
+def test_issue_refuses_foreign_or_bad_ids(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    with pytest.raises(CAError, match="outside"):
+        ca.issue("spiffe://evil.local/service/reviews")
+    with pytest.raises(CAError, match="SPIFFE"):
+        ca.issue("https://shop.local/service/reviews")
+    with pytest.raises(CAError, match="positive"):
+        ca.issue(spiffe_id(TD, "service", "a"), dt.timedelta(0))
+
+
+def test_spiffe_ids_parse_and_check() -> None:
+    assert str(parse("spiffe://shop.local/gateway/public")) == "spiffe://shop.local/gateway/public"
+    for bad in ("spiffe://shop.local/service", "spiffe://Shop/service/a", "spiffe://a/pod/x"):
+        with pytest.raises(SpiffeIdError):
+            parse(bad)
+
+
+def test_sidecar_files_give_mutual_tls(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    server_id = spiffe_id(TD, "service", "reviews")
+    server = write_sidecar_certs(ca, server_id, tmp_path / "reviews")
+    client = write_sidecar_certs(ca, spiffe_id(TD, "gateway", "public"), tmp_path / "gw")
+    assert os.stat(server.key_file).st_mode & 0o777 == 0o600
+    seen = _handshake(server, client, expect=server_id)
+    assert ("URI", "spiffe://shop.local/gateway/public") in seen["subjectAltName"]
+
+
+def test_client_refuses_server_with_another_identity(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    server = write_sidecar_certs(ca, spiffe_id(TD, "service", "ratings"), tmp_path / "r")
+    client = write_sidecar_certs(ca, spiffe_id(TD, "service", "a"), tmp_path / "a")
+    with pytest.raises(ssl.SSLCertVerificationError, match="Hostname mismatch"):
+        _handshake(server, client, expect=spiffe_id(TD, "service", "reviews"))
+
+
+def test_rotation_keeps_old_and_new_certs_working(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    server_id = spiffe_id(TD, "service", "reviews")
+    old_server = write_sidecar_certs(ca, server_id, tmp_path / "s")
+    old_root = ca.cert
+    rotated = ca.rotate()
+    assert rotated.cert != old_root and len(rotated.bundle) == 2
+    new_client = write_sidecar_certs(rotated, spiffe_id(TD, "service", "a"), tmp_path / "c")
+    # The server keeps its old cert; its bundle learns the new root (phase one of a rotation).
+    write_trust_bundle(rotated, tmp_path / "s")
+    _handshake(old_server, new_client, expect=server_id)
+    assert needs_renewal(tmp_path / "s", rotated) is False  # old root still trusted
+    retired = rotated.retire_previous()
+    assert len(retired.bundle) == 1
+    assert needs_renewal(tmp_path / "s", retired) is True
+    assert renew_if_due(retired, server_id, tmp_path / "s") is True
+    assert renew_if_due(retired, server_id, tmp_path / "s") is False
+    [files] = reissue_all(retired, [(server_id, tmp_path / "s")])
+    assert retired.verifies(Path(files.cert_file).read_bytes())
+
+
+def test_renewal_due_after_half_life(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    write_sidecar_certs(ca, spiffe_id(TD, "service", "a"), tmp_path / "a", dt.timedelta(hours=2))
+    now = dt.datetime.now(dt.UTC)
+    assert not needs_renewal(tmp_path / "a", ca, now)
+    assert needs_renewal(tmp_path / "a", ca, now + dt.timedelta(hours=1, minutes=5))
+    assert needs_renewal(tmp_path / "missing", ca)
+
+
+def test_damaged_ca_is_reported(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    other = MeshCA.load_or_create(tmp_path / "other", TD)
+    (tmp_path / "ca" / "ca-key.pem").write_bytes((tmp_path / "other" / "ca-key.pem").read_bytes())
+    assert other.cert != ca.cert
+    with pytest.raises(CAError, match="does not belong"):
+        MeshCA.load(tmp_path / "ca")
+    with pytest.raises(CAError, match="no mesh CA"):
+        MeshCA.load(tmp_path / "nowhere")
