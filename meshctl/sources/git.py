@@ -11,11 +11,12 @@ from __future__ import annotations
 import os
 import subprocess
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from meshctl.errors import UsageError
+from meshctl.sources import PolicyFile, decode_policy_file, is_policy_file
+from meshctl.sources.worktree import display_path
 
-POLICY_SUFFIXES = (".yaml", ".yml")
 APPLIED_REF = "refs/meshctl/applied"
 
 # Variables that describe how to reach a remote or where git lives, not which repository to use.
@@ -41,14 +42,6 @@ _KEEP_GIT_ENV = frozenset(
 
 class GitError(UsageError):
     """git is missing, the directory is not in a repository, or a revision does not exist."""
-
-
-@dataclass(frozen=True)
-class GitFile:
-    """One policy file at a revision. `path` is as the user would type it from the cwd."""
-
-    path: str
-    text: str
 
 
 def clean_env() -> dict[str, str]:
@@ -92,13 +85,13 @@ class PolicyRepo:
     """A policy directory inside a git repository.
 
     `root` is the repository's top level; `prefix` the policy directory's path inside it
-    (POSIX, "" when the policy directory is the root); `display` how the user names the policy
-    directory, used to build file paths in messages.
+    (POSIX, "" when the policy directory is the root); `policy_dir` its absolute path, from
+    which file paths in messages are spelled relative to the current directory.
     """
 
     root: Path
     prefix: str
-    display: str
+    policy_dir: Path
 
     @classmethod
     def discover(cls, policy_dir: Path) -> PolicyRepo:
@@ -117,7 +110,7 @@ class PolicyRepo:
         except ValueError:
             raise GitError(f"{policy_dir} is outside the repository at {root}") from None
         prefix = rel.as_posix()
-        return cls(root=root, prefix="" if prefix == "." else prefix, display=str(policy_dir))
+        return cls(root=root, prefix="" if prefix == "." else prefix, policy_dir=root / rel)
 
     # --- revisions ------------------------------------------------------------------------
 
@@ -148,22 +141,20 @@ class PolicyRepo:
 
     # --- reading policy at a revision -----------------------------------------------------
 
-    def read_policy(self, commit: str, *, skip_dirs: tuple[str, ...] = ("tests",)) -> list[GitFile]:
-        """Every `*.yaml`/`*.yml` under the policy directory at `commit`, sorted by path.
+    def read_policy(self, commit: str) -> list[PolicyFile]:
+        """Every policy file under the policy directory at `commit`, sorted by path.
 
-        Files or directories whose name starts with "." are skipped, as are the top-level
-        `skip_dirs` of the policy directory (policy tests live in `tests/`).
+        The same files the work tree reader takes (`is_policy_file`): `*.yaml`/`*.yml`, nothing
+        whose name starts with ".", nothing under `tests/`.
         """
-        entries = self.list_policy_blobs(commit, skip_dirs=skip_dirs)
-        texts = self.cat_blobs([oid for _, oid in entries])
+        entries = self.list_policy_blobs(commit)
+        blobs = self.cat_blobs([oid for _, oid in entries])
         return [
-            GitFile(self.display_path(rel), text)
-            for (rel, _), text in zip(entries, texts, strict=True)
+            decode_policy_file(self.display_path(rel), data)
+            for (rel, _), data in zip(entries, blobs, strict=True)
         ]
 
-    def list_policy_blobs(
-        self, commit: str, *, skip_dirs: tuple[str, ...] = ("tests",)
-    ) -> list[tuple[str, str]]:
+    def list_policy_blobs(self, commit: str) -> list[tuple[str, str]]:
         """(path relative to the policy dir, blob id) of policy files, sorted by path."""
         args = ["ls-tree", "-r", "-z", "--full-tree", commit]
         if self.prefix:
@@ -179,14 +170,8 @@ class PolicyRepo:
                 continue
             path = raw_path.decode(errors="replace")
             rel = path[len(self.prefix) + 1 :] if self.prefix else path
-            parts = PurePosixPath(rel).parts
-            if any(part.startswith(".") for part in parts):
-                continue
-            if len(parts) > 1 and parts[0] in skip_dirs:
-                continue
-            if not rel.endswith(POLICY_SUFFIXES):
-                continue
-            found.append((rel, oid))
+            if is_policy_file(rel):
+                found.append((rel, oid))
         found.sort()
         return found
 
@@ -196,14 +181,14 @@ class PolicyRepo:
         proc = run_git(["cat-file", "-t", f"{commit}:{self.prefix}"], self.root, check=False)
         return _out(proc) == "tree"
 
-    def cat_blobs(self, oids: list[str]) -> list[str]:
+    def cat_blobs(self, oids: list[str]) -> list[bytes]:
         """Contents of many blobs through one `git cat-file --batch` process."""
         if not oids:
             return []
         out = run_git(
             ["cat-file", "--batch"], self.root, input="".join(f"{o}\n" for o in oids).encode()
         ).stdout
-        texts: list[str] = []
+        blobs: list[bytes] = []
         pos = 0
         for oid in oids:
             header_end = out.index(b"\n", pos)
@@ -213,14 +198,13 @@ class PolicyRepo:
                 raise GitError(f"cannot read object {oid}: {header}")
             size = int(fields[2])
             body = out[header_end + 1 : header_end + 1 + size]
-            texts.append(body.decode("utf-8", errors="replace"))
+            blobs.append(body)
             pos = header_end + 1 + size + 1  # trailing LF after each object
-        return texts
+        return blobs
 
     def display_path(self, rel: str) -> str:
-        """A path relative to the policy dir, spelled the way the user named the policy dir."""
-        base = self.display.rstrip("/") or "."
-        return rel if base == "." else f"{base}/{rel}"
+        """A path relative to the policy dir, as the user would type it from the cwd."""
+        return display_path(self.policy_dir / rel)
 
     # --- work tree state ------------------------------------------------------------------
 

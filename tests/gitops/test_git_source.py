@@ -37,7 +37,10 @@ def test_reads_policy_of_a_subdirectory_at_a_revision(repo: GitRepo) -> None:
     assert src.root == repo.root.resolve()
     assert src.prefix == "deploy/mesh.d"
     files = src.read_policy(src.resolve(first))
-    names = [Path(f.path).relative_to(repo.root / "deploy" / "mesh.d").as_posix() for f in files]
+    names = [
+        Path(f.path).resolve().relative_to(repo.root / "deploy" / "mesh.d").as_posix()
+        for f in files
+    ]
     assert names == ["routes/b.yml", "services/a.yaml"]
     assert files[1].text == "kind: Service # v1\n"
     assert src.read_policy(src.resolve("HEAD"))[1].text == "kind: Service # v2\n"
@@ -68,12 +71,14 @@ def test_many_files_and_binary_sizes_read_in_one_batch(tmp_path: Path) -> None:
     bodies = {f"mesh.d/s{i:03d}.yaml": f"name: s{i}\n" + "x" * i + "\n" for i in range(150)}
     bodies["mesh.d/empty.yaml"] = ""
     bodies["mesh.d/utf8.yaml"] = "name: café ☕\n"
+    bodies["mesh.d/tests/t.yaml"] = "tests: []\n"  # policy tests are not policy
     for rel, body in bodies.items():
         repo.write(rel, body)
     repo.commit("c")
     src = PolicyRepo.discover(repo.root / "mesh.d")
     files = src.read_policy(src.resolve("HEAD"))
-    got = {Path(f.path).relative_to(repo.root).as_posix(): f.text for f in files}
+    got = {Path(f.path).resolve().relative_to(repo.root).as_posix(): f.text for f in files}
+    del bodies["mesh.d/tests/t.yaml"]
     assert got == bodies
 
 
@@ -166,3 +171,13 @@ def test_reading_a_revision_leaves_the_work_tree_alone(repo: GitRepo) -> None:
     assert (repo.root / "deploy/mesh.d/services/a.yaml").read_text() == "uncommitted edit\n"
     assert repo.git("status", "--porcelain") == status_before
     assert repo.git("rev-parse", "HEAD") != first
+
+
+def test_undecodable_file_is_reported_not_raised(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "r")
+    (repo.root / "mesh.d").mkdir()
+    (repo.root / "mesh.d" / "bad.yaml").write_bytes(b"name: \xff\xfe\n")
+    repo.commit("c")
+    src = PolicyRepo.discover(repo.root / "mesh.d")
+    [file] = src.read_policy(src.resolve("HEAD"))
+    assert file.error is not None and "UTF-8" in file.error
