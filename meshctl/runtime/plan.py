@@ -1,0 +1,262 @@
+"""From a topology and compiled configs to the processes the daemon runs and the files they read.
+
+Every app instance gets a sidecar (its own config, bindings and mitmproxy confdir); every
+gateway gets one gateway sidecar. Ports come from the PortBook so restarts keep them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshctl.contract import Listeners, RuntimeBindings, SidecarConfig, TlsFiles, dump_json
+from meshctl.runtime.ports import HOST, PortBook
+from meshctl.runtime.state import StateDir, write_atomic
+from meshctl.runtime.topology import Topology, VersionSpec
+
+APP, SIDECAR, GATEWAY = "app", "sidecar", "gateway"
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """One process the daemon keeps running. `env` is added to the daemon's environment."""
+
+    name: str
+    role: str  # app | sidecar | gateway
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cwd: str
+    ready_url: str | None = None  # ready when GET answers 200
+    ready_port: int | None = None  # ready when the port accepts connections
+    spiffe_id: str | None = None  # sidecars: the identity its certificate carries
+    tls_dir: str | None = None
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> ProcessSpec:
+        return cls(**{**raw, "argv": tuple(raw["argv"]), "env": dict(raw["env"])})
+
+
+@dataclass(frozen=True)
+class SidecarRecord:
+    """A running sidecar: which compiled config it takes and where to reach it."""
+
+    sidecar: str  # compiled config key: "reviews" or "gateway/public"
+    instance: str  # "reviews-v1-0" or "gateway-public"
+    process: str  # its ProcessSpec name
+    service: str | None
+    version: str | None
+    admin_port: int
+    inbound_port: int | None = None
+    outbound_port: int | None = None
+    app_port: int | None = None
+    app_process: str | None = None
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://{HOST}:{self.admin_port}"
+
+    @property
+    def is_gateway(self) -> bool:
+        return self.service is None
+
+
+@dataclass
+class Plan:
+    policy_dir: str
+    revision: str
+    topology: Topology
+    sidecars: list[SidecarRecord] = field(default_factory=list)
+    processes: list[ProcessSpec] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "policy_dir": self.policy_dir,
+            "revision": self.revision,
+            "topology": self.topology.to_json(),
+            "sidecars": [asdict(s) for s in self.sidecars],
+            "processes": [asdict(p) for p in self.processes],
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Plan:
+        return cls(
+            policy_dir=raw["policy_dir"],
+            revision=raw["revision"],
+            topology=Topology.from_json(raw["topology"]),
+            sidecars=[SidecarRecord(**s) for s in raw["sidecars"]],
+            processes=[ProcessSpec.from_json(p) for p in raw["processes"]],
+        )
+
+    def sidecar(self, instance: str) -> SidecarRecord | None:
+        return next((s for s in self.sidecars if s.instance == instance), None)
+
+    def gateway_urls(self) -> dict[str, str]:
+        return {
+            s.sidecar.removeprefix("gateway/"): f"http://{HOST}:{s.outbound_port}"
+            for s in self.sidecars
+            if s.is_gateway
+        }
+
+
+def python_argv(run: tuple[str, ...]) -> tuple[str, ...]:
+    """`python` in a run command means this interpreter: the shop apps need its packages."""
+    if run and run[0] in ("python", "python3"):
+        return (sys.executable, *run[1:])
+    return run
+
+
+def sidecar_argv(state: StateDir, instance: str) -> tuple[str, ...]:
+    return (
+        sys.executable,
+        "-m",
+        "meshctl",
+        "sidecar",
+        "--config",
+        str(state.sidecar_config(instance)),
+        "--bindings",
+        str(state.sidecar_bindings(instance)),
+    )
+
+
+def build_plan(
+    topology: Topology,
+    *,
+    policy_dir: Path,
+    revision: str,
+    state: StateDir,
+    ports: PortBook,
+    workdir: Path,
+    gateway_ports: Mapping[str, int] | None = None,
+    running: frozenset[str] = frozenset(),
+) -> Plan:
+    """Assign ports and lay out processes. `running`: processes alive now (ports held by them)."""
+    plan = Plan(policy_dir=str(policy_dir), revision=revision, topology=topology)
+    for svc in topology.services:
+        for ver in svc.versions:
+            for instance in ver.instance_names():
+                _add_instance(plan, svc.health_path, ver, instance, state, ports, workdir, running)
+    for gw in topology.gateways:
+        name = gw.instance
+        admin = ports.assign(f"{name}/admin", in_use_ok=name in running)
+        port = (gateway_ports or {}).get(gw.name, gw.port)
+        if port == 0:
+            port = ports.assign(f"{name}/listen", in_use_ok=name in running)
+        plan.sidecars.append(
+            SidecarRecord(
+                sidecar=gw.sidecar, instance=name, process=name, service=None, version=None,
+                admin_port=admin, outbound_port=port,
+            )
+        )
+        plan.processes.append(
+            ProcessSpec(
+                name=name, role=GATEWAY, argv=sidecar_argv(state, name), env={},
+                cwd=str(workdir), ready_url=f"http://{HOST}:{admin}/ready",
+                tls_dir=str(state.sidecar_dir(name) / "tls"),
+            )
+        )
+    return plan
+
+
+def _add_instance(
+    plan: Plan,
+    health_path: str | None,
+    ver: VersionSpec,
+    instance: str,
+    state: StateDir,
+    ports: PortBook,
+    workdir: Path,
+    running: frozenset[str],
+) -> None:
+    assert ver.run is not None
+    sidecar_process = f"{instance}.sidecar"
+    app_port = ports.assign(f"{instance}/app", in_use_ok=instance in running)
+    held = sidecar_process in running
+    inbound = ports.assign(f"{instance}/inbound", in_use_ok=held)
+    outbound = ports.assign(f"{instance}/outbound", in_use_ok=held)
+    admin = ports.assign(f"{instance}/admin", in_use_ok=held)
+    env = {
+        **ver.env,
+        "PORT": str(app_port),
+        "SERVICE": ver.service,
+        "VERSION": ver.version,
+        "HTTP_PROXY": f"http://{HOST}:{outbound}",
+        "http_proxy": f"http://{HOST}:{outbound}",
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        "PYTHONUNBUFFERED": "1",
+    }
+    app_ready = f"http://{HOST}:{app_port}{health_path}" if health_path else None
+    plan.processes.append(
+        ProcessSpec(
+            name=instance, role=APP, argv=python_argv(ver.run), env=env, cwd=str(workdir),
+            ready_url=app_ready, ready_port=None if app_ready else app_port,
+        )
+    )
+    plan.processes.append(
+        ProcessSpec(
+            name=sidecar_process, role=SIDECAR, argv=sidecar_argv(state, instance), env={},
+            cwd=str(workdir), ready_url=f"http://{HOST}:{admin}/ready",
+            tls_dir=str(state.sidecar_dir(instance) / "tls"),
+        )
+    )
+    plan.sidecars.append(
+        SidecarRecord(
+            sidecar=ver.service, instance=instance, process=sidecar_process,
+            service=ver.service, version=ver.version, admin_port=admin,
+            inbound_port=inbound, outbound_port=outbound, app_port=app_port,
+            app_process=instance,
+        )
+    )
+
+
+def endpoints_of(plan: Plan) -> dict[str, dict[str, tuple[str, ...]]]:
+    """service -> version -> inbound listener addresses (or the policy's static endpoints)."""
+    table: dict[str, dict[str, tuple[str, ...]]] = {}
+    for ver in plan.topology.versions():
+        if ver.run:
+            addrs = tuple(
+                f"{HOST}:{s.inbound_port}"
+                for s in plan.sidecars
+                if s.service == ver.service and s.version == ver.version
+            )
+        else:
+            addrs = ver.endpoints
+        table.setdefault(ver.service, {})[ver.version] = addrs
+    return table
+
+
+def bindings_for(record: SidecarRecord, plan: Plan, tls: TlsFiles | None) -> RuntimeBindings:
+    return RuntimeBindings(
+        version=record.version,
+        instance=record.instance,
+        listeners=Listeners(
+            host=HOST,
+            outbound=record.outbound_port,
+            inbound=record.inbound_port,
+            admin=record.admin_port,
+        ),
+        app=f"{HOST}:{record.app_port}" if record.app_port else None,
+        endpoints=endpoints_of(plan),
+        tls=tls,
+    )
+
+
+def write_bindings(state: StateDir, plan: Plan, tls: Mapping[str, TlsFiles]) -> list[str]:
+    """Write every sidecar's bindings; return the instances whose file changed."""
+    changed = []
+    for record in plan.sidecars:
+        path = state.sidecar_bindings(record.instance)
+        text = dump_json(bindings_for(record, plan, tls.get(record.instance)))
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            (state.sidecar_dir(record.instance) / "confdir").mkdir(parents=True, exist_ok=True)
+            write_atomic(path, text)
+            changed.append(record.instance)
+    return changed
+
+
+def write_sidecar_config(state: StateDir, instance: str, config: SidecarConfig) -> None:
+    state.sidecar_dir(instance).mkdir(parents=True, exist_ok=True)
+    write_atomic(state.sidecar_config(instance), dump_json(config))

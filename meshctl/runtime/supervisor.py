@@ -1,0 +1,321 @@
+"""The supervisor daemon: keeps the plan's processes running until told to stop.
+
+Run as `python -m meshctl.runtime.supervisor --state DIR` (detached by `meshctl up`). It starts
+every process of plan.json in its own process group with its output in logs/<name>.log,
+probes readiness, restarts crashed processes with exponential backoff, follows plan.json when
+`apply` rewrites it (SIGHUP, or noticed within half a second), renews sidecar certificates,
+and on SIGTERM/SIGINT stops everything it started (SIGTERM to each group, SIGKILL after a grace
+period). What it observes goes to state.json for `status`, `up` and `apply` to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meshctl.runtime.plan import GATEWAY, Plan, ProcessSpec
+from meshctl.runtime.probe import probe_http, probe_tcp
+from meshctl.runtime.state import StateDir, read_json, write_json
+
+log = logging.getLogger("meshctl.supervisor")
+
+BACKOFF_BASE_S = 0.5
+BACKOFF_MAX_S = 15.0
+STABLE_AFTER_S = 30.0  # a process that ran this long has its backoff reset
+STOP_GRACE_S = 8.0  # sidecars drain requests in flight on SIGTERM before exiting
+PLAN_POLL_S = 0.3
+RENEW_EVERY_S = 60.0
+
+
+@dataclass
+class Managed:
+    spec: ProcessSpec
+    proc: asyncio.subprocess.Process | None = None
+    status: str = "starting"  # starting | ready | unready | backoff | stopping | stopped
+    restarts: int = 0
+    last_exit: int | None = None
+    started_at: float = 0.0
+    since: float = field(default_factory=time.time)
+    stopping: bool = False
+    task: asyncio.Task[None] | None = None
+    probe_task: asyncio.Task[None] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            self.since = time.time()
+
+    def to_json(self) -> dict[str, Any]:
+        alive = self.proc is not None and self.proc.returncode is None
+        return {
+            "role": self.spec.role,
+            "pid": self.proc.pid if alive and self.proc else None,
+            "status": self.status,
+            "ready": self.status == "ready",
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "started_at": self.started_at,
+            "since": self.since,
+            "log": None,
+        }
+
+
+class Supervisor:
+    def __init__(self, state: StateDir) -> None:
+        self.state = state
+        self.procs: dict[str, Managed] = {}
+        self.plan_digest = ""
+        self.stop_event = asyncio.Event()
+        self.reload_event = asyncio.Event()
+        self.dirty = asyncio.Event()
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stop_event.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
+        self.state.pidfile.write_text(f"{os.getpid()}\n")
+        writer = asyncio.create_task(self._write_state_loop())
+        renewer = asyncio.create_task(self._renew_loop())
+        try:
+            self._reconcile()
+            while not self.stop_event.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(PLAN_POLL_S):
+                        await self._wait_any(self.stop_event, self.reload_event)
+                self.reload_event.clear()
+                if not self.stop_event.is_set():
+                    self._reconcile()
+            log.info("stopping every process")
+            await self._stop_all()
+        finally:
+            renewer.cancel()
+            writer.cancel()
+            self._write_state(stopped=True)
+            self.state.pidfile.unlink(missing_ok=True)
+
+    @staticmethod
+    async def _wait_any(*events: asyncio.Event) -> None:
+        waiters = [asyncio.create_task(e.wait()) for e in events]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waiters:
+                w.cancel()
+
+    # --- following the plan -----------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        try:
+            text = self.state.plan.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        if digest == self.plan_digest:
+            return
+        try:
+            plan = Plan.from_json(json.loads(text))
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error("plan.json unreadable, keeping the current processes: %s", exc)
+            self.plan_digest = digest
+            return
+        wanted = {p.name: p for p in plan.processes}
+        for name in list(self.procs):
+            if name not in wanted or wanted[name] != self.procs[name].spec:
+                log.info("stopping %s (no longer in the plan, or changed)", name)
+                managed = self.procs.pop(name)
+                asyncio.create_task(self._stop(managed))
+        for name, spec in wanted.items():
+            if name not in self.procs:
+                self._start(spec)
+        self.plan_digest = digest
+        self.dirty.set()
+
+    def _start(self, spec: ProcessSpec) -> None:
+        managed = Managed(spec=spec)
+        self.procs[spec.name] = managed
+        managed.task = asyncio.create_task(self._keep_running(managed))
+        managed.probe_task = asyncio.create_task(self._probe_loop(managed))
+
+    # --- one process ------------------------------------------------------------------------
+
+    async def _keep_running(self, m: Managed) -> None:
+        failures = 0
+        while not m.stopping:
+            try:
+                m.proc = await self._spawn(m.spec)
+            except OSError as exc:
+                log.error("%s: cannot start %s: %s", m.spec.name, m.spec.argv[0], exc)
+                m.proc = None
+                rc: int | None = 127
+            else:
+                m.started_at = time.time()
+                m.set_status("starting")
+                log.info("%s: started pid %d", m.spec.name, m.proc.pid)
+                self.dirty.set()
+                rc = await m.proc.wait()
+                # The app may have left children in its group: they go with it.
+                _signal_group(m.proc.pid, signal.SIGKILL)
+            if m.stopping:
+                break
+            m.last_exit = rc
+            m.restarts += 1
+            ran = time.time() - m.started_at if m.proc else 0.0
+            failures = 1 if ran >= STABLE_AFTER_S else failures + 1
+            delay = min(BACKOFF_BASE_S * 2 ** (failures - 1), BACKOFF_MAX_S)
+            log.warning(
+                "%s: exited with %s after %.1fs; restart in %.1fs", m.spec.name, rc, ran, delay
+            )
+            m.set_status("backoff")
+            self.dirty.set()
+            m.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await m.wake.wait()
+
+    async def _spawn(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
+        self.state.logs.mkdir(parents=True, exist_ok=True)
+        with open(self.state.log(spec.name), "ab") as out:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            out.write(f"--- {stamp} start: {' '.join(spec.argv)}\n".encode())
+            out.flush()
+            return await asyncio.create_subprocess_exec(
+                *spec.argv,
+                cwd=spec.cwd,
+                env={**os.environ, **spec.env},
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=asyncio.subprocess.STDOUT,
+                start_new_session=True,  # its own process group: stopped as one, apart from us
+            )
+
+    async def _probe_loop(self, m: Managed) -> None:
+        while not m.stopping:
+            proc = m.proc
+            if proc is not None and proc.returncode is None and m.status != "backoff":
+                ok = await self._probe(m.spec)
+                new = "ready" if ok else ("starting" if m.status == "starting" else "unready")
+                if new != m.status:
+                    m.set_status(new)
+                    self.dirty.set()
+            await asyncio.sleep(0.1 if m.status == "starting" else 1.0)
+
+    @staticmethod
+    async def _probe(spec: ProcessSpec) -> bool:
+        if spec.ready_url:
+            return await probe_http(spec.ready_url, timeout=1.0)
+        if spec.ready_port:
+            return await probe_tcp("127.0.0.1", spec.ready_port, timeout=1.0)
+        return True
+
+    async def _stop(self, m: Managed) -> None:
+        m.stopping = True
+        m.wake.set()
+        m.set_status("stopping")
+        self.dirty.set()
+        if m.probe_task:
+            m.probe_task.cancel()
+        proc = m.proc
+        if proc is not None and proc.returncode is None:
+            _signal_group(proc.pid, signal.SIGTERM)
+            try:
+                async with asyncio.timeout(STOP_GRACE_S):
+                    await proc.wait()
+            except TimeoutError:
+                log.warning("%s: no exit %.0fs after SIGTERM, killing", m.spec.name, STOP_GRACE_S)
+            _signal_group(proc.pid, signal.SIGKILL)
+            await proc.wait()
+        if m.task:
+            await asyncio.gather(m.task, return_exceptions=True)
+        m.set_status("stopped")
+        self.dirty.set()
+
+    async def _stop_all(self) -> None:
+        # Gateways first so no new traffic enters while the rest drains.
+        gateways = [m for m in self.procs.values() if m.spec.role == GATEWAY]
+        await asyncio.gather(*(self._stop(m) for m in gateways))
+        rest = [m for m in self.procs.values() if m.spec.role != GATEWAY]
+        await asyncio.gather(*(self._stop(m) for m in rest))
+
+    # --- state.json and certificates --------------------------------------------------------
+
+    async def _write_state_loop(self) -> None:
+        while True:
+            await self.dirty.wait()
+            self.dirty.clear()
+            self._write_state()
+            await asyncio.sleep(0.05)
+
+    def _write_state(self, stopped: bool = False) -> None:
+        write_json(
+            self.state.state,
+            {
+                "supervisor": {"pid": None if stopped else os.getpid(), "stopped": stopped},
+                "plan_digest": self.plan_digest,
+                "updated": time.time(),
+                "processes": {name: m.to_json() for name, m in sorted(self.procs.items())},
+            },
+        )
+
+    async def _renew_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RENEW_EVERY_S)
+            try:
+                await asyncio.to_thread(self._renew_certificates)
+            except Exception:  # renewal must never take the supervisor down
+                log.exception("certificate renewal failed")
+
+    def _renew_certificates(self) -> None:
+        from meshctl.identity import MeshCA, renew_if_due
+
+        if not MeshCA.exists(self.state.ca_dir):
+            return
+        ca = MeshCA.load(self.state.ca_dir)
+        for m in list(self.procs.values()):
+            if not m.spec.tls_dir:
+                continue
+            config = read_json(Path(m.spec.tls_dir).parent / "config.json", {}) or {}
+            identity = config.get("identity")
+            if identity and renew_if_due(ca, identity, Path(m.spec.tls_dir)):
+                log.info("%s: certificate renewed", m.spec.name)
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def plan_digest(state: StateDir) -> str:
+    """The digest the daemon reports in state.json once it follows the current plan.json."""
+    return hashlib.sha256(state.plan.read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meshctl-supervisor")
+    parser.add_argument("--state", required=True, type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(message)s",
+    )
+    state = StateDir(args.state.resolve())
+    state.ensure()
+    asyncio.run(Supervisor(state).run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
