@@ -1,0 +1,59 @@
+"""Options and small helpers shared by several commands."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meshctl.errors import UsageError
+
+DEFAULT_POLICY_DIR = Path("mesh.d")
+
+PolicyDirArgument = Annotated[
+    Path | None, typer.Argument(help="Policy directory (default ./mesh.d).", show_default=False)
+]
+PolicyDirOption = Annotated[
+    Path | None, typer.Option("--dir", help="Policy directory (default ./mesh.d).", show_default=False)
+]
+StateOption = Annotated[
+    Path | None,
+    typer.Option("--state", envvar="MESHCTL_STATE",
+                 help="State directory of the local runtime (default .meshctl/ beside the policy directory).",
+                 show_default=False),
+]
+
+
+def policy_dir(argument: Path | None = None, option: Path | None = None) -> Path:
+    """The policy directory from the positional argument or --dir (they must agree)."""
+    if argument is not None and option is not None and argument.resolve() != option.resolve():
+        raise UsageError(f"policy directory given twice ({argument} and --dir {option})")
+    return argument or option or DEFAULT_POLICY_DIR
+
+
+def state_dir(state: Path | None, policy: Path) -> Path:
+    if state is not None:
+        return state
+    return policy.resolve().parent / ".meshctl"
+
+
+def choose(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise UsageError(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
+    return value
+
+
+def out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def err(text: str) -> None:
+    print(text, file=sys.stderr)
+
+
+def color_enabled() -> bool:
+    return sys.stderr.isatty() and "NO_COLOR" not in os.environ

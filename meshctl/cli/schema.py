@@ -1,0 +1,37 @@
+"""`meshctl schema [KIND] [--out DIR]`: print or write the committed JSON Schemas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meshctl.cli.common import out
+from meshctl.compile.output import write_text_atomic
+from meshctl.errors import UsageError
+from meshctl.schemas import SIDECAR_SCHEMA_FILE, all_schema_files, schema_file
+
+
+def schema(
+    kind: Annotated[str | None, typer.Argument(help="Mesh, Service, Route, AccessPolicy, Gateway or sidecar.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write every schema file here.")] = None,
+) -> None:
+    """Print one schema, or write them all with --out."""
+    files = all_schema_files()
+    if out_dir is not None:
+        for name, text in files.items():
+            write_text_atomic(out_dir / name, text)
+        out(f"wrote {len(files)} schemas to {out_dir}\n")
+        return
+    if kind is None:
+        out("".join(f"{name}\n" for name in files))
+        return
+    name = SIDECAR_SCHEMA_FILE if kind.lower() == "sidecar" else schema_file(kind)
+    if name not in files:
+        raise UsageError(f"unknown kind {kind!r}; one of Mesh, Service, Route, AccessPolicy, Gateway, sidecar")
+    out(files[name])
+
+
+def register(app: typer.Typer) -> None:
+    app.command("schema")(schema)

@@ -1,0 +1,1 @@
+"""Compile a valid typed policy into one SidecarConfig per service and per gateway."""

@@ -1,0 +1,411 @@
+"""Typed policy -> one SidecarConfig per service and per gateway (pure functions).
+
+Everything the addon needs is decided here: Mesh defaults applied, durations in ms, route rules
+filtered for the calling sidecar (`match.from`), access sources spelled as SPIFFE IDs, and
+destinations this caller can never be admitted to pruned into `denied`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from meshctl import contract as c
+from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN, may_ever_call, spiffe_id
+from meshctl.model import AccessPolicy, Gateway, MeshPolicy, Route, Service
+from meshctl.model import route as r
+from meshctl.model.mesh import MeshSpec
+from meshctl.model.service import HashBalancer
+from meshctl.validate.semantic import DEFAULT_TIMEOUT_MS
+
+DEFAULT_MESH_NAME = "mesh"
+# As Istio's default retry policy, connection-level failures only: safe for every method.
+DEFAULT_RETRY_ON = ("connect-failure", "refused-stream")
+DEFAULT_RETRY_ATTEMPTS = 2
+
+
+@dataclass
+class CompiledMesh:
+    revision: str
+    source_digest: str
+    configs: dict[str, c.SidecarConfig]  # "reviews", "gateway/public"
+    policy: MeshPolicy = field(repr=False)
+
+    def rendered(self) -> dict[str, str]:
+        """Sidecar name -> canonical JSON text (what is written and hashed)."""
+        return {name: c.dump_json(cfg) for name, cfg in sorted(self.configs.items())}
+
+
+def sidecar_file(name: str) -> str:
+    """Relative output path of a sidecar's config: services/<name>.json, gateways/<name>.json."""
+    if name.startswith("gateway/"):
+        return f"gateways/{name.removeprefix('gateway/')}.json"
+    return f"services/{name}.json"
+
+
+def config_hash(text: str) -> str:
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+# --- mesh-wide context ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Context:
+    policy: MeshPolicy
+    mesh_name: str
+    mesh: MeshSpec
+    trust_domain: str
+    services: dict[str, Service]
+    access_by_service: dict[str, list[AccessPolicy]]
+    routes: dict[str, Route]
+    revision: str
+    destination_cache: dict[tuple[str, str], c.Destination] = field(default_factory=dict)
+
+    def identity(self, source: str) -> str:
+        return spiffe_id(self.trust_domain, source)
+
+
+def _context(policy: MeshPolicy, revision: str) -> _Context:
+    mesh_obj = policy.mesh
+    spec = mesh_obj.spec if mesh_obj else MeshSpec()
+    access: dict[str, list[AccessPolicy]] = defaultdict(list)
+    for loc in policy.access_policies:
+        access[loc.obj.spec.service].append(loc.obj)
+    return _Context(
+        policy=policy,
+        mesh_name=mesh_obj.metadata.name if mesh_obj else DEFAULT_MESH_NAME,
+        mesh=spec,
+        trust_domain=spec.trust_domain or DEFAULT_TRUST_DOMAIN,
+        services={loc.obj.metadata.name: loc.obj for loc in policy.services},
+        access_by_service=access,
+        routes={loc.obj.spec.service: loc.obj for loc in reversed(policy.routes)},
+        revision=revision,
+    )
+
+
+# --- small converters ------------------------------------------------------------------------
+
+
+def _string_match(m: object) -> c.StringMatch:
+    return c.StringMatch(**{k: v for k, v in m.model_dump().items() if v is not None})  # type: ignore[attr-defined]
+
+
+def _request_match(m: r.Match) -> c.RequestMatch:
+    return c.RequestMatch(
+        path=_string_match(m.path) if m.path else None,
+        methods=tuple(m.method or ()),
+        headers={k.lower(): _string_match(v) for k, v in sorted((m.headers or {}).items())},
+        query={k: _string_match(v) for k, v in sorted((m.query or {}).items())},
+    )
+
+
+def _matches_for(caller: str, matches: list[r.Match] | None) -> tuple[c.RequestMatch, ...] | None:
+    """The match entries that can hold for `caller`; None when none can (the rule is dropped)."""
+    if not matches:
+        return ()
+    kept = [m for m in matches if m.from_ is None or caller in m.from_]
+    if not kept:
+        return None
+    return tuple(_request_match(m) for m in kept)
+
+
+def _header_ops(ops: r.HeaderOps | None) -> c.HeaderOps:
+    if ops is None:
+        return c.HeaderOps()
+    return c.HeaderOps(
+        set={k.lower(): v for k, v in sorted((ops.set or {}).items())},
+        add={k.lower(): v for k, v in sorted((ops.add or {}).items())},
+        remove=tuple(h.lower() for h in ops.remove or ()),
+    )
+
+
+def _redirect(redirect: r.Redirect | None) -> c.Redirect | None:
+    if redirect is None:
+        return None
+    return c.Redirect(path=redirect.path, host=redirect.host, status=redirect.status)
+
+
+def _respond(respond: r.DirectResponse | None) -> c.DirectResponse | None:
+    if respond is None:
+        return None
+    headers = {k.lower(): v for k, v in sorted((respond.headers or {}).items())}
+    return c.DirectResponse(status=respond.status, body=respond.body, headers=headers)
+
+
+def _retries(ctx: _Context, own: r.Retries | None) -> c.RetryPolicy:
+    """Rule fields win, then the Mesh defaults' fields, then the built-in defaults."""
+    default = ctx.mesh.defaults.retries if ctx.mesh.defaults else None
+
+    def pick(name: str, builtin: object) -> object:
+        for source in (own, default):
+            if source is not None and name in source.model_fields_set:
+                return getattr(source, name)
+        return builtin
+
+    backoff = pick("backoff", None)
+    return c.RetryPolicy(
+        attempts=pick("attempts", DEFAULT_RETRY_ATTEMPTS),  # type: ignore[arg-type]
+        per_try_timeout_ms=pick("per_try_timeout", None),  # type: ignore[arg-type]
+        on=tuple(pick("on", DEFAULT_RETRY_ON)),  # type: ignore[call-overload]
+        backoff=c.Backoff(base_ms=backoff.base, max_ms=backoff.max) if backoff else c.Backoff(),  # type: ignore[attr-defined]
+        non_idempotent=pick("non_idempotent", False),  # type: ignore[arg-type]
+    )
+
+
+def _timeout(ctx: _Context, own: int | None) -> int:
+    if own is not None:
+        return own
+    if ctx.mesh.defaults and ctx.mesh.defaults.timeout is not None:
+        return ctx.mesh.defaults.timeout
+    return DEFAULT_TIMEOUT_MS
+
+
+def _fault(fault: r.Fault | None) -> c.Fault | None:
+    if fault is None or (fault.delay is None and fault.abort is None):
+        return None
+    return c.Fault(
+        delay=c.DelayFault(fixed_ms=fault.delay.fixed, percent=fault.delay.percent) if fault.delay else None,
+        abort=c.AbortFault(status=fault.abort.status, percent=fault.abort.percent) if fault.abort else None,
+    )
+
+
+def _sticky(sticky: r.Sticky | None) -> c.Sticky | None:
+    if sticky is None:
+        return None
+    cookie = c.StickyCookie(name=sticky.cookie.name, ttl_ms=sticky.cookie.ttl) if sticky.cookie else None
+    return c.Sticky(header=sticky.header.lower() if sticky.header else None, cookie=cookie)
+
+
+# --- destinations --------------------------------------------------------------------------
+
+
+def _route_rule(ctx: _Context, caller: str, service: str, rule: r.RouteRule) -> c.RouteRule | None:
+    matches = _matches_for(caller, rule.match)
+    if matches is None:
+        return None
+    backends = tuple(
+        c.Backend(service=b.service or service, version=b.version,
+                  weight=b.weight if b.weight is not None else 100)
+        for b in rule.backends or ()
+    )
+    mirror = None
+    if rule.mirror is not None:
+        mirror = c.Mirror(service=rule.mirror.service or service, version=rule.mirror.version,
+                          percent=rule.mirror.percent)
+    rewrite = None
+    if rule.rewrite is not None:
+        rewrite = c.Rewrite(path_prefix=rule.rewrite.path_prefix, host=rule.rewrite.host)
+    headers = rule.headers or r.HeaderRules()
+    return c.RouteRule(
+        name=rule.name,
+        matches=matches,
+        backends=backends,
+        redirect=_redirect(rule.redirect),
+        respond=_respond(rule.respond),
+        sticky=_sticky(rule.sticky),
+        timeout_ms=_timeout(ctx, rule.timeout),
+        retries=_retries(ctx, rule.retries),
+        fault=_fault(rule.fault),
+        mirror=mirror,
+        rewrite=rewrite,
+        request_headers=_header_ops(headers.request),
+        response_headers=_header_ops(headers.response),
+    )
+
+
+def _implicit_rule(ctx: _Context, service: str) -> c.RouteRule:
+    return c.RouteRule(
+        name="default",
+        backends=(c.Backend(service=service, version=None, weight=100),),
+        timeout_ms=_timeout(ctx, None),
+        retries=_retries(ctx, None),
+    )
+
+
+def _traffic_policy(svc: Service) -> c.TrafficPolicy:
+    tp = svc.spec.traffic_policy
+    hc = svc.spec.health_check
+    health = (
+        c.HealthCheck(path=hc.path, interval_ms=hc.interval, timeout_ms=hc.timeout,
+                      unhealthy_threshold=hc.unhealthy_threshold, healthy_threshold=hc.healthy_threshold)
+        if hc else None
+    )
+    if tp is None:
+        return c.TrafficPolicy(health_check=health)
+    if isinstance(tp.load_balancer, HashBalancer):
+        on = tp.load_balancer.hash
+        cookie = c.StickyCookie(name=on.cookie.name, ttl_ms=on.cookie.ttl) if on.cookie else None
+        lb = c.LoadBalancer(policy="hash", hash_header=on.header.lower() if on.header else None,
+                            hash_cookie=cookie)
+    else:
+        lb = c.LoadBalancer(policy=tp.load_balancer)
+    pool = tp.connection_pool
+    od = tp.outlier_detection
+    return c.TrafficPolicy(
+        load_balancer=lb,
+        connection_pool=c.ConnectionPool(
+            max_connections=pool.max_connections, max_pending_requests=pool.max_pending_requests,
+            max_requests=pool.max_requests) if pool else None,
+        outlier_detection=c.OutlierDetection(
+            consecutive_5xx=od.consecutive_5xx, interval_ms=od.interval,
+            base_ejection_time_ms=od.base_ejection_time,
+            max_ejection_percent=od.max_ejection_percent) if od else None,
+        health_check=health,
+    )
+
+
+def _destination(ctx: _Context, caller: str, svc: Service) -> c.Destination:
+    """The destination as `caller` sees it; shared between callers unless `match.from` differs."""
+    name = svc.metadata.name
+    route = ctx.routes.get(name)
+    depends_on_caller = route is not None and any(
+        m.from_ is not None for rule in route.spec.rules for m in rule.match or ())
+    key = (name, caller if depends_on_caller else "")
+    if key not in ctx.destination_cache:
+        ctx.destination_cache[key] = _build_destination(ctx, caller, svc, route)
+    return ctx.destination_cache[key]
+
+
+def _build_destination(ctx: _Context, caller: str, svc: Service, route: Route | None) -> c.Destination:
+    name = svc.metadata.name
+    if route is None:
+        rules: tuple[c.RouteRule, ...] = (_implicit_rule(ctx, name),)
+    else:
+        compiled = (_route_rule(ctx, caller, name, rule) for rule in route.spec.rules)
+        rules = tuple(rule for rule in compiled if rule is not None)
+    return c.Destination(
+        service=name,
+        protocol=svc.spec.protocol,
+        identity=ctx.identity(name),
+        versions=tuple(v.name for v in svc.spec.versions),
+        has_route=route is not None,
+        rules=rules,
+        traffic_policy=_traffic_policy(svc),
+    )
+
+
+def _outbound(ctx: _Context, caller: str) -> tuple[dict[str, c.Destination], tuple[str, ...]]:
+    """Destinations `caller` may reach, and the mesh services it can never be admitted to."""
+    has_identity = ctx.mesh.mtls != "disabled"
+    reachable: dict[str, c.Destination] = {}
+    denied: list[str] = []
+    for name, svc in sorted(ctx.services.items()):
+        policies = ctx.access_by_service.get(name, [])
+        if may_ever_call(caller, policies, ctx.mesh.access_default, has_identity):
+            reachable[name] = _destination(ctx, caller, svc)
+        else:
+            denied.append(name)
+    # A split or mirror may send to another service: keep what the reachable routes point at.
+    for dest in list(reachable.values()):
+        for rule in dest.rules:
+            targets = [b.service for b in rule.backends] + ([rule.mirror.service] if rule.mirror else [])
+            for target in targets:
+                if target not in reachable and target in ctx.services:
+                    reachable[target] = _destination(ctx, caller, ctx.services[target])
+                    if target in denied:
+                        denied.remove(target)
+    return dict(sorted(reachable.items())), tuple(denied)
+
+
+# --- inbound and gateways ------------------------------------------------------------------
+
+
+def _access(ctx: _Context, service: str) -> c.Access:
+    policies = sorted(ctx.access_by_service.get(service, []), key=lambda p: p.metadata.name)
+    return c.Access(
+        default=ctx.mesh.access_default,
+        policies=tuple(
+            c.AccessPolicy(
+                name=p.metadata.name,
+                action=p.spec.action,
+                rules=tuple(
+                    c.AccessRule(
+                        sources=None if rule.from_ is None else tuple(
+                            s if s == "*" else ctx.identity(s) for s in rule.from_),
+                        methods=tuple(rule.methods or ()),
+                        paths=tuple(rule.paths or ()),
+                    )
+                    for rule in p.spec.rules
+                ),
+            )
+            for p in policies
+        ),
+    )
+
+
+def _inbound(ctx: _Context, svc: Service) -> c.Inbound:
+    tp = svc.spec.traffic_policy
+    rate = tp.rate_limit if tp else None
+    return c.Inbound(
+        service=svc.metadata.name,
+        protocol=svc.spec.protocol,
+        access=_access(ctx, svc.metadata.name),
+        rate_limit=c.RateLimit(
+            requests_per_second=rate.requests_per_second,
+            burst=rate.burst if rate.burst is not None else max(1, int(rate.requests_per_second)),
+        ) if rate else None,
+        health_check=_traffic_policy(svc).health_check,
+    )
+
+
+def _gateway(gw: Gateway) -> c.Gateway:
+    rules = []
+    for rule in gw.spec.rules:
+        headers = rule.headers or r.HeaderRules()
+        rules.append(c.GatewayRule(
+            name=rule.name,
+            matches=tuple(_request_match(m) for m in rule.match or ()),
+            service=rule.service,
+            redirect=_redirect(rule.redirect),
+            respond=_respond(rule.respond),
+            request_headers=_header_ops(headers.request),
+            response_headers=_header_ops(headers.response),
+        ))
+    return c.Gateway(name=gw.metadata.name, port=gw.spec.port, rules=tuple(rules))
+
+
+def _base(ctx: _Context, kind: str, name: str, source: str) -> dict[str, object]:
+    mesh = ctx.mesh
+    defaults = mesh.defaults
+    budget = defaults.retry_budget if defaults and defaults.retry_budget else None
+    telemetry = mesh.telemetry
+    destinations, denied = _outbound(ctx, source)
+    return dict(
+        revision=ctx.revision,
+        kind=kind,
+        name=name,
+        mesh=ctx.mesh_name,
+        trust_domain=ctx.trust_domain,
+        identity=ctx.identity(source),
+        mtls=mesh.mtls,
+        outbound_policy=mesh.outbound_policy,
+        retry_budget=c.RetryBudget(percent=budget.percent, min_per_second=budget.min_per_second)
+        if budget else c.RetryBudget(),
+        telemetry=c.Telemetry(
+            access_log=telemetry.access_log if telemetry else "json",
+            tracing_sampling=telemetry.tracing.sampling if telemetry and telemetry.tracing else 1.0,
+        ),
+        destinations=destinations,
+        denied=denied,
+    )
+
+
+def compile_policy(policy: MeshPolicy, *, revision: str, source_digest: str) -> CompiledMesh:
+    """Compile a policy that passed validation. Pure: same input, same output."""
+    ctx = _context(policy, revision)
+    configs: dict[str, c.SidecarConfig] = {}
+    for name, svc in sorted(ctx.services.items()):
+        configs[name] = c.SidecarConfig(
+            **_base(ctx, "service", name, name),  # type: ignore[arg-type]
+            inbound=_inbound(ctx, svc),
+        )
+    for loc in policy.gateways:
+        gw = loc.obj
+        source = f"gateway/{gw.metadata.name}"
+        configs[source] = c.SidecarConfig(
+            **_base(ctx, "gateway", gw.metadata.name, source),  # type: ignore[arg-type]
+            gateway=_gateway(gw),
+        )
+    return CompiledMesh(revision=revision, source_digest=source_digest, configs=configs, policy=policy)

@@ -1,0 +1,59 @@
+"""Kind Mesh: mesh-wide settings and the defaults every route rule inherits."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from meshctl.model.documents import Envelope
+from meshctl.model.route import Retries
+from meshctl.model.values import Duration, Percent, Spec
+
+TRUST_DOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+
+
+class RetryBudget(Spec):
+    percent: Percent = 20
+    min_per_second: Annotated[int, Field(ge=0)] = 10
+
+
+class Defaults(Spec):
+    timeout: Duration | None = None
+    retries: Retries | None = None
+    retry_budget: RetryBudget | None = None
+
+
+class Tracing(Spec):
+    sampling: Annotated[float, Field(ge=0, le=1)] = 1.0
+
+
+class Telemetry(Spec):
+    access_log: Literal["json", "off"] = "json"
+    tracing: Tracing | None = None
+
+
+class Gate(Spec):
+    window: Duration = 10_000
+    max_error_rate: Percent = 1
+    max_p99: Duration = 500
+
+
+class Rollout(Spec):
+    canary: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$")] = 1
+    gate: Gate | None = None
+
+
+class MeshSpec(Spec):
+    trust_domain: Annotated[str, Field(pattern=TRUST_DOMAIN_PATTERN, max_length=253)] | None = None
+    mtls: Literal["strict", "permissive", "disabled"] = "strict"
+    outbound_policy: Literal["registry-only", "allow-any"] = "registry-only"
+    access_default: Literal["allow", "deny"] = "allow"
+    defaults: Defaults | None = None
+    telemetry: Telemetry | None = None
+    rollout: Rollout | None = None
+
+
+class Mesh(Envelope):
+    kind: Literal["Mesh"]
+    spec: MeshSpec = Field(default_factory=MeshSpec)

@@ -1,0 +1,134 @@
+"""Kind Route: how clients reach one service, as ordered rules."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from meshctl.model.documents import Envelope
+from meshctl.model.values import Duration, HeaderName, Name, PathMatch, Percent, Spec, StringMatch
+
+HTTP_METHOD = Annotated[str, Field(pattern=r"^[A-Z]+$")]
+# A calling service, or gateway/<name>.
+SOURCE_PATTERN = r"^(gateway/)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+RETRY_ON_PATTERN = (
+    r"^(5xx|gateway-error|connect-failure|reset|refused-stream|retriable-4xx|[1-5][0-9][0-9])$"
+)
+
+
+class Match(Spec):
+    """All fields present must hold."""
+
+    path: PathMatch | None = None
+    method: list[HTTP_METHOD] | None = None
+    headers: dict[HeaderName, StringMatch] | None = None
+    query: dict[str, StringMatch] | None = None
+    from_: list[Annotated[str, Field(pattern=SOURCE_PATTERN)]] | None = Field(default=None, alias="from")
+
+
+class Backend(Spec):
+    """A version of the route's service, or {service: other[, version]}."""
+
+    service: Name | None = None
+    version: Name | None = None
+    weight: Annotated[int, Field(ge=0, le=100)] | None = None
+
+
+class StickyCookie(Spec):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    ttl: Duration
+
+
+class Sticky(Spec):
+    model_config = Spec.model_config | {"json_schema_extra": {"minProperties": 1, "maxProperties": 1}}
+
+    header: HeaderName | None = None
+    cookie: StickyCookie | None = None
+
+
+class Backoff(Spec):
+    base: Duration = 25
+    max: Duration = 250
+
+
+class Retries(Spec):
+    attempts: Annotated[int, Field(ge=0, le=10)] = 2
+    per_try_timeout: Duration | None = None
+    on: list[Annotated[str, Field(pattern=RETRY_ON_PATTERN)]] | None = None
+    backoff: Backoff | None = None
+    non_idempotent: bool = False
+
+
+class Delay(Spec):
+    fixed: Duration
+    percent: Percent = 100
+
+
+class Abort(Spec):
+    status: Annotated[int, Field(ge=200, le=599)]
+    percent: Percent = 100
+
+
+class Fault(Spec):
+    delay: Delay | None = None
+    abort: Abort | None = None
+
+
+class Mirror(Spec):
+    service: Name | None = None
+    version: Name | None = None
+    percent: Percent = 100
+
+
+class Rewrite(Spec):
+    path_prefix: Annotated[str, Field(pattern=r"^/")] | None = None
+    host: Annotated[str, Field(min_length=1)] | None = None
+
+
+class HeaderOps(Spec):
+    set: dict[HeaderName, str] | None = None
+    add: dict[HeaderName, str] | None = None
+    remove: list[HeaderName] | None = None
+
+
+class HeaderRules(Spec):
+    request: HeaderOps | None = None
+    response: HeaderOps | None = None
+
+
+class Redirect(Spec):
+    path: Annotated[str, Field(pattern=r"^/")] | None = None
+    host: Annotated[str, Field(min_length=1)] | None = None
+    status: Literal[301, 302, 303, 307, 308] = 301
+
+
+class DirectResponse(Spec):
+    status: Annotated[int, Field(ge=200, le=599)]
+    body: str = ""
+    headers: dict[HeaderName, str] | None = None
+
+
+class RouteRule(Spec):
+    name: Name
+    match: list[Match] | None = None
+    backends: Annotated[list[Backend], Field(min_length=1)] | None = None
+    redirect: Redirect | None = None
+    respond: DirectResponse | None = None
+    sticky: Sticky | None = None
+    timeout: Duration | None = None
+    retries: Retries | None = None
+    fault: Fault | None = None
+    mirror: Mirror | None = None
+    rewrite: Rewrite | None = None
+    headers: HeaderRules | None = None
+
+
+class RouteSpec(Spec):
+    service: Name
+    rules: Annotated[list[RouteRule], Field(min_length=1)]
+
+
+class Route(Envelope):
+    kind: Literal["Route"]
+    spec: RouteSpec

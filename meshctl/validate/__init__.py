@@ -1,0 +1,1 @@
+"""Validation: schema and semantic checks that turn policy documents into diagnostics."""

@@ -1,0 +1,146 @@
+"""Per-document checks: envelope (apiVersion, kind), duplicate keys, JSON Schema, typed model.
+
+Runs the committed JSON Schemas (the source of truth) and turns each jsonschema error into a
+positioned diagnostic with a message that says what to write instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from functools import cache
+from typing import Any
+
+import jsonschema
+from jsonschema.exceptions import ValidationError, best_match
+from pydantic import ValidationError as ModelError
+
+from meshctl.model import API_VERSION, KINDS
+from meshctl.model.values import DURATION_PATTERN, NAME_PATTERN
+from meshctl.schemas import load_kind_schemas
+from meshctl.validate.diagnostics import Diagnostic, at, at_position, format_path
+from meshctl.yamlio import Document
+
+PATTERN_HINTS = {
+    DURATION_PATTERN: "is not a duration: write an integer and a unit, like 250ms, 2s, 1m or 1h",
+    NAME_PATTERN: (
+        "is not a valid name: lower-case letters, digits and '-', starting and ending with a "
+        "letter or digit, at most 63 characters"
+    ),
+}
+
+
+@cache
+def _validators() -> dict[str, jsonschema.protocols.Validator]:
+    out = {}
+    for kind, schema in load_kind_schemas().items():
+        cls = jsonschema.validators.validator_for(schema)
+        out[kind] = cls(schema)
+    return out
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _describe(error: ValidationError) -> tuple[str, str]:
+    """(rule id, message) for one jsonschema error."""
+    v, inst, sch = error.validator, error.instance, error.validator_value
+    if v == "required":
+        missing = re.findall(r"'([^']+)' is a required property", error.message)
+        name = missing[0] if missing else "?"
+        return "MESH006", f"missing required field '{name}'"
+    if v == "type":
+        expected = sch if isinstance(sch, str) else " or ".join(sch)
+        article = "an" if expected[0] in "aeiou" else "a"
+        return "MESH007", f"expected {article} {expected}, got {_short(inst)}"
+    if v == "pattern":
+        hint = PATTERN_HINTS.get(sch, f"does not match the pattern {sch}")
+        return "MESH007", f"{_short(inst)} {hint}"
+    if v in ("enum", "const"):
+        allowed = sch if v == "enum" else [sch]
+        return "MESH007", f"{_short(inst)} is not one of: {', '.join(str(a) for a in allowed)}"
+    if v in ("minimum", "exclusiveMinimum"):
+        return "MESH007", f"{_short(inst)} is too small (minimum {sch})"
+    if v in ("maximum", "exclusiveMaximum"):
+        return "MESH007", f"{_short(inst)} is too large (maximum {sch})"
+    if v == "minItems":
+        return "MESH007", f"needs at least {sch} item(s)"
+    if v == "maxLength":
+        return "MESH007", f"{_short(inst)} is longer than {sch} characters"
+    if v == "minLength":
+        return "MESH007", "must not be empty"
+    if v in ("minProperties", "maxProperties"):
+        keys = ", ".join(error.schema.get("properties", {}).keys())
+        return "MESH007", f"set exactly one of: {keys}"
+    return "MESH007", error.message
+
+
+def _schema_errors(doc: Document, kind: str) -> Iterator[Diagnostic]:
+    for error in _validators()[kind].iter_errors(doc.data):
+        if error.validator in ("anyOf", "oneOf") and error.context:
+            deepest = best_match(error.context)
+            if deepest.validator not in ("type", "enum", "const"):
+                error = deepest
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+            known = set(error.schema.get("properties", {}))
+            for key in error.instance:
+                if key not in known:
+                    hint = f"; known fields: {', '.join(sorted(known))}" if known else ""
+                    yield at(doc, (*path, key), "MESH005", f"unknown field '{key}'{hint}", key=True)
+            continue
+        if error.validator in ("anyOf", "oneOf"):
+            options = [o.get("enum") or o.get("const") or o.get("type") for o in error.validator_value]
+            rendered = ", ".join(str(o) for o in options if o)
+            yield at(doc, path, "MESH007", f"{_short(error.instance)} is not valid here (expected {rendered})")
+            continue
+        rule, message = _describe(error)
+        yield at(doc, path, rule, message)
+
+
+def check_document(doc: Document) -> tuple[list[Diagnostic], object | None]:
+    """All problems of one document, and its typed object when it has none."""
+    problems: list[Diagnostic] = [
+        at_position(doc.file, second, "MESH008",
+                    f"duplicate key '{path[-1]}' (first at line {first.line}); only one may stay",
+                    path=format_path(path))
+        for path, first, second in doc.duplicate_keys
+    ]
+    data = doc.data
+    if not isinstance(data, dict):
+        kind_of = type(data).__name__ if data is not None else "empty"
+        problems.append(
+            at(doc, (), "MESH002", f"a policy document must be a mapping with apiVersion, kind, "
+               f"metadata and spec; got {kind_of}")
+        )
+        return problems, None
+    api = data.get("apiVersion")
+    if api != API_VERSION:
+        message = (
+            f"missing apiVersion; add 'apiVersion: {API_VERSION}'"
+            if api is None
+            else f"unknown apiVersion {_short(api)}; this meshctl reads {API_VERSION}"
+        )
+        problems.append(at(doc, ("apiVersion",) if api is not None else (), "MESH003", message))
+    kind = data.get("kind")
+    if kind not in KINDS:
+        known = ", ".join(KINDS)
+        message = (
+            f"missing kind; one of: {known}" if kind is None else f"unknown kind {_short(kind)}; one of: {known}"
+        )
+        problems.append(at(doc, ("kind",) if kind is not None else (), "MESH004", message))
+        return problems, None
+    if api != API_VERSION:
+        return problems, None
+    problems.extend(_schema_errors(doc, kind))
+    if problems:
+        return problems, None
+    try:
+        return problems, KINDS[kind].model_validate(data)
+    except ModelError as exc:  # the schema and model should agree; report rather than crash
+        for err in exc.errors():
+            problems.append(at(doc, tuple(err["loc"]), "MESH007", err["msg"]))
+        return problems, None
+
