@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from meshctl.identity.ca import DEFAULT_TTL, CAError, IssuedCert, MeshCA, fingerprint
 from meshctl.identity.renew import (
+    find_cert_dirs,
     needs_renewal,
     reissue_all,
     renew_if_due,
@@ -24,6 +25,7 @@ __all__ = [
     "SpiffeIdError",
     "dns_name",
     "fingerprint",
+    "find_cert_dirs",
     "needs_renewal",
     "reissue_all",
     "renew_if_due",

@@ -318,15 +318,17 @@ class MeshCA:
         return IssuedCert(str(ident), _cert_pem(cert), _key_pem(key), not_after, serial)
 
     def verifies(self, cert_pem: bytes) -> bool:
-        """True when a certificate was signed by a root in this CA's bundle (for `ca show`)."""
-        try:
-            cert = x509.load_pem_x509_certificate(cert_pem)
-        except ValueError:
-            return False
-        for root in self.bundle:
-            try:
-                cert.verify_directly_issued_by(root)
-            except (ValueError, TypeError, InvalidSignature):
-                continue
-            return True
+        """True when a certificate was signed by a root in this CA's trust bundle."""
+        return any(_signed_by(cert_pem, root) for root in self.bundle)
+
+    def issued_by_current(self, cert_pem: bytes) -> bool:
+        """True when the current root signed the certificate (it survives `retire_previous`)."""
+        return _signed_by(cert_pem, self.cert)
+
+
+def _signed_by(cert_pem: bytes, root: x509.Certificate) -> bool:
+    try:
+        x509.load_pem_x509_certificate(cert_pem).verify_directly_issued_by(root)
+    except (ValueError, TypeError, InvalidSignature):
         return False
+    return True

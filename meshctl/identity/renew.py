@@ -106,3 +106,25 @@ def reissue_all(
     if settle > 0 and pairs:
         time.sleep(settle)
     return [write_sidecar_certs(ca, ident, out_dir, ttl) for ident, out_dir in pairs]
+
+
+def find_cert_dirs(root: Path) -> list[tuple[str, Path]]:
+    """Every directory under `root` holding sidecar certificate files, with its SPIFFE ID.
+
+    Lets `meshctl ca rotate` re-issue whatever a runtime wrote, wherever it keeps it.
+    """
+    found = []
+    for cert_path in sorted(root.rglob(CERT_FILE)):
+        directory = cert_path.parent
+        if not (directory / KEY_FILE).is_file():
+            continue
+        try:
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except (OSError, ValueError, x509.ExtensionNotFound):
+            continue
+        uris = [u for u in sans.get_values_for_type(x509.UniformResourceIdentifier)
+                if u.startswith("spiffe://")]
+        if len(uris) == 1:
+            found.append((uris[0], directory))
+    return found
