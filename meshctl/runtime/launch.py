@@ -1,0 +1,149 @@
+"""Preparing a mesh to run: compile, lay out the plan, check ports, issue certificates, write files.
+
+`up` calls `prepare` and then starts the daemon; `apply` calls `extend` when a revision adds
+or removes instances, and `write_sidecar_files` for the sidecars of new instances.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from meshctl.compile.compiler import CompiledMesh
+from meshctl.compile.output import write_compiled
+from meshctl.contract import SidecarConfig, TlsFiles
+from meshctl.errors import PolicyInvalid, UsageError
+from meshctl.pipeline import build
+from meshctl.revisions import read_policy
+from meshctl.runtime.applied import record_applied
+from meshctl.runtime.plan import (
+    APP,
+    Plan,
+    build_plan,
+    write_bindings,
+    write_sidecar_config,
+)
+from meshctl.runtime.ports import HOST, PortBook, port_is_free
+from meshctl.runtime.state import StateDir, write_json
+from meshctl.runtime.topology import topology_of
+from meshctl.validate.report import as_text
+
+
+@dataclass(frozen=True)
+class Prepared:
+    plan: Plan
+    compiled: CompiledMesh
+    warnings: str
+
+
+def compile_dir(policy_dir: Path, rev: str | None = None) -> tuple[CompiledMesh, str]:
+    """Compile the work tree (or a revision); PolicyInvalid with the diagnostics on errors."""
+    if not policy_dir.is_dir():
+        raise UsageError(f"policy directory {policy_dir} does not exist")
+    files, revision = read_policy(policy_dir, rev)
+    result = build(files, revision)
+    report = as_text(result.diagnostics).rstrip() if result.diagnostics else ""
+    if not result.ok or result.compiled is None:
+        raise PolicyInvalid(f"policy is invalid; nothing was started\n{report}")
+    return result.compiled, report
+
+
+def prepare(
+    policy_dir: Path,
+    state: StateDir,
+    *,
+    gateway_ports: Mapping[str, int] | None = None,
+) -> Prepared:
+    compiled, warnings = compile_dir(policy_dir)
+    state.ensure()
+    ports = PortBook(state.ports)
+    plan = build_plan(
+        topology_of(compiled.policy),
+        policy_dir=policy_dir.resolve(),
+        revision=compiled.revision,
+        state=state,
+        ports=ports,
+        workdir=policy_dir.resolve().parent,
+        gateway_ports=gateway_ports,
+    )
+    check_ports_free(plan)
+    ports.save()
+    write_compiled(compiled, state.compiled(compiled.revision))
+    write_sidecar_files(state, plan, compiled, (s.instance for s in plan.sidecars))
+    write_json(state.plan, plan.to_json())
+    record_applied(state, compiled, plan)
+    return Prepared(plan=plan, compiled=compiled, warnings=warnings)
+
+
+def check_ports_free(plan: Plan, skip: Iterable[str] = ()) -> None:
+    """UsageError naming every taken port and what needed it (before anything starts)."""
+    skipped = set(skip)
+    taken = []
+    for s in plan.sidecars:
+        if s.instance in skipped:
+            continue
+        wanted = {
+            "gateway listener" if s.is_gateway else "outbound listener": s.outbound_port,
+            "inbound listener": s.inbound_port,
+            "admin listener": s.admin_port,
+            "app": s.app_port,
+        }
+        for what, port in wanted.items():
+            if port is not None and not port_is_free(port):
+                taken.append(f"{s.sidecar} ({s.instance}) {what}: port {port} on {HOST} is taken")
+    if taken:
+        hint = (
+            "; stop what holds it, or choose another port (gateways: --gateway-port NAME=PORT)"
+        )
+        raise UsageError("cannot start:\n  " + "\n  ".join(taken) + "\n" + hint)
+
+
+def issue_certificates(
+    state: StateDir, configs: Mapping[str, SidecarConfig], instances: Iterable[tuple[str, str]]
+) -> dict[str, TlsFiles]:
+    """Certificates for (instance, sidecar) pairs from the mesh CA in <state>/ca/."""
+    from meshctl.identity import MeshCA, write_sidecar_certs
+
+    pairs = list(instances)
+    if not pairs:
+        return {}
+    trust_domain = next(iter(configs.values())).trust_domain
+    ca = MeshCA.load_or_create(state.ca_dir, trust_domain)
+    return {
+        instance: write_sidecar_certs(
+            ca, configs[sidecar].identity, state.sidecar_dir(instance) / "tls"
+        )
+        for instance, sidecar in pairs
+    }
+
+
+def tls_of(state: StateDir, plan: Plan) -> dict[str, TlsFiles]:
+    """The certificate files of every sidecar that has them."""
+    from meshctl.identity import tls_files
+
+    out = {}
+    for s in plan.sidecars:
+        tls_dir = state.sidecar_dir(s.instance) / "tls"
+        if (tls_dir / "cert.pem").is_file():
+            out[s.instance] = tls_files(tls_dir)
+    return out
+
+
+def write_sidecar_files(
+    state: StateDir, plan: Plan, compiled: CompiledMesh, instances: Iterable[str]
+) -> None:
+    """Config and certificates of `instances` (new ones), and every sidecar's bindings."""
+    wanted = set(instances)
+    records = [s for s in plan.sidecars if s.instance in wanted]
+    needs_tls = [
+        (s.instance, s.sidecar) for s in records if compiled.configs[s.sidecar].mtls != "disabled"
+    ]
+    issue_certificates(state, compiled.configs, needs_tls)
+    for s in records:
+        write_sidecar_config(state, s.instance, compiled.configs[s.sidecar])
+    write_bindings(state, plan, tls_of(state, plan))
+
+
+def app_processes(plan: Plan) -> list[str]:
+    return [p.name for p in plan.processes if p.role == APP]
