@@ -253,10 +253,13 @@ class MeshCA:
     def not_after(self) -> dt.datetime:
         return self.cert.not_valid_after_utc
 
-    def issue(self, spiffe_id: str, ttl: dt.timedelta = DEFAULT_TTL) -> IssuedCert:
+    def issue(
+        self, spiffe_id: str, ttl: dt.timedelta = DEFAULT_TTL, *, now: dt.datetime | None = None
+    ) -> IssuedCert:
         """A fresh key and a certificate for `spiffe_id`, valid for `ttl` (capped at the CA's end).
 
         The ID must be in this CA's trust domain: a CA vouches for its own domain only.
+        `now` backdates the certificate (tests use it to make expired certificates).
         """
         try:
             ident = spiffe.parse(spiffe_id)
@@ -268,7 +271,7 @@ class MeshCA:
             )
         if ttl <= dt.timedelta(0):
             raise CAError(f"certificate lifetime must be positive, got {ttl}")
-        now = _now()
+        now = now or _now()
         not_after = min(now + ttl, self.not_after)
         key = _new_key()
         ca_ski = x509.SubjectKeyIdentifier.from_public_key(self._key.public_key())
