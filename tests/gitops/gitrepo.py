@@ -28,9 +28,7 @@ class GitRepo:
         env.update(_ENV)
         date = f"2026-01-01T00:{self._tick // 60:02d}:{self._tick % 60:02d}Z"
         env["GIT_AUTHOR_DATE"] = env["GIT_COMMITTER_DATE"] = date
-        proc = subprocess.run(
-            ["git", *args], cwd=self.root, env=env, capture_output=True, text=True, check=True
-        )
+        proc = subprocess.run(["git", *args], cwd=self.root, env=env, capture_output=True, text=True, check=True)
         return proc.stdout.strip()
 
     def write(self, rel: str, text: str) -> Path:

@@ -37,18 +37,13 @@ def test_reads_policy_of_a_subdirectory_at_a_revision(repo: GitRepo) -> None:
     assert src.root == repo.root.resolve()
     assert src.prefix == "deploy/mesh.d"
     files = src.read_policy(src.resolve(first))
-    names = [
-        Path(f.path).resolve().relative_to(repo.root / "deploy" / "mesh.d").as_posix()
-        for f in files
-    ]
+    names = [Path(f.path).resolve().relative_to(repo.root / "deploy" / "mesh.d").as_posix() for f in files]
     assert names == ["routes/b.yml", "services/a.yaml"]
     assert files[1].text == "kind: Service # v1\n"
     assert src.read_policy(src.resolve("HEAD"))[1].text == "kind: Service # v2\n"
 
 
-def test_display_paths_follow_the_users_spelling(
-    repo: GitRepo, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_display_paths_follow_the_users_spelling(repo: GitRepo, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(repo.root / "deploy")
     src = PolicyRepo.discover(Path("mesh.d"))
     assert [f.path for f in src.read_policy(src.resolve("HEAD"))] == [
@@ -97,9 +92,7 @@ def test_not_a_repository(tmp_path: Path) -> None:
         PolicyRepo.discover(tmp_path / "mesh.d")
 
 
-def test_shallow_clone_reads_present_revision_and_refuses_missing_one(
-    repo: GitRepo, tmp_path: Path
-) -> None:
+def test_shallow_clone_reads_present_revision_and_refuses_missing_one(repo: GitRepo, tmp_path: Path) -> None:
     repo.write("deploy/mesh.d/services/a.yaml", "kind: Service # v2\n")
     repo.commit("second")
     clone = tmp_path / "clone"
@@ -144,9 +137,7 @@ def test_applied_ref_round_trip_with_history(repo: GitRepo) -> None:
     assert src.read_ref() is None
 
 
-def test_inherited_git_dir_does_not_redirect(
-    repo: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_inherited_git_dir_does_not_redirect(repo: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     other = GitRepo(tmp_path / "other")
     other.write("mesh.d/z.yaml", "other\n")
     other.commit("c")
