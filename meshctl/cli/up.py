@@ -1,0 +1,163 @@
+"""`meshctl up [DIR] [--detach]` and `meshctl down`: run the mesh on this machine, and stop it."""
+
+from __future__ import annotations
+
+import signal
+import time
+from types import FrameType
+from typing import Annotated
+
+import typer
+
+from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, StateOption, err, out, policy_dir
+from meshctl.errors import MeshctlError, UsageError
+from meshctl.runtime.control import (
+    read_processes,
+    reap_leftovers,
+    start_daemon,
+    stop_daemon,
+    wait_ready,
+)
+from meshctl.runtime.launch import prepare
+from meshctl.runtime.plan import Plan
+from meshctl.runtime.state import StateDir, resolve_state_dir
+
+
+def parse_gateway_ports(values: list[str]) -> dict[str, int]:
+    ports = {}
+    for value in values:
+        name, sep, port = value.partition("=")
+        if not sep or not port.isdigit() or int(port) > 65535:
+            raise UsageError(f"--gateway-port wants NAME=PORT (0: any free port), got {value!r}")
+        ports[name] = int(port)
+    return ports
+
+
+def plan_table(plan: Plan) -> str:
+    lines = [f"revision {plan.revision}"]
+    for name, url in sorted(plan.gateway_urls().items()):
+        lines.append(f"gateway {name:<12} {url}")
+    header = ("SERVICE", "VERSION", "INSTANCE", "APP", "INBOUND", "OUTBOUND", "ADMIN")
+    rows = [header]
+    for s in sorted(plan.sidecars, key=lambda s: (s.is_gateway, s.sidecar, s.instance)):
+        rows.append(
+            (
+                s.sidecar,
+                s.version or "-",
+                s.instance,
+                str(s.app_port or "-"),
+                str(s.inbound_port or "-"),
+                str(s.outbound_port or "-"),
+                str(s.admin_port),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def up_command(
+    directory: PolicyDirArgument = None,
+    dir_option: PolicyDirOption = None,
+    state: StateOption = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Return once everything is ready.")
+    ] = False,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for every process to be ready.")
+    ] = 60.0,
+    gateway_port: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--gateway-port",
+            help="Listen on another port than the Gateway's (NAME=PORT, 0 for any free port).",
+        ),
+    ] = None,
+) -> None:
+    """Start every app instance with its sidecar, and every gateway, on 127.0.0.1."""
+    pdir = policy_dir(directory, dir_option)
+    sdir = StateDir(resolve_state_dir(pdir, state))
+    if sdir.daemon_pid() is not None:
+        raise UsageError(
+            f"a mesh is already running from {sdir.root}: see `meshctl status`, "
+            "apply changes with `meshctl apply`, or stop it with `meshctl down`"
+        )
+    reap_leftovers(sdir)
+    prepared = prepare(pdir, sdir, gateway_ports=parse_gateway_ports(gateway_port or []))
+    if prepared.warnings:
+        err(prepared.warnings)
+    plan = prepared.plan
+    names = {p.name for p in plan.processes}
+    err(f"starting {len(names)} processes from {pdir} (state in {sdir.root})")
+    pid = start_daemon(sdir)
+    _stop_on_sigterm()
+    try:
+        wait_ready(sdir, names, timeout=timeout, progress=err, daemon_pid=pid)
+    except (MeshctlError, KeyboardInterrupt):
+        err("stopping what was started")
+        stop_daemon(sdir)
+        raise
+    out(plan_table(plan))
+    gateways = plan.gateway_urls()
+    if gateways:
+        url = next(iter(sorted(gateways.values())))
+        err(f"ready: try `curl {url}/`; `meshctl status` shows traffic")
+    if detach:
+        return
+    err("running in the foreground; Ctrl-C stops everything")
+    try:
+        _follow(sdir)
+    except KeyboardInterrupt:
+        err("stopping ...")
+        stop_daemon(sdir)
+        err("stopped")
+
+
+def _stop_on_sigterm() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def _follow(sdir: StateDir) -> None:
+    """Report restarts and health changes on stderr until the daemon goes away."""
+    seen = {n: (v.status, v.restarts) for n, v in read_processes(sdir).items()}
+    while sdir.daemon_pid() is not None:
+        time.sleep(0.5)
+        for name, view in read_processes(sdir).items():
+            now = (view.status, view.restarts)
+            if seen.get(name) != now:
+                if view.restarts > seen.get(name, ("", 0))[1]:
+                    err(f"{name}: exited with {view.last_exit}, restarting ({view.restarts})")
+                else:
+                    err(f"{name}: {view.status}")
+                seen[name] = now
+    err("the supervisor has stopped")
+
+
+def down_command(
+    directory: PolicyDirArgument = None,
+    dir_option: PolicyDirOption = None,
+    state: StateOption = None,
+) -> None:
+    """Stop everything `meshctl up` started (and nothing else)."""
+    pdir = policy_dir(directory, dir_option)
+    sdir = StateDir(resolve_state_dir(pdir, state))
+    if not sdir.root.is_dir():
+        raise UsageError(f"no state directory at {sdir.root}: nothing was started from {pdir}")
+    stopped = stop_daemon(sdir)
+    leftovers = reap_leftovers(sdir)
+    if leftovers:
+        err(f"killed {len(leftovers)} process(es) left by a supervisor that died: "
+            + ", ".join(leftovers))
+    out("stopped\n" if stopped or leftovers else "nothing was running\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("up")(up_command)
+    app.command("down")(down_command)
+
+
+
