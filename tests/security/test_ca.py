@@ -8,10 +8,12 @@ import ssl
 import threading
 from pathlib import Path
 from socket import create_connection, create_server
+from typing import Any
 
 import pytest
 from cryptography import x509
 
+from meshctl.contract import TlsFiles
 from meshctl.identity import (
     CAError,
     MeshCA,
@@ -28,7 +30,7 @@ from meshctl.identity.spiffe import SpiffeIdError, parse
 TD = "shop.local"
 
 
-def _handshake(server_files, client_files, expect: str) -> dict:  # type: ignore[no-untyped-def]
+def _handshake(server_files: TlsFiles, client_files: TlsFiles, expect: str) -> dict[str, Any]:
     """Real TLS over a socket: the server requires a client cert; returns the server's view."""
     srv = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     srv.load_cert_chain(server_files.cert_file, server_files.key_file)
@@ -37,7 +39,7 @@ def _handshake(server_files, client_files, expect: str) -> dict:  # type: ignore
     cli = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     cli.load_cert_chain(client_files.cert_file, client_files.key_file)
     cli.load_verify_locations(client_files.ca_file)
-    seen: dict = {}
+    seen: dict[str, Any] = {}
     with create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]
 
