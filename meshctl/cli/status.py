@@ -1,0 +1,147 @@
+"""`meshctl status`: per sidecar its revision, health and traffic, grouped per service version."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Annotated, Any
+
+import typer
+
+from meshctl.cli.common import PolicyDirOption, StateOption, choose, out, policy_dir
+from meshctl.errors import UsageError
+from meshctl.runtime.applied import read_applied
+from meshctl.runtime.control import load_plan
+from meshctl.runtime.observe import SidecarStatus, observe
+from meshctl.runtime.plan import Plan
+from meshctl.runtime.state import StateDir, resolve_state_dir
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def sidecar_json(s: SidecarStatus) -> dict[str, Any]:
+    r, t = s.record, s.traffic
+    return {
+        "name": r.sidecar,
+        "service": r.service,
+        "version": r.version,
+        "instance": r.instance,
+        "revision": s.revision,
+        "healthy": s.healthy,
+        "status": s.status,
+        "restarts": s.restarts,
+        "inbound_url": f"http://127.0.0.1:{r.inbound_port}" if r.inbound_port else None,
+        "admin_url": r.admin_url,
+        "rps": _round(t.rps) if t else None,
+        "requests": int(t.requests) if t else None,
+        "error_rate": _round(t.error_rate, 2) if t else None,
+        "p50_ms": _round(t.p50_ms) if t else None,
+        "p99_ms": _round(t.p99_ms) if t else None,
+    }
+
+
+def version_rows(statuses: list[SidecarStatus]) -> list[dict[str, Any]]:
+    """The A/B view: traffic summed per service version (p99: the worst instance's)."""
+    groups: dict[tuple[str, str], list[SidecarStatus]] = defaultdict(list)
+    for s in statuses:
+        if s.record.service and s.record.version:
+            groups[(s.record.service, s.record.version)].append(s)
+    rows = []
+    for (service, version), members in sorted(groups.items()):
+        windows = [m.traffic for m in members if m.traffic]
+        requests = sum(w.requests for w in windows)
+        errors = sum(w.errors for w in windows)
+        p99s = [w.p99_ms for w in windows if w.p99_ms is not None]
+        rows.append(
+            {
+                "service": service,
+                "version": version,
+                "instances": len(members),
+                "healthy": sum(1 for m in members if m.healthy),
+                "rps": round(sum(w.rps for w in windows), 1),
+                "error_rate": round(100.0 * errors / requests, 2) if requests else 0.0,
+                "p99_ms": round(max(p99s), 1) if p99s else None,
+            }
+        )
+    return rows
+
+
+def status_json(plan: Plan, revision: str | None, statuses: list[SidecarStatus]) -> str:
+    data = {
+        "revision": revision,
+        "gateways": [{"name": n, "url": u} for n, u in sorted(plan.gateway_urls().items())],
+        "sidecars": [sidecar_json(s) for s in statuses],
+        "versions": version_rows(statuses),
+    }
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def _fmt(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.1f}{unit}"
+
+
+def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus]) -> str:
+    lines = [f"applied revision {revision or '-'}"]
+    for name, url in sorted(plan.gateway_urls().items()):
+        gw = next((s for s in statuses if s.record.sidecar == f"gateway/{name}"), None)
+        state = ("healthy" if gw.healthy else gw.status) if gw else "?"
+        rps = _fmt(gw.traffic.rps if gw and gw.traffic else None)
+        lines.append(f"gateway {name}  {url}  {state}  {rps} req/s")
+    header = ("SERVICE", "VERSION", "INSTANCE", "REVISION", "HEALTH", "REQ/S", "ERR%",
+              "P50", "P99", "RESTARTS")
+    rows: list[tuple[str, ...]] = [header]
+    by_version = {(v["service"], v["version"]): v for v in version_rows(statuses)}
+    ordered = sorted(
+        (s for s in statuses if not s.record.is_gateway),
+        key=lambda s: (s.record.service or "", s.record.version or "", s.record.instance),
+    )
+    previous: tuple[str, str] | None = None
+    for s in ordered:
+        r, t = s.record, s.traffic
+        key = (r.service or "", r.version or "")
+        if key != previous and by_version[key]["instances"] > 1:
+            v = by_version[key]
+            rows.append((r.service or "", r.version or "", f"({v['instances']} instances)", "",
+                         f"{v['healthy']}/{v['instances']}", _fmt(v["rps"]),
+                         _fmt(v["error_rate"]), "", _fmt(v["p99_ms"], "ms"), ""))
+        previous = key
+        rows.append((
+            r.service or "", r.version or "", r.instance, (s.revision or "?")[:12],
+            "healthy" if s.healthy else s.status,
+            _fmt(t.rps if t else None), _fmt(t.error_rate if t else None),
+            _fmt(t.p50_ms if t else None, "ms"), _fmt(t.p99_ms if t else None, "ms"),
+            str(s.restarts),
+        ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+              for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def status_command(
+    dir_option: PolicyDirOption = None,
+    state: StateOption = None,
+    format: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    interval: Annotated[
+        float, typer.Option(help="Seconds between the two metric scrapes (0: since start).")
+    ] = 1.0,
+) -> None:
+    """Show each sidecar's revision, health, req/s, error rate and p50/p99."""
+    choose(format, ("text", "json"), "--format")
+    if interval < 0:
+        raise UsageError("--interval must be >= 0")
+    sdir = StateDir(resolve_state_dir(policy_dir(None, dir_option), state))
+    plan = load_plan(sdir)
+    if sdir.daemon_pid() is None:
+        raise UsageError(f"the mesh from {sdir.root} is not running (`meshctl up` starts it)")
+    applied = read_applied(sdir)
+    statuses = observe(sdir, plan, interval)
+    revision = applied.revision if applied else plan.revision
+    render = status_json if format == "json" else status_text
+    out(render(plan, revision, statuses))
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status")(status_command)
