@@ -469,9 +469,13 @@ def _callers(configs: Mapping[str, SidecarConfig]) -> dict[str, set[str]]:
     return out
 
 
-def _same_config(old: SidecarConfig, new: SidecarConfig) -> bool:
-    """Equal but for the revision, which differs between any two builds."""
-    return all(getattr(old, name) == getattr(new, name) for name in type(new).model_fields if name != "revision")
+def _own_fields_equal(old: SidecarConfig, new: SidecarConfig) -> bool:
+    """Equal apart from the revision (differs between any two builds) and the destinations."""
+    return all(
+        getattr(old, name) == getattr(new, name)
+        for name in type(new).model_fields
+        if name not in ("revision", "destinations")
+    )
 
 
 def diff_meshes(old: Mapping[str, SidecarConfig], new: Mapping[str, SidecarConfig]) -> list[Change]:
@@ -496,22 +500,22 @@ def diff_meshes(old: Mapping[str, SidecarConfig], new: Mapping[str, SidecarConfi
     shared_callers: dict[str, list[str]] = defaultdict(list)
     for name in sorted(set(old) & set(new)):
         a, b = old[name], new[name]
-        if _same_config(a, b):
-            for dest in a.destinations:
-                shared_callers[dest].append(name)
-            continue
-        changes.extend(Change(name, i.path, i.change, i.old, i.new, i.summary, (name,)) for i in diff_sidecar_own(a, b))
+        if not _own_fields_equal(a, b):
+            changes.extend(
+                Change(name, i.path, i.change, i.old, i.new, i.summary, (name,)) for i in diff_sidecar_own(a, b)
+            )
         for dest, da in a.destinations.items():
             db = b.destinations.get(dest)
             if db is None:
                 continue
             shared_callers[dest].append(name)
-            if da == db:
-                continue
+            # The compiler shares one Destination object among callers that see the same
+            # route: compare each (old, new) pair of objects once, not once per caller.
             key = (id(da), id(db))
-            if key not in seen:
-                seen[key] = diff_destination(da, db)
-            for item in seen[key]:
+            items = seen.get(key)
+            if items is None:
+                items = seen[key] = [] if da == db else diff_destination(da, db)
+            for item in items:
                 gkey = (dest, item.path, item.change, item.summary)
                 groups.setdefault(gkey, (item, []))[1].append(name)
     for (dest, *_), (item, callers) in groups.items():

@@ -1,0 +1,59 @@
+"""`meshctl diff [BASE [TARGET]]`: what a change does to each sidecar, in a reviewer's words."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from meshctl.cli.common import PolicyDirOption, choose, err, out, policy_dir
+from meshctl.diff import REPORTERS, diff_meshes
+from meshctl.diff.sides import Side, load_sides
+from meshctl.errors import CheckFailed, PolicyInvalid
+from meshctl.validate.report import as_text
+
+
+def _require_valid(side: Side, name: str, label: str) -> None:
+    result = side.result
+    if result.ok:
+        return
+    errors = [d for d in result.diagnostics if d.severity == "error"]
+    err(as_text(errors).rstrip())
+    raise PolicyInvalid(
+        f"{name} {label}: policy is invalid ({len(errors)} error{'s' if len(errors) != 1 else ''}); not compared"
+    )
+
+
+def diff(
+    base: Annotated[
+        str | None,
+        typer.Argument(help="Base revision (default: the applied revision, else HEAD).", show_default=False),
+    ] = None,
+    target: Annotated[
+        str | None,
+        typer.Argument(help="Target revision (default: the work tree).", show_default=False),
+    ] = None,
+    dir_option: PolicyDirOption = None,
+    output_format: Annotated[str, typer.Option("--format", help="text | markdown | json")] = "text",
+    exit_code: Annotated[
+        bool, typer.Option("--exit-code", help="Exit 1 when there are changes (as git diff).")
+    ] = False,
+) -> None:
+    """Compile BASE and TARGET and show what changes for each sidecar."""
+    choose(output_format, tuple(REPORTERS), "--format")
+    base_side, target_side, repo = load_sides(policy_dir(None, dir_option), base, target)
+    base_label, target_label = base_side.label(repo), target_side.label(repo)
+    _require_valid(base_side, "base", base_label)
+    _require_valid(target_side, "target", target_label)
+    assert base_side.result.compiled is not None and target_side.result.compiled is not None
+    changes = diff_meshes(base_side.result.compiled.configs, target_side.result.compiled.configs)
+    if output_format == "json":
+        out(REPORTERS["json"](base_side.revision, target_side.revision, changes))
+    else:
+        out(REPORTERS[output_format](base_label, target_label, changes))
+    if exit_code and changes:
+        raise CheckFailed("")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("diff")(diff)
