@@ -155,6 +155,9 @@ def load_documents(file: str, text: str) -> list[Document] | YamlError:
         pos = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
         context = f" ({exc.context})" if exc.context and exc.problem else ""
+        opened = exc.context_mark
+        if opened is not None and mark is not None and opened.line != mark.line:
+            context += f", opened at line {opened.line + 1} column {opened.column + 1}"
         return YamlError(file, pos, f"YAML syntax error: {problem}{context}")
     except YAMLError as exc:
         return YamlError(file, Position(1, 1), f"YAML error: {exc}")

@@ -22,6 +22,7 @@ from meshctl.validate.diagnostics import Diagnostic, at, at_position, format_pat
 from meshctl.yamlio import Document
 
 PATTERN_HINTS = {
+    r"^[A-Z]+$": "is not an HTTP method: write it in upper case, like GET or POST",
     DURATION_PATTERN: "is not a duration: write an integer and a unit, like 250ms, 2s, 1m or 1h",
     NAME_PATTERN: (
         "is not a valid name: lower-case letters, digits and '-', starting and ending with a "
@@ -42,6 +43,16 @@ def _validators() -> dict[str, jsonschema.protocols.Validator]:
 def _short(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _option_name(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return "one of " + ", ".join(str(v) for v in schema["enum"])
+    if "const" in schema:
+        return repr(schema["const"])
+    if "$ref" in schema or schema.get("type") == "object":
+        return "a mapping"
+    return f"a {schema.get('type', 'value')}"
 
 
 def _describe(error: ValidationError) -> tuple[str, str]:
@@ -92,9 +103,8 @@ def _schema_errors(doc: Document, kind: str) -> Iterator[Diagnostic]:
                     yield at(doc, (*path, key), "MESH005", f"unknown field '{key}'{hint}", key=True)
             continue
         if error.validator in ("anyOf", "oneOf"):
-            options = [o.get("enum") or o.get("const") or o.get("type") for o in error.validator_value]
-            rendered = ", ".join(str(o) for o in options if o)
-            yield at(doc, path, "MESH007", f"{_short(error.instance)} is not valid here (expected {rendered})")
+            yield at(doc, path, "MESH007", f"{_short(error.instance)} is not valid here; expected "
+                     + " or ".join(_option_name(o) for o in error.validator_value))
             continue
         rule, message = _describe(error)
         yield at(doc, path, rule, message)
