@@ -205,3 +205,36 @@ def xfcc_value(own_identity: str | None, peer: str) -> str:
     parts = [f"By={own_identity}"] if own_identity else []
     parts.append(f"URI={peer}")
     return ";".join(parts)
+
+
+def tls_for(current: SidecarTls | None, files: TlsFiles | None) -> SidecarTls | None:
+    """The TLS state for new bindings: kept when the files are the same, else loaded anew.
+
+    Raises TlsError when new files cannot be used (the caller keeps its last good bindings).
+    """
+    if files is None:
+        return None
+    if current is not None and current.files == files:
+        return current
+    return SidecarTls(files)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerTls:
+    """How to reach one upstream sidecar: this sidecar's client context, the name to verify."""
+
+    context: ssl.SSLContext
+    server_hostname: str
+
+
+def upstream_tls(
+    current: SidecarTls | None, mtls: str, identity: str, address: str, plaintext: tuple[str, ...]
+) -> PeerTls | None:
+    """mTLS settings for a call to `address` (a sidecar that must present `identity`).
+
+    None means plain HTTP: mTLS disabled, no certificates bound, or an endpoint without a
+    sidecar (the runtime lists those in `RuntimeBindings.plaintext_endpoints`).
+    """
+    if current is None or mtls == "disabled" or address in plaintext:
+        return None
+    return PeerTls(current.client_context(), server_hostname(identity))

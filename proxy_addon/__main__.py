@@ -1,0 +1,36 @@
+"""`python -O -m proxy_addon --config FILE --bindings FILE [--confdir DIR]`: run one sidecar.
+
+This is what `meshctl sidecar` executes: a plain argparse entry point, so the process can
+run under `-O` (mitmproxy's hot path is full of asserts) and never imports the CLI.
+Exit codes: 0 after a clean drain, 2 for a config or bindings file that cannot be used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from meshctl.contract import ContractError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meshctl sidecar")
+    parser.add_argument("--config", required=True, type=Path)
+    parser.add_argument("--bindings", required=True, type=Path)
+    parser.add_argument("--confdir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    from proxy_addon.reload import load_pair
+
+    try:
+        config, bindings = load_pair(args.config, args.bindings)
+    except ContractError as exc:
+        print(f"meshctl sidecar: {exc}", file=sys.stderr)
+        return 2
+    from proxy_addon.server import serve
+
+    return serve(args.config, args.bindings, config, bindings, args.confdir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The mitmproxy addon: sorts each flow by listener and hands it to its handler.
+
+Hooks used: `requestheaders` (snapshot the policy, route streaming requests), `request`
+(answer every buffered request with the pooled client), `responseheaders` (stream what
+mitmproxy carries), `response`/`error` (telemetry and access log), `http_connect`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from mitmproxy import http
+
+from proxy_addon.flowinfo import KEY, FlowInfo, request_view, wants_stream
+from proxy_addon.gateway import serve_gateway
+from proxy_addon.inbound import serve_inbound
+from proxy_addon.outbound import serve_destination
+from proxy_addon.responses import client_wants_close, flag_response
+from proxy_addon.runtime import SidecarRuntime
+from proxy_addon.streaming import route_stream
+
+logger = logging.getLogger(__name__)
+
+PASSTHROUGH = "PassthroughCluster"  # Istio's name for traffic to hosts outside the mesh
+
+
+class MeshAddon:
+    def __init__(self, rt: SidecarRuntime, roles: dict[str, str]) -> None:
+        self.rt = rt
+        self.roles = roles  # listener full_spec -> outbound | inbound | gateway
+        self.in_flight = 0
+        self.draining = False
+
+    # --- flow start ------------------------------------------------------------------------
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        role = self.roles.get(flow.client_conn.proxy_mode.full_spec)
+        if role is None:
+            return
+        snap = self.rt.snapshot
+        info = FlowInfo(role, snap)
+        flow.metadata[KEY] = info
+        self.in_flight += 1
+        if role == "inbound":
+            info.service = snap.config.inbound.service if snap.config.inbound else snap.config.name
+            info.version = snap.bindings.version or "unknown"
+        else:
+            info.source_workload = (
+                snap.config.name if snap.config.kind == "service" else f"gateway/{snap.config.name}"
+            )
+            info.source_version = snap.bindings.version or "unknown"
+        if wants_stream(flow.request):
+            route_stream(self.rt, flow, info)
+
+    async def request(self, flow: http.HTTPFlow) -> None:
+        info: FlowInfo | None = flow.metadata.get(KEY)
+        if info is None or info.native or flow.response is not None:
+            return
+        if info.role == "outbound":
+            response = await self._outbound(flow, info)
+            if response is None:
+                return  # allow-any pass-through: mitmproxy forwards it
+        elif info.role == "inbound":
+            response = await serve_inbound(self.rt, flow, info)
+        else:
+            response = await serve_gateway(self.rt, flow, info)
+        if self.draining or client_wants_close(flow.request):
+            response.headers["connection"] = "close"
+        flow.response = response
+
+    async def _outbound(self, flow: http.HTTPFlow, info: FlowInfo) -> http.Response | None:
+        config = info.snapshot.config
+        host = flow.request.host.lower()
+        dest = config.destinations.get(host)
+        if dest is None:
+            info.service = host if host in config.denied else PASSTHROUGH
+            if host in config.denied:
+                info.flags.append("RBAC")
+                return flag_response(403, info.flags)
+            if config.outbound_policy == "registry-only":
+                info.flags.append("NR")
+                return flag_response(502, info.flags)
+            info.native = True
+            return None
+        return await serve_destination(
+            self.rt, info, flow.request, dest, request_view(flow.request), flow.request.path
+        )
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        """Tunnels carry no L7 policy: only outside hosts under allow-any may open one."""
+        config = self.rt.snapshot.config
+        host = flow.request.host.lower()
+        if host in config.destinations or host in config.denied:
+            flow.response = flag_response(403, ["RBAC"])
+        elif config.outbound_policy == "registry-only":
+            flow.response = flag_response(502, ["NR"])
+
+    # --- flow end --------------------------------------------------------------------------
+
+    def responseheaders(self, flow: http.HTTPFlow) -> None:
+        info: FlowInfo | None = flow.metadata.get(KEY)
+        if info is not None and info.native and flow.response is not None:
+            flow.response.stream = True
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        assert flow.response is not None
+        self._finish(flow, flow.response.status_code)
+
+    def error(self, flow: http.HTTPFlow) -> None:
+        info: FlowInfo | None = flow.metadata.get(KEY)
+        if info is not None and flow.response is None:
+            info.flags.append("UF" if info.native else "DC")
+        self._finish(flow, flow.response.status_code if flow.response else 0)
+
+    def _finish(self, flow: http.HTTPFlow, status: int) -> None:
+        info: FlowInfo | None = flow.metadata.pop(KEY, None)
+        if info is None:
+            return
+        self.in_flight -= 1
+        duration_ms = (time.monotonic() - info.started) * 1000.0
+        flags = ",".join(info.flags) or "-"
+        reporter = "destination" if info.role == "inbound" else "source"
+        self.rt.metrics.observe(
+            (
+                reporter,
+                info.source_workload,
+                info.source_version,
+                info.service,
+                info.version,
+                str(status),
+                flags,
+                info.security,
+            ),
+            duration_ms,
+        )
+        if self.rt.access_log.enabled:
+            self.rt.access_log.write(
+                {
+                    "direction": info.role,
+                    "method": flow.request.method,
+                    "authority": flow.request.host_header or flow.request.host,
+                    "path": flow.request.path,
+                    "status": status,
+                    "flags": flags,
+                    "rule": info.rule,
+                    "service": info.service,
+                    "version": info.version,
+                    "upstream": info.endpoint,
+                    "attempts": info.attempts,
+                    "duration_ms": round(duration_ms, 2),
+                    "source": info.source_workload,
+                    "traceparent": info.traceparent or None,
+                    "revision": info.snapshot.revision,
+                }
+            )

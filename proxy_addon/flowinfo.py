@@ -1,0 +1,80 @@
+"""Per-flow bookkeeping shared by the handlers and the addon: role, snapshot, outcome."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from mitmproxy import http
+from multidict import CIMultiDict
+
+from proxy_addon.routing import RequestView, view_from_target
+from proxy_addon.state import Snapshot
+from proxy_addon.upstream import HOP_BY_HOP
+
+KEY = "meshctl"
+SOURCE_WORKLOAD_HEADER = "x-mesh-source-workload"
+SOURCE_VERSION_HEADER = "x-mesh-source-version"
+INTERNAL_HEADERS = frozenset({SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER})
+# Bodies above this, upgrades, event streams and chunked uploads go through mitmproxy's own
+# streaming path instead of the pooled client, which buffers (and so could retry).
+STREAM_BODY_THRESHOLD = 1024 * 1024
+
+
+@dataclass(slots=True)
+class FlowInfo:
+    role: str  # outbound | inbound | gateway
+    snapshot: Snapshot
+    started: float = field(default_factory=time.monotonic)
+    service: str = "unknown"  # destination service
+    version: str = "unknown"  # destination version
+    source_workload: str = "unknown"
+    source_version: str = "unknown"
+    security: str = "unknown"  # connection_security_policy
+    rule: str | None = None
+    endpoint: str | None = None
+    attempts: int = 0
+    flags: list[str] = field(default_factory=list)
+    native: bool = False  # forwarded by mitmproxy itself (streaming)
+    traceparent: str = ""
+    identity: str | None = None
+    set_cookie: str | None = None
+
+
+def request_view(request: http.Request) -> RequestView:
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    return view_from_target(request.method, request.path, headers)
+
+
+def wants_stream(request: http.Request) -> bool:
+    headers = request.headers
+    if "upgrade" in headers:
+        return True
+    if "text/event-stream" in headers.get("accept", ""):
+        return True
+    length = headers.get("content-length")
+    if length is not None:
+        return length.isdigit() and int(length) > STREAM_BODY_THRESHOLD
+    return "transfer-encoding" in headers
+
+
+def forward_headers(request: http.Request) -> CIMultiDict[str]:
+    """The request's end-to-end headers, without hop-by-hop and mesh-internal ones."""
+    out: CIMultiDict[str] = CIMultiDict()
+    for raw_name, raw_value in request.headers.fields:
+        name = raw_name.decode("latin-1")
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in INTERNAL_HEADERS:
+            continue
+        out.add(name, raw_value.decode("latin-1"))
+    return out
+
+
+def make_response(
+    status: int, reason: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+) -> http.Response:
+    fields = tuple(headers) + ((b"content-length", str(len(body)).encode()),)
+    now = time.time()
+    return http.Response(
+        b"HTTP/1.1", status, reason, http.Headers(fields), body, None, now, now
+    )

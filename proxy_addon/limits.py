@@ -1,0 +1,75 @@
+"""Admission limits: a destination's connection pool (circuit breaker) and the inbound rate limit."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+
+from meshctl.contract import ConnectionPool, RateLimit
+
+
+class Overflow(Exception):
+    """The circuit breaker refused the request (503 UO)."""
+
+
+class PoolGate:
+    """At most `capacity` requests upstream at once; up to `max_pending` more wait for a slot.
+
+    With HTTP/1.1 one request uses one connection, so the capacity is the smaller of
+    maxConnections and maxRequests. Beyond capacity + pending, requests overflow at once.
+    """
+
+    def __init__(self, spec: ConnectionPool | None) -> None:
+        self.active = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.configure(spec)
+
+    def configure(self, spec: ConnectionPool | None) -> None:
+        limits = [v for v in (spec.max_connections, spec.max_requests) if v] if spec else []
+        self.capacity = min(limits) if limits else None
+        self.max_pending = spec.max_pending_requests if spec else None
+
+    async def acquire(self) -> None:
+        if self.capacity is None or self.active < self.capacity:
+            self.active += 1
+            return
+        if self.max_pending is not None and len(self._waiters) >= self.max_pending:
+            raise Overflow()
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the releasing request hands its slot over (active unchanged)
+        except BaseException:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+            elif waiter.done() and not waiter.cancelled():
+                self.release()  # slot was handed to us just as we were cancelled
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.active = max(0, self.active - 1)
+
+
+class TokenBucket:
+    """`rate` tokens per second, at most `burst` saved; one token per request."""
+
+    def __init__(self, spec: RateLimit) -> None:
+        self.rate = spec.requests_per_second
+        self.burst = max(spec.burst, 1)
+        self.tokens = float(self.burst)
+        self.stamp = time.monotonic()
+
+    def take(self, now: float | None = None) -> bool:
+        now = time.monotonic() if now is None else now
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False

@@ -1,0 +1,261 @@
+"""The client side of a call: route, split, fault, then send with retries and timeouts.
+
+Runs on the outbound listener (the app called `http://<service>/...` through its
+`HTTP_PROXY`) and behind a gateway rule. The decisions come from `routing` and `retry`; this
+module sequences them and performs the upstream attempts with the pooled client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+import uuid
+
+from mitmproxy import http
+from multidict import CIMultiDict
+
+from meshctl.contract import Backend, Destination, HeaderOps, RouteRule, TrafficPolicy
+from proxy_addon import routing
+from proxy_addon.flowinfo import (
+    SOURCE_VERSION_HEADER,
+    SOURCE_WORKLOAD_HEADER,
+    FlowInfo,
+    forward_headers,
+    make_response,
+)
+from proxy_addon.limits import Overflow
+from proxy_addon.responses import FLAG_HEADER, flag_response
+from proxy_addon.retry import backoff_ms, may_retry_request, retriable_error, retriable_status
+from proxy_addon.routing import RequestView
+from proxy_addon.runtime import SidecarRuntime
+from proxy_addon.state import DestinationState
+from proxy_addon.tracing import next_traceparent
+from proxy_addon.upstream import UpstreamError, UpstreamResponse
+
+logger = logging.getLogger(__name__)
+
+_ERROR_STATUS = {"connect-failure": (503, "UF"), "reset": (503, "UC"), "timeout": (504, "UT")}
+
+
+def apply_request_ops(headers: CIMultiDict[str], ops: HeaderOps) -> None:
+    for name in ops.remove:
+        headers.popall(name, None)
+    for name, value in ops.set.items():
+        headers[name] = value
+    for name, value in ops.add.items():
+        headers.add(name, value)
+
+
+def apply_response_ops(headers: http.Headers, ops: HeaderOps) -> None:
+    for name in ops.remove:
+        headers.pop(name, None)
+    for name, value in ops.set.items():
+        headers[name] = value
+    for name, value in ops.add.items():
+        headers.add(name, value)
+
+
+def choose_backend(
+    rule: RouteRule, view: RequestView, info: FlowInfo
+) -> Backend:
+    """Sticky users keep their backend; a cookie-sticky user without a cookie gets one."""
+    key = routing.sticky_key(rule.sticky, view)
+    if key is None and rule.sticky is not None and rule.sticky.cookie is not None:
+        key = uuid.uuid4().hex
+        cookie = rule.sticky.cookie
+        info.set_cookie = (
+            f"{cookie.name}={key}; Max-Age={cookie.ttl_ms // 1000}; Path=/; HttpOnly"
+        )
+    if key is not None:
+        return routing.pick_sticky(rule.backends, key)
+    if len(rule.backends) == 1:
+        return rule.backends[0]
+    return routing.pick_weighted(rule.backends, random.random())
+
+
+def lb_hash_key(policy: TrafficPolicy, view: RequestView) -> str | None:
+    lb = policy.load_balancer
+    if lb.hash_header:
+        return view.headers.get(lb.hash_header.lower())
+    if lb.hash_cookie:
+        return view.cookies.get(lb.hash_cookie.name)
+    return None
+
+
+async def serve_destination(
+    rt: SidecarRuntime,
+    info: FlowInfo,
+    request: http.Request,
+    dest: Destination,
+    view: RequestView,
+    target: str,
+) -> http.Response:
+    """Everything after "this request goes to service `dest`"; returns the client's response."""
+    info.service = dest.service
+    matched = routing.match_rule(dest.rules, view)
+    if matched is None:
+        info.flags.append("NR")
+        return flag_response(404, ["NR"])
+    rule, match = matched
+    info.rule = rule.name
+    if rule.redirect is not None:
+        host = request.host_header or dest.service
+        location = routing.redirect_location(rule.redirect, target, host)
+        return http.Response.make(rule.redirect.status, b"", {"location": location})
+    if rule.respond is not None:
+        return http.Response.make(
+            rule.respond.status, rule.respond.body.encode(), dict(rule.respond.headers)
+        )
+    fault = rule.fault
+    if fault is not None and fault.delay is not None:
+        if random.random() * 100.0 < fault.delay.percent:
+            info.flags.append("DI")
+            await asyncio.sleep(fault.delay.fixed_ms / 1000.0)  # never blocks other flows
+    if fault is not None and fault.abort is not None:
+        if random.random() * 100.0 < fault.abort.percent:
+            info.flags.append("FI")
+            return flag_response(fault.abort.status, info.flags)
+    backend = choose_backend(rule, view, info)
+    info.service = backend.service
+    target_dest = info.snapshot.destination(backend.service) or dest
+    headers = forward_headers(request)
+    headers["host"] = (
+        rule.rewrite.host if rule.rewrite and rule.rewrite.host else backend.service
+    )
+    apply_request_ops(headers, rule.request_headers)
+    info.traceparent = next_traceparent(
+        request.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
+    )
+    headers["traceparent"] = info.traceparent
+    headers[SOURCE_WORKLOAD_HEADER] = info.source_workload
+    headers[SOURCE_VERSION_HEADER] = info.source_version
+    upstream_target = routing.rewritten_path(target, rule.rewrite, match)
+    body = request.raw_content or b""
+    if rule.mirror is not None and random.random() * 100.0 < rule.mirror.percent:
+        rt.mirror(info, rule.mirror.service, rule.mirror.version, request.method,
+                  upstream_target, headers, body)
+    try:
+        async with asyncio.timeout(rule.timeout_ms / 1000.0 if rule.timeout_ms else None):
+            response = await send_with_retries(
+                rt, info, rule, backend, target_dest.traffic_policy, view,
+                request.method, upstream_target, headers, body,
+            )
+    except TimeoutError:
+        info.flags.append("UT")
+        return flag_response(504, info.flags)
+    apply_response_ops(response.headers, rule.response_headers)
+    if info.set_cookie:
+        response.headers.add("set-cookie", info.set_cookie)
+    return response
+
+
+async def send_with_retries(
+    rt: SidecarRuntime,
+    info: FlowInfo,
+    rule: RouteRule,
+    backend: Backend,
+    policy: TrafficPolicy,
+    view: RequestView,
+    method: str,
+    target: str,
+    headers: CIMultiDict[str],
+    body: bytes,
+) -> http.Response:
+    state = rt.state.dest_state(backend.service)
+    candidates = info.snapshot.endpoints_for(backend.service, backend.version)
+    if not candidates:
+        info.flags.append("UH")
+        return flag_response(503, info.flags)
+    try:
+        await state.gate.acquire()
+    except Overflow:
+        info.flags.append("UO")
+        return flag_response(503, info.flags)
+    state.budget.requests_in_flight += 1
+    try:
+        return await _attempts(
+            rt, info, state, rule, policy, candidates, view, method, target, headers, body
+        )
+    finally:
+        state.budget.requests_in_flight -= 1
+        state.gate.release()
+
+
+async def _attempts(
+    rt: SidecarRuntime,
+    info: FlowInfo,
+    state: DestinationState,
+    rule: RouteRule,
+    policy: TrafficPolicy,
+    candidates: tuple,
+    view: RequestView,
+    method: str,
+    target: str,
+    headers: CIMultiDict[str],
+    body: bytes,
+) -> http.Response:
+    retries = rule.retries
+    tries = 1 + (retries.attempts if may_retry_request(retries, method, len(body)) else 0)
+    per_try = retries.per_try_timeout_ms / 1000.0 if retries.per_try_timeout_ms else None
+    hash_key = lb_hash_key(policy, view)
+    od = policy.outlier_detection
+    avoid: set[str] = set()
+    result: UpstreamResponse | str | None = None
+    gave_up = False
+    for attempt in range(tries):
+        if attempt > 0:
+            if not state.budget.try_acquire(time.monotonic()):
+                gave_up = True
+                break
+            rt.metrics.retries.labels(state.service).inc()
+            try:
+                await asyncio.sleep(backoff_ms(attempt, retries.backoff, random.random()) / 1000)
+            finally:
+                state.budget.release()
+        ep = state.endpoints.pick(candidates, policy.load_balancer, time.monotonic(), avoid,
+                                  hash_key)
+        if ep is None:
+            if result is None:
+                info.flags.append("UH")
+                return flag_response(503, info.flags)
+            gave_up = True
+            break
+        info.endpoint, info.version = ep.address, ep.version
+        info.attempts += 1
+        ep.active += 1
+        try:
+            async with asyncio.timeout(per_try):
+                result = await rt.upstream.send(ep.address, target, method, headers, body)
+        except UpstreamError as exc:
+            result = exc.kind
+        except TimeoutError:
+            result = "timeout"
+        finally:
+            ep.active -= 1
+        failed = isinstance(result, str) or result.status >= 500
+        if state.endpoints.record(ep, failed, time.monotonic(), od, len(candidates)):
+            rt.metrics.ejections.labels(state.service).inc()
+            logger.warning("ejected an endpoint of %s after consecutive failures",
+                           state.service)
+        if isinstance(result, str):
+            retriable = retriable_error(retries.on, result)
+        else:
+            retriable = retriable_status(retries.on, result.status)
+        if not retriable:
+            break
+        gave_up = attempt + 1 >= tries
+        avoid.add(ep.address)
+    exhausted = gave_up and info.attempts > 1
+    if isinstance(result, UpstreamResponse):
+        response = make_response(result.status, result.reason, result.headers, result.body)
+        if exhausted:
+            info.flags.append("URX")
+            response.headers[FLAG_HEADER] = ",".join(info.flags)
+        return response
+    status, flag = _ERROR_STATUS.get(result or "reset", (503, "UF"))
+    info.flags.append(flag)
+    if exhausted:
+        info.flags.append("URX")
+    return flag_response(status, info.flags)

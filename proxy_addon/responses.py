@@ -1,0 +1,41 @@
+"""Responses the sidecar makes itself: a flag header and a small JSON body, nothing internal."""
+
+from __future__ import annotations
+
+import json
+
+from mitmproxy import http
+
+FLAG_HEADER = "x-mesh-response-flags"
+
+_MESSAGES = {
+    "NR": "no route",
+    "UF": "upstream connect failure",
+    "UH": "no healthy upstream",
+    "UO": "upstream overflow (circuit breaker)",
+    "URX": "upstream retries exhausted",
+    "UT": "upstream request timeout",
+    "UC": "upstream connection reset",
+    "FI": "fault injected",
+    "RL": "rate limited",
+    "RBAC": "access denied",
+    "DC": "proxy draining",
+}
+
+
+def flag_response(status: int, flags: list[str], close: bool = False) -> http.Response:
+    flag_text = ",".join(flags)
+    body = json.dumps(
+        {"error": _MESSAGES.get(flags[-1] if flags else "", "sidecar error"), "flags": flag_text}
+    )
+    headers = {"content-type": "application/json", FLAG_HEADER: flag_text}
+    if close:
+        headers["connection"] = "close"
+    return http.Response.make(status, body + "\n", headers)
+
+
+def client_wants_close(request: http.Request) -> bool:
+    value = request.headers.get("connection", "")
+    if value:
+        return "close" in value.lower()
+    return request.http_version == "HTTP/1.0"

@@ -1,0 +1,87 @@
+"""Retry decisions: what may be retried, when, and how long to wait (pure, clock passed in).
+
+- `may_retry_request(policy, method, body_size)`: non-idempotent methods only with
+  `non_idempotent`; bodies over 64 KiB never (they are not kept for a second try).
+- `retriable_status(on, status)` / `retriable_error(on, kind)`: the SPEC's `on` conditions.
+  Error kinds: "connect-failure", "reset", "timeout" (a per-try timeout).
+- `backoff_ms(attempt, backoff, u)`: exponential backoff with full jitter.
+- `RetryBudget`: retries in flight at most `percent` of requests in flight, but
+  `min_per_second` retries per second are always allowed.
+"""
+
+from __future__ import annotations
+
+from meshctl.contract import Backoff, RetryPolicy
+from meshctl.contract import RetryBudget as RetryBudgetSpec
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+MAX_RETRY_BODY = 64 * 1024
+
+
+def may_retry_request(policy: RetryPolicy, method: str, body_size: int) -> bool:
+    if policy.attempts <= 0 or not policy.on:
+        return False
+    if body_size > MAX_RETRY_BODY:
+        return False
+    return method.upper() in IDEMPOTENT_METHODS or policy.non_idempotent
+
+
+def retriable_status(on: tuple[str, ...], status: int) -> bool:
+    for cond in on:
+        if cond == "5xx" and status >= 500:
+            return True
+        if cond == "gateway-error" and status in (502, 503, 504):
+            return True
+        if cond == "retriable-4xx" and status == 409:
+            return True
+        if cond.isdigit() and int(cond) == status:
+            return True
+    return False
+
+
+# Which `on` conditions cover each kind of failure without a response (Envoy's reading:
+# `5xx` and `gateway-error` include connect failures, resets and per-try timeouts).
+_ERROR_CONDITIONS = {
+    "connect-failure": frozenset({"connect-failure", "5xx", "gateway-error", "refused-stream"}),
+    "reset": frozenset({"reset", "5xx", "gateway-error"}),
+    "timeout": frozenset({"5xx", "gateway-error", "reset"}),
+}
+
+
+def retriable_error(on: tuple[str, ...], kind: str) -> bool:
+    conds = _ERROR_CONDITIONS.get(kind, frozenset())
+    return any(c in conds for c in on)
+
+
+def backoff_ms(attempt: int, backoff: Backoff, u: float) -> float:
+    """Delay before retry number `attempt` (1-based): uniform in [0, min(max, base*2^(n-1)))."""
+    ceiling = min(float(backoff.max_ms), backoff.base_ms * 2.0 ** max(attempt - 1, 0))
+    return u * ceiling
+
+
+class RetryBudget:
+    """Bounds retries relative to traffic, so retries cannot multiply an overload."""
+
+    def __init__(self, spec: RetryBudgetSpec) -> None:
+        self.spec = spec
+        self.requests_in_flight = 0
+        self.retries_in_flight = 0
+        self._second = 0
+        self._retries_this_second = 0
+
+    def try_acquire(self, now: float) -> bool:
+        second = int(now)
+        if second != self._second:
+            self._second, self._retries_this_second = second, 0
+        within_floor = self._retries_this_second < self.spec.min_per_second
+        within_percent = (self.retries_in_flight + 1) <= (
+            self.spec.percent / 100.0 * max(self.requests_in_flight, 1)
+        )
+        if not (within_floor or within_percent):
+            return False
+        self._retries_this_second += 1
+        self.retries_in_flight += 1
+        return True
+
+    def release(self) -> None:
+        self.retries_in_flight = max(0, self.retries_in_flight - 1)

@@ -1,0 +1,200 @@
+"""One sidecar process: an embedded mitmproxy Master with only the addons a proxy needs.
+
+mitmdump's ~36 default addons halve throughput (every hook visits every addon); this Master
+loads core, proxyserver, next_layer, tlsconfig, dns_resolver and errorcheck, plus ours.
+Lifecycle: start listeners and the admin server, watch the config, and on SIGTERM drain:
+readiness 503, listeners closed, requests in flight finish, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mitmproxy import options
+from mitmproxy.addons import core, dns_resolver, errorcheck, next_layer, proxyserver, tlsconfig
+from mitmproxy.master import Master
+from mitmproxy.proxy import mode_specs
+
+from meshctl.contract import RuntimeBindings, SidecarConfig
+from proxy_addon.addon import MeshAddon
+from proxy_addon.admin import Admin
+from proxy_addon.reload import Watcher
+from proxy_addon.runtime import SidecarRuntime
+
+logger = logging.getLogger("meshctl.sidecar")
+
+DRAIN_TIMEOUT_S = 25.0
+UNROUTABLE = "127.0.0.1:9"  # reverse target of the gateway listener; every flow is re-routed
+
+
+def listener_roles(config: SidecarConfig, bindings: RuntimeBindings) -> dict[str, str]:
+    """mitmproxy mode specs (normalised) -> the role of the flows they accept.
+
+    A gateway listens on `bindings.listeners.outbound` when the runtime set it (so a runtime can
+    move it), else on the Gateway's own port.
+    """
+    host = bindings.listeners.host
+    specs: dict[str, str] = {}
+    if config.kind == "gateway":
+        assert config.gateway is not None
+        port = bindings.listeners.outbound or config.gateway.port
+        specs[f"reverse:http://{UNROUTABLE}@{host}:{port}"] = "gateway"
+    else:
+        if bindings.listeners.outbound is not None:
+            specs[f"regular@{host}:{bindings.listeners.outbound}"] = "outbound"
+        if bindings.listeners.inbound is not None:
+            app = bindings.app or UNROUTABLE
+            specs[f"reverse:http://{app}@{host}:{bindings.listeners.inbound}"] = "inbound"
+    return {mode_specs.ProxyMode.parse(s).full_spec: role for s, role in specs.items()}
+
+
+def quiet_logging() -> None:
+    """mitmproxy routes every record through its handlers: keep chatty libraries out."""
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    for name in ("aiohttp", "asyncio", "mitmproxy", "hpack"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class Sidecar:
+    def __init__(
+        self,
+        config_path: Path,
+        bindings_path: Path,
+        config: SidecarConfig,
+        bindings: RuntimeBindings,
+        confdir: Path | None = None,
+    ) -> None:
+        self.config_path, self.bindings_path = config_path, bindings_path
+        self.rt = SidecarRuntime(config, bindings)
+        self.roles = listener_roles(config, bindings)
+        self.addon = MeshAddon(self.rt, self.roles)
+        self.ready = False
+        self._own_confdir = confdir is None
+        self.confdir = confdir or Path(tempfile.mkdtemp(prefix="meshctl-sidecar-"))
+        self.master: Master | None = None
+        self.admin = Admin(self.rt.metrics, self._current, lambda: self.ready)
+        self.watcher = Watcher(config_path, bindings_path, self._apply, self._refused)
+        self._drain_task: asyncio.Task[None] | None = None
+        self.exit_code = 0
+
+    def _current(self) -> tuple[SidecarConfig, RuntimeBindings]:
+        snap = self.rt.snapshot
+        return snap.config, snap.bindings
+
+    def _apply(self, config: SidecarConfig, bindings: RuntimeBindings) -> None:
+        old = self.rt.snapshot
+        self.rt.install(config, bindings)
+        self.rt.metrics.reloads.inc()
+        roles = listener_roles(config, bindings)
+        if roles != self.roles and self.master is not None and not self.addon.draining:
+            self.roles.clear()
+            self.roles.update(roles)
+            self.master.options.update(mode=list(roles))
+        if bindings.listeners.admin != old.bindings.listeners.admin:
+            logger.warning("admin port changes take effect on restart")
+        print(
+            f"meshctl sidecar {config.name}: revision {config.revision} applied",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _refused(self, message: str) -> None:
+        self.rt.metrics.reload_failures.inc()
+
+    async def run(self) -> int:
+        quiet_logging()
+        opts = options.Options(
+            mode=list(self.roles), confdir=str(self.confdir), listen_host="127.0.0.1"
+        )
+        master = Master(opts)
+        self.master = master
+        master.addons.add(
+            core.Core(),
+            proxyserver.Proxyserver(),
+            next_layer.NextLayer(),
+            tlsconfig.TlsConfig(),
+            dns_resolver.DnsResolver(),
+            errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
+            self.addon,
+            _Lifecycle(self),
+        )
+        # lazy: a reverse listener answers 502 instead of closing when its target is down.
+        opts.update(connection_strategy="lazy", keep_host_header=True)
+        logging.getLogger().setLevel(logging.WARNING)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.begin_drain)
+        try:
+            await master.run()
+        finally:
+            self.watcher.stop()
+            await self.admin.stop()
+            await self.rt.close()
+            if self._own_confdir:
+                shutil.rmtree(self.confdir, ignore_errors=True)
+        return self.exit_code
+
+    async def started(self) -> None:
+        listeners = self.rt.snapshot.bindings.listeners
+        try:
+            await self.admin.start(listeners.host, listeners.admin)
+        except OSError as exc:
+            print(f"meshctl sidecar: admin listener: {exc.strerror}", file=sys.stderr)
+            self.exit_code = 2
+            assert self.master is not None
+            self.master.shutdown()
+            return
+        self.watcher.start()
+        self.ready = True
+        snap = self.rt.snapshot
+        print(
+            f"meshctl sidecar {snap.config.name} ({snap.config.kind}) serving revision "
+            f"{snap.revision}: " + ", ".join(f"{r} {s}" for s, r in self.roles.items())
+            + f", admin {listeners.host}:{listeners.admin}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def begin_drain(self) -> None:
+        if self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        self.ready = False
+        self.addon.draining = True
+        assert self.master is not None
+        self.master.options.update(server=False)  # close the listeners; connections stay
+        deadline = time.monotonic() + DRAIN_TIMEOUT_S
+        while self.addon.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self.master.shutdown()
+
+
+class _Lifecycle:
+    """Starts the admin server and watcher once listeners are up (a sync hook, as mitmproxy needs)."""
+
+    def __init__(self, sidecar: Sidecar) -> None:
+        self.sidecar = sidecar
+        self._task: asyncio.Task[None] | None = None
+
+    def running(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self.sidecar.started())
+
+
+def serve(
+    config_path: Path, bindings_path: Path, config: SidecarConfig, bindings: RuntimeBindings,
+    confdir: Path | None = None,
+) -> int:
+    sidecar = Sidecar(config_path, bindings_path, config, bindings, confdir)
+    return asyncio.run(sidecar.run())

@@ -1,0 +1,95 @@
+"""Streaming requests (large bodies, upgrades, event streams) ride mitmproxy's own path.
+
+The pooled client buffers whole messages, which is what makes retries possible. A request
+that must stream is instead pointed at one endpoint here, in `requestheaders`, and mitmproxy
+carries the bytes both ways as they come. No retries, no timeout, no mirror on this path;
+a rule that answers by itself (redirect, direct response, fault) falls back to buffering.
+"""
+
+from __future__ import annotations
+
+import time
+
+from mitmproxy import http
+
+from meshctl.contract import Destination
+from proxy_addon import routing
+from proxy_addon.flowinfo import SOURCE_VERSION_HEADER, SOURCE_WORKLOAD_HEADER, FlowInfo, request_view
+from proxy_addon.inbound import admission
+from proxy_addon.outbound import choose_backend, lb_hash_key
+from proxy_addon.runtime import SidecarRuntime
+from proxy_addon.tracing import next_traceparent
+
+
+def _point_at(flow: http.HTTPFlow, address: str, scheme: str, host_header: str) -> None:
+    host, _, port = address.rpartition(":")
+    flow.request.scheme = scheme
+    flow.request.host = host
+    flow.request.port = int(port)
+    flow.request.headers["host"] = host_header
+    flow.request.stream = True
+
+
+def route_stream(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> None:
+    snap = info.snapshot
+    if info.role == "inbound":
+        refusal = admission(flow, info)
+        if refusal is not None:
+            flow.response = refusal
+            return
+        if snap.bindings.app is None:
+            return
+        for name in (SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER):
+            flow.request.headers.pop(name, None)
+        info.endpoint, info.attempts, info.native = snap.bindings.app, 1, True
+        _point_at(flow, snap.bindings.app, "http", flow.request.host_header or info.service)
+        return
+    view = request_view(flow.request)
+    if info.role == "gateway":
+        gateway = snap.config.gateway
+        matched = routing.match_rule(gateway.rules, view) if gateway else None
+        if matched is None or matched[0].service is None:
+            return
+        dest = snap.destination(matched[0].service)
+    else:
+        dest = snap.destination(flow.request.host.lower())
+    if dest is not None:
+        _route_to_destination(rt, flow, info, dest, view)
+
+
+def _route_to_destination(
+    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, dest: Destination,
+    view: routing.RequestView,
+) -> None:
+    matched = routing.match_rule(dest.rules, view)
+    if matched is None:
+        return
+    rule, match = matched
+    if not rule.backends or rule.fault is not None or rule.sticky is not None:
+        return
+    backend = choose_backend(rule, view, info)
+    target_dest = info.snapshot.destination(backend.service) or dest
+    state = rt.state.dest_state(backend.service)
+    candidates = info.snapshot.endpoints_for(backend.service, backend.version)
+    ep = state.endpoints.pick(
+        candidates, target_dest.traffic_policy.load_balancer, time.monotonic(), set(),
+        lb_hash_key(target_dest.traffic_policy, view),
+    )
+    if ep is None:
+        return
+    info.service, info.version, info.rule = backend.service, ep.version, rule.name
+    info.endpoint, info.attempts, info.native = ep.address, 1, True
+    host = rule.rewrite.host if rule.rewrite and rule.rewrite.host else backend.service
+    flow.request.path = routing.rewritten_path(flow.request.path, rule.rewrite, match)
+    for name in rule.request_headers.remove:
+        flow.request.headers.pop(name, None)
+    for name, value in rule.request_headers.set.items():
+        flow.request.headers[name] = value
+    info.traceparent = next_traceparent(
+        flow.request.headers.get("traceparent"),
+        info.snapshot.config.telemetry.tracing_sampling,
+    )
+    flow.request.headers["traceparent"] = info.traceparent
+    flow.request.headers[SOURCE_WORKLOAD_HEADER] = info.source_workload
+    flow.request.headers[SOURCE_VERSION_HEADER] = info.source_version
+    _point_at(flow, ep.address, rt.upstream.scheme, host)

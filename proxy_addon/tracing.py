@@ -1,0 +1,37 @@
+"""W3C trace context: keep the caller's trace id, add this hop's span id, or start a trace."""
+
+from __future__ import annotations
+
+import os
+import random
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _is_hex(value: str, length: int) -> bool:
+    return len(value) == length and set(value) <= _HEX and value != "0" * length
+
+
+def next_traceparent(incoming: str | None, sampling: float) -> str:
+    """The traceparent to send upstream: same trace id and flags, a new parent (span) id."""
+    span = os.urandom(8).hex()
+    if incoming:
+        parts = incoming.strip().lower().split("-")
+        if (
+            len(parts) >= 4
+            and len(parts[0]) == 2
+            and set(parts[0]) <= _HEX
+            and parts[0] != "ff"
+            and _is_hex(parts[1], 32)
+            and _is_hex(parts[2], 16)
+            and len(parts[3]) == 2
+            and set(parts[3]) <= _HEX
+        ):
+            return f"00-{parts[1]}-{span}-{parts[3]}"
+    sampled = "01" if random.random() < sampling else "00"
+    return f"00-{os.urandom(16).hex()}-{span}-{sampled}"
+
+
+def trace_id(traceparent: str) -> str:
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) > 1 else ""

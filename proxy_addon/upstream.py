@@ -1,0 +1,113 @@
+"""The pooled upstream HTTP client: one aiohttp session per sidecar, shared by all clients.
+
+mitmproxy reuses an upstream connection only within one client connection; this pool keeps
+connections across clients and lets the addon put timeouts around every attempt (mitmproxy
+has none). `ssl_context` is the seam for mTLS: with one, endpoints are called over https.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+from yarl import URL
+
+# Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus proxy-only ones.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "host",
+    }
+)
+
+
+class UpstreamError(Exception):
+    """An attempt that produced no response. `kind`: connect-failure | reset."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__(kind)
+        self.kind = kind
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    status: int
+    reason: bytes
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+class Upstream:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.ssl_context = ssl_context
+        self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.ssl_context is not None else "http"
+
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=0,  # limits are the circuit breaker's job, not the pool's
+                keepalive_timeout=15,
+                ssl=self.ssl_context if self.ssl_context is not None else False,
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(total=None),
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def send(
+        self,
+        address: str,
+        target: str,
+        method: str,
+        headers: CIMultiDict[str],
+        body: bytes | None,
+        scheme: str | None = None,
+    ) -> UpstreamResponse:
+        url = URL(f"{scheme or self.scheme}://{address}{target}", encoded=True)
+        try:
+            async with self.session().request(
+                method,
+                url,
+                headers=headers,
+                data=body or None,
+                allow_redirects=False,
+                compress=None,
+            ) as resp:
+                data = await resp.read()
+                return UpstreamResponse(
+                    resp.status,
+                    (resp.reason or "").encode("latin-1", "replace"),
+                    [
+                        (k, v)
+                        for k, v in resp.raw_headers
+                        if k.decode("latin-1").lower() not in HOP_BY_HOP
+                    ],
+                    data,
+                )
+        except aiohttp.ClientConnectorError:
+            raise UpstreamError("connect-failure") from None
+        except (aiohttp.ClientError, ConnectionError) as exc:
+            raise UpstreamError("reset") from exc
