@@ -24,13 +24,15 @@ import logging
 import os
 import ssl
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography import x509
-from mitmproxy import connection, tls
+from mitmproxy import connection, ctx, tls
 from mitmproxy.addons.tlsconfig import AppData, alpn_select_callback
 from OpenSSL import SSL
+from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from meshctl.contract import TlsFiles
 from meshctl.identity.spiffe import SpiffeIdError, dns_name
@@ -53,7 +55,8 @@ class LoadedTls:
 
     strict_server: SSL.Context  # client certificate required
     optional_server: SSL.Context  # client certificate verified when presented (permissive)
-    client: ssl.SSLContext
+    client: ssl.SSLContext  # the pooled aiohttp client's calls to other sidecars
+    stream_client: SSL.Context  # mitmproxy's own upstream connections (streamed requests)
     identity: str | None  # this sidecar's SPIFFE ID (URI SAN of its certificate)
     not_after: float  # expiry of this sidecar's certificate, Unix time
 
@@ -84,6 +87,17 @@ def _client_context(files: TlsFiles) -> ssl.SSLContext:
     return ctx
 
 
+def _stream_client_context(files: TlsFiles) -> SSL.Context:
+    ctx = SSL.Context(SSL.TLS_CLIENT_METHOD)
+    ctx.set_min_proto_version(SSL.TLS1_2_VERSION)
+    ctx.use_certificate_chain_file(files.cert_file)
+    ctx.use_privatekey_file(files.key_file)
+    ctx.check_privatekey()
+    ctx.load_verify_locations(files.ca_file)
+    ctx.set_verify(SSL.VERIFY_PEER)
+    return ctx
+
+
 def _own_identity(cert_file: str) -> tuple[str | None, float]:
     with open(cert_file, "rb") as handle:
         cert = x509.load_pem_x509_certificate(handle.read())
@@ -109,6 +123,7 @@ def load(files: TlsFiles) -> LoadedTls:
             _server_context(files, require_cert=True),
             _server_context(files, require_cert=False),
             _client_context(files),
+            _stream_client_context(files),
             identity,
             not_after,
         )
@@ -174,6 +189,20 @@ class SidecarTls:
         self.maybe_reload()
         return self.current.client
 
+    def start_upstream(self, data: tls.TlsData, identity: str) -> None:
+        """Set the client-side connection for `tls_start_server` (mitmproxy's streaming path)."""
+        self.maybe_reload()
+        conn = SSL.Connection(self.current.stream_client)
+        hostname = server_hostname(identity).encode("ascii")
+        conn.set_tlsext_host_name(hostname)
+        # pyOpenSSL has no hostname check of its own; mitmproxy's tlsconfig does the same.
+        param = SSL._lib.SSL_get0_param(conn._ssl)  # type: ignore[attr-defined]
+        ok = SSL._lib.X509_VERIFY_PARAM_set1_host(param, hostname, len(hostname))  # type: ignore[attr-defined]
+        SSL._openssl_assert(ok == 1)  # type: ignore[attr-defined]
+        conn.set_alpn_protos([b"http/1.1"])
+        conn.set_connect_state()
+        data.ssl_conn = conn
+
 
 def server_hostname(identity: str) -> str:
     """The name to verify an upstream sidecar against: the DNS mirror of its SPIFFE ID."""
@@ -238,3 +267,89 @@ def upstream_tls(
     if current is None or mtls == "disabled" or address in plaintext:
         return None
     return PeerTls(current.client_context(), server_hostname(identity))
+
+
+class MeshTls:
+    """mitmproxy hooks for mesh mTLS. Load it before mitmproxy's TlsConfig addon.
+
+    `tls()` and `snapshot()` return the sidecar's current TLS state and policy; `roles` maps a
+    listener's full spec to its role (only "inbound" listeners terminate mesh mTLS).
+    """
+
+    def __init__(
+        self,
+        tls_state: Callable[[], SidecarTls | None],
+        snapshot: Callable[[], Any],
+        roles: dict[str, str],
+        registry: CollectorRegistry,
+        access_log: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        self._tls = tls_state
+        self._snapshot = snapshot
+        self.roles = roles
+        self._log = access_log
+        self.failures = Counter(
+            "meshctl_tls_handshake_failures",
+            "Inbound TLS handshakes refused (no, untrusted or expired client certificate)",
+            registry=registry,
+        )
+        self.expiry = Gauge(
+            "meshctl_certificate_expiry_timestamp_seconds",
+            "When this sidecar's certificate expires (Unix time)",
+            registry=registry,
+        )
+        self.expiry.set_function(self._not_after)
+
+    def _not_after(self) -> float:
+        current = self._tls()
+        return current.current.not_after if current is not None else 0.0
+
+    def tls_start_client(self, data: tls.TlsData) -> None:
+        current = self._tls()
+        if current is None or data.ssl_conn is not None:
+            return
+        role = self.roles.get(data.context.client.proxy_mode.full_spec)
+        mtls = self._snapshot().config.mtls
+        if role != "inbound" or mtls == "disabled":
+            return
+        current.start_inbound(data, mtls == "strict", bool(ctx.options.http2))
+
+    def tls_start_server(self, data: tls.TlsData) -> None:
+        """Streamed requests to another sidecar: present our certificate, verify theirs."""
+        current = self._tls()
+        server = data.conn
+        if current is None or data.ssl_conn is not None:
+            return
+        if not isinstance(server, connection.Server) or server.address is None:
+            return
+        snap = self._snapshot()
+        if snap.config.mtls == "disabled":
+            return
+        identity = identity_at(snap, f"{server.address[0]}:{server.address[1]}")
+        if identity is not None:
+            current.start_upstream(data, identity)
+
+    def tls_failed_client(self, data: tls.TlsData) -> None:
+        if self.roles.get(data.context.client.proxy_mode.full_spec) != "inbound":
+            return
+        self.failures.inc()
+        if self._log is not None:
+            peer = data.conn.peername
+            self._log({
+                "direction": "inbound",
+                "event": "tls_handshake_failed",
+                "peer": f"{peer[0]}:{peer[1]}" if peer else None,
+                "error": data.conn.error,
+                "connection_security_policy": "mutual_tls",
+            })
+
+
+def identity_at(snap: Any, address: str) -> str | None:
+    """The SPIFFE ID the sidecar at `address` must present, or None when it is not a sidecar."""
+    if address in getattr(snap.bindings, "plaintext_endpoints", ()):
+        return None
+    for (service, _version), endpoints in snap.candidates.items():
+        if any(ep.address == address for ep in endpoints):
+            dest = snap.config.destinations.get(service)
+            return dest.identity if dest is not None else None
+    return None
