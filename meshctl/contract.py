@@ -323,6 +323,9 @@ class RuntimeBindings(Frozen):
     app: str | None = None
     endpoints: dict[str, dict[str, tuple[str, ...]]] = {}
     tls: TlsFiles | None = None
+    # Endpoints with no sidecar in front (a version's static `endpoints`): called over plain
+    # HTTP even under mTLS, since nothing there holds a mesh certificate.
+    plaintext_endpoints: tuple[str, ...] = ()
 
 
 # --- loading ------------------------------------------------------------------------------

@@ -346,7 +346,7 @@ class MeshTls:
 
 def identity_at(snap: Any, address: str) -> str | None:
     """The SPIFFE ID the sidecar at `address` must present, or None when it is not a sidecar."""
-    if address in getattr(snap.bindings, "plaintext_endpoints", ()):
+    if address in snap.bindings.plaintext_endpoints:
         return None
     for (service, _version), endpoints in snap.candidates.items():
         if any(ep.address == address for ep in endpoints):
