@@ -8,6 +8,8 @@
   spread: 50 fails every other request), `delay_ms`, `healthy`.
 - `/__stats`: `{"requests": n, "paths": {path: n}, "hosts": {host: n}}` (not counted).
 - `/ws`: WebSocket echo. `/stream?chunks=N&interval_ms=M`: a chunked response in N parts.
+- `/__call?to=URL`: calls URL through `HTTP_PROXY` (as a mesh app calls another service) and
+  answers `{"status", "body"}` with the upstream's status; 502 when the call fails.
 - `--plain` answers a fixed small text body with no JSON work (for benchmarks).
 """
 
@@ -48,6 +50,18 @@ def build(state: State, plain: bool) -> web.Application:
             state.paths.clear()
             state.hosts.clear()
         return web.json_response({"ok": True})
+
+    async def call(request: web.Request) -> web.Response:
+        import aiohttp
+
+        async with aiohttp.ClientSession(trust_env=True) as session:
+            try:
+                async with session.get(request.query["to"]) as resp:
+                    body = await resp.text()
+                    return web.json_response({"status": resp.status, "body": body},
+                                             status=resp.status)
+            except aiohttp.ClientError as exc:
+                return web.json_response({"error": str(exc)}, status=502)
 
     async def healthz(request: web.Request) -> web.Response:
         state.paths["/healthz"] += 1
@@ -108,6 +122,7 @@ def build(state: State, plain: bool) -> web.Application:
     app.router.add_get("/__stats", stats)
     app.router.add_post("/__config", configure)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/__call", call)
     app.router.add_get("/ws", ws)
     app.router.add_get("/stream", stream)
     app.router.add_route("*", "/{tail:.*}", handle)

@@ -95,12 +95,20 @@ class App:
             self.proc.wait(timeout=10)
 
 
-def start_app(name: str, *, plain: bool = False, port: int | None = None) -> App:
+def start_app(
+    name: str, *, plain: bool = False, port: int | None = None, proxy: str | None = None
+) -> App:
+    """Start the test app; `proxy` becomes its HTTP_PROXY (a sidecar's outbound listener)."""
     port = port or free_port()
+    env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "no_proxy")}
+    if proxy:
+        env["HTTP_PROXY"] = proxy
     args = [PYTHON, "-m", "tests.support.app", "--port", str(port), "--name", name]
     if plain:
         args.append("--plain")
-    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     wait_port(port, proc=proc)
     return App(name, port, proc)
 
