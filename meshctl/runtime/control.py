@@ -185,7 +185,7 @@ def reap_leftovers(state: StateDir) -> list[str]:
     killed = []
     for name, proc in (raw.get("processes") or {}).items():
         pid = proc.get("pid")
-        if not pid or name not in argv_of or not _cmdline_is(pid, argv_of[name]):
+        if not pid or name not in argv_of or not _started_by_us(pid, argv_of[name], state):
             continue
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
@@ -193,9 +193,15 @@ def reap_leftovers(state: StateDir) -> list[str]:
     return killed
 
 
-def _cmdline_is(pid: int, argv: list[str]) -> bool:
+def _started_by_us(pid: int, argv: list[str], state: StateDir) -> bool:
+    """Its command line is the plan's, or (a sidecar re-executes itself) names the same
+    files in this state directory."""
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
         return False
-    return raw.rstrip(b"\0").split(b"\0") == [a.encode() for a in argv]
+    args = [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
+    if args == argv:
+        return True
+    ours = {a for a in argv if a.startswith(str(state.root))}
+    return bool(ours) and ours <= set(args)

@@ -73,7 +73,20 @@ def prepare(
     write_sidecar_files(state, plan, compiled, (s.instance for s in plan.sidecars))
     write_json(state.plan, plan.to_json())
     record_applied(state, compiled, plan)
+    _record_ref(policy_dir, compiled.revision)
     return Prepared(plan=plan, compiled=compiled, warnings=warnings)
+
+
+def _record_ref(policy_dir: Path, revision: str) -> None:
+    """A clean commit that runs is the applied revision in git too (`meshctl diff` reads it)."""
+    from meshctl.sources.git import GitError, PolicyRepo
+
+    if revision.endswith("-dirty"):
+        return
+    try:
+        PolicyRepo.discover(policy_dir).update_ref(revision, f"meshctl up {revision}")
+    except GitError:
+        pass
 
 
 def check_ports_free(plan: Plan, skip: Iterable[str] = ()) -> None:

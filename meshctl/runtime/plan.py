@@ -118,6 +118,8 @@ def sidecar_argv(state: StateDir, instance: str) -> tuple[str, ...]:
         str(state.sidecar_config(instance)),
         "--bindings",
         str(state.sidecar_bindings(instance)),
+        "--confdir",
+        str(state.sidecar_dir(instance) / "confdir"),
     )
 
 

@@ -1,0 +1,1 @@
+"""Rolling a compiled revision out to running sidecars: plan, waves, confirmation, gate, history."""

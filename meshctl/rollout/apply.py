@@ -1,0 +1,171 @@
+"""Carrying out a rollout plan on the local runtime, and undoing it when it fails.
+
+Order: start new instances (and wait until ready) -> update changed sidecars wave by wave,
+each wave confirmed (every sidecar reports the new revision) and gated (error rate, p99) ->
+stop removed instances -> record the revision. A failure puts every updated sidecar back on
+the config it had, stops what this apply started, and raises CheckFailed (exit 1).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from meshctl.compile.output import write_compiled
+from meshctl.errors import CheckFailed, UsageError
+from meshctl.rollout.confirm import wait_for_revision
+from meshctl.rollout.gate import GateResult, watch
+from meshctl.rollout.planning import RolloutPlan
+from meshctl.runtime.applied import append_history, record_applied
+from meshctl.runtime.control import wait_ready
+from meshctl.runtime.launch import check_ports_free, tls_of, write_sidecar_files
+from meshctl.runtime.plan import Plan, write_bindings, write_sidecar_config
+from meshctl.runtime.state import StateDir, write_atomic, write_json
+from meshctl.sources.git import PolicyRepo
+
+Progress = Callable[[str], None]
+CONFIRM_TIMEOUT_S = 15.0
+START_TIMEOUT_S = 60.0
+
+
+@dataclass
+class ApplyOutcome:
+    ok: bool
+    revision: str
+    seconds_to_confirm: list[float] = field(default_factory=list)  # per wave
+    gates: list[GateResult] = field(default_factory=list)
+
+
+@contextmanager
+def apply_lock(state: StateDir) -> Iterator[None]:
+    """One apply at a time per state directory."""
+    state.root.mkdir(parents=True, exist_ok=True)
+    with open(state.root / "apply.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError("another apply or rollback is running on this mesh") from None
+        yield
+
+
+def _merged(old: Plan, new: Plan, keep: list[str]) -> Plan:
+    """The new plan plus the instances still to stop: they serve until callers moved away."""
+    keep_set = set(keep)
+    extra_sidecars = [s for s in old.sidecars if s.instance in keep_set]
+    extra_names = {s.process for s in extra_sidecars} | {
+        s.app_process for s in extra_sidecars if s.app_process
+    }
+    return Plan(
+        policy_dir=new.policy_dir,
+        revision=new.revision,
+        topology=new.topology,
+        sidecars=new.sidecars + extra_sidecars,
+        processes=new.processes + [p for p in old.processes if p.name in extra_names],
+    )
+
+
+def execute(
+    state: StateDir,
+    plan: RolloutPlan,
+    *,
+    progress: Progress,
+    repo: PolicyRepo | None = None,
+    confirm_timeout: float = CONFIRM_TIMEOUT_S,
+    action: str = "apply",
+) -> ApplyOutcome:
+    outcome = ApplyOutcome(ok=False, revision=plan.target)
+    previous: dict[str, str] = {}  # instance -> the config text it ran before
+    records = {s.instance: s for s in plan.new.sidecars}
+    compiled = plan.compiled
+    try:
+        if plan.added:
+            interim = _merged(plan.old, plan.new, plan.removed)
+            check_ports_free(interim, skip=[s.instance for s in plan.old.sidecars])
+            write_sidecar_files(state, interim, compiled, plan.added)
+            write_json(state.plan, interim.to_json())
+            names = {p.name for p in interim.processes}
+            starting = {n for n in names if n.split(".")[0] in set(plan.added)}
+            progress(f"starting {len(starting)} new processes")
+            wait_ready(state, starting, timeout=START_TIMEOUT_S)
+        elif plan.restarted:
+            write_json(state.plan, _merged(plan.old, plan.new, plan.removed).to_json())
+        for i, wave in enumerate(plan.waves):
+            label = "canary" if i == 0 and len(plan.waves) > 1 else f"wave {i + 1}"
+            progress(f"{label}: updating {len(wave)} sidecar(s): {', '.join(wave)}")
+            started = time.monotonic()
+            for instance in wave:
+                previous[instance] = state.sidecar_config(instance).read_text(encoding="utf-8")
+                write_sidecar_config(state, instance, compiled.configs[records[instance].sidecar])
+            missing = wait_for_revision([records[n] for n in wave], plan.target, confirm_timeout)
+            if missing:
+                shown = ", ".join(f"{n} (runs {rev or 'unknown'})" for n, rev in missing.items())
+                raise _Failed(f"not confirmed on {plan.target} after {confirm_timeout:g}s: {shown}")
+            took = time.monotonic() - started
+            outcome.seconds_to_confirm.append(took)
+            progress(f"{label}: {len(wave)} sidecar(s) confirmed on the new revision in {took:.2f}s")
+            updated = [records[n] for n in previous]
+            result = watch(plan.gate, updated, progress=progress)
+            outcome.gates.append(result)
+            if not result.ok:
+                raise _Failed(f"{label} failed the gate: {result.summary()}")
+            progress(f"{label}: gate passed ({result.summary()})")
+        if plan.removed:
+            # Callers first forget the endpoints, then the processes go.
+            write_bindings(state, plan.new, tls_of(state, plan.new))
+            time.sleep(1.0)
+            progress(f"stopping {len(plan.removed)} instance(s): {', '.join(plan.removed)}")
+        write_json(state.plan, plan.new.to_json())
+        write_bindings(state, plan.new, tls_of(state, plan.new))
+    except (_Failed, CheckFailed) as exc:
+        progress(f"rolling back: {exc}")
+        _undo(state, plan, previous, progress)
+        append_history(state, plan.target, action=f"{action}-failed", note=str(exc).split("\n")[0])
+        raise CheckFailed(f"{action} of {plan.target} failed and was rolled back: {exc}") from None
+    except BaseException:
+        progress("interrupted: rolling back")
+        _undo(state, plan, previous, progress)
+        raise
+    write_compiled(compiled, state.compiled(plan.target))
+    record_applied(state, compiled, plan.new, action=action)
+    if repo is not None and plan.commit and plan.commit == plan.target:
+        # The applied revision, in git, with its reflog as history (`meshctl diff` reads it).
+        repo.update_ref(plan.target, f"meshctl {action} {plan.target}")
+    outcome.ok = True
+    return outcome
+
+
+class _Failed(Exception):
+    pass
+
+
+def _undo(state: StateDir, plan: RolloutPlan, previous: dict[str, str], progress: Progress) -> None:
+    """Updated sidecars back to their old configs; the old plan (stops what we started)."""
+    for instance, text in previous.items():
+        write_atomic(state.sidecar_config(instance), text)
+    old_records = {s.instance: s for s in plan.old.sidecars}
+    by_revision: dict[str, list[str]] = {}
+    for instance, text in previous.items():
+        rev = _revision_in(text)
+        if rev and instance in old_records:
+            by_revision.setdefault(rev, []).append(instance)
+    for rev, names in by_revision.items():
+        missing = wait_for_revision([old_records[n] for n in names], rev, CONFIRM_TIMEOUT_S)
+        if missing:
+            progress(f"warning: not back on {rev}: {', '.join(missing)}")
+    write_json(state.plan, plan.old.to_json())
+    write_bindings(state, plan.old, tls_of(state, plan.old))
+    if previous:
+        progress(f"{len(previous)} sidecar(s) back on their previous config")
+
+
+def _revision_in(text: str) -> str | None:
+    import json
+
+    try:
+        rev = json.loads(text).get("revision")
+    except (ValueError, AttributeError):
+        return None
+    return rev if isinstance(rev, str) else None

@@ -1,0 +1,106 @@
+"""The rollout gate: error rate and p99 of the updated sidecars over a window.
+
+Counted over all the traffic of those sidecars (what they serve and what they send), as
+Flagger's request-success-rate and request-duration checks. A window without any request
+passes: there is nothing to judge, and a local mesh often sits idle.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from meshctl.runtime.metrics import Snapshot, Window, window
+from meshctl.runtime.observe import scrape
+from meshctl.runtime.plan import SidecarRecord
+
+EARLY_FAIL_MIN_REQUESTS = 20  # enough requests to stop a window early on errors
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    window_ms: int = 10_000
+    max_error_rate: float = 1.0  # percent
+    max_p99_ms: int = 500
+
+
+@dataclass(frozen=True)
+class GateResult:
+    ok: bool
+    traffic: Window
+    reason: str
+
+    def summary(self) -> str:
+        t = self.traffic
+        p99 = "-" if t.p99_ms is None else f"{t.p99_ms:.0f}ms"
+        return (
+            f"{int(t.requests)} requests, error rate {t.error_rate:.2f}%, p99 {p99}"
+            + (f": {self.reason}" if self.reason else "")
+        )
+
+
+def combine(windows: list[Window], seconds: float) -> Window:
+    """Several sidecars' windows as one (buckets are not kept: p99 is the worst sidecar's)."""
+    p50s = [w.p50_ms for w in windows if w.p50_ms is not None]
+    p99s = [w.p99_ms for w in windows if w.p99_ms is not None]
+    return Window(
+        seconds=seconds,
+        requests=sum(w.requests for w in windows),
+        errors=sum(w.errors for w in windows),
+        p50_ms=max(p50s) if p50s else None,
+        p99_ms=max(p99s) if p99s else None,
+    )
+
+
+def judge(spec: GateSpec, traffic: Window, final: bool) -> GateResult | None:
+    """A verdict, or None to keep watching (only errors can end a window early)."""
+    if traffic.requests and traffic.error_rate > spec.max_error_rate:
+        if final or traffic.requests >= EARLY_FAIL_MIN_REQUESTS:
+            return GateResult(
+                False, traffic,
+                f"error rate {traffic.error_rate:.2f}% is over {spec.max_error_rate:g}%",
+            )
+    if not final:
+        return None
+    if traffic.p99_ms is not None and traffic.p99_ms > spec.max_p99_ms:
+        return GateResult(False, traffic, f"p99 {traffic.p99_ms:.0f}ms is over {spec.max_p99_ms}ms")
+    if not traffic.requests:
+        return GateResult(True, traffic, "no traffic in the window")
+    return GateResult(True, traffic, "")
+
+
+def watch(
+    spec: GateSpec,
+    records: list[SidecarRecord],
+    *,
+    tick: float = 1.0,
+    progress: Callable[[str], None] | None = None,
+) -> GateResult:
+    """Scrape at the start, then every `tick`, until the window ends or errors fail it."""
+    start = time.monotonic()
+    before = scrape(records, all_reporters=True)
+    deadline = start + spec.window_ms / 1000
+    while True:
+        now = time.monotonic()
+        final = now >= deadline
+        if not final:
+            time.sleep(min(tick, deadline - now))
+            final = time.monotonic() >= deadline
+        after = scrape(records, all_reporters=True)
+        traffic = combine(_windows(before, after), time.monotonic() - start)
+        verdict = judge(spec, traffic, final)
+        if verdict is not None:
+            return verdict
+        if progress:
+            progress(f"  gate: {int(traffic.requests)} requests, {traffic.error_rate:.2f}% errors")
+
+
+def _windows(before: dict[str, Snapshot | None], after: dict[str, Snapshot | None]) -> list[Window]:
+    out = []
+    for name, a in after.items():
+        b = before.get(name)
+        if a is None:
+            continue
+        out.append(window(b if b is not None else Snapshot(at=a.at), a))
+    return out
