@@ -1,0 +1,46 @@
+"""`meshctl test [DIR]`: run the policy tests in DIR/tests/*.yaml against the compiled policy."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, choose, err, out, policy_dir
+from meshctl.cli.explain import compile_or_fail
+from meshctl.errors import CheckFailed
+from meshctl.policytest import load_test_files, run_cases
+from meshctl.policytest.cases import find_test_files
+from meshctl.policytest.report import json_report, text_report
+from meshctl.sources.worktree import display_path
+from meshctl.validate.report import as_text
+
+
+def test_command(
+    directory: PolicyDirArgument = None,
+    dir_option: PolicyDirOption = None,
+    rev: Annotated[str | None, typer.Option("--rev", help="Test this git revision's policy.")] = None,
+    output_format: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+) -> None:
+    """Run the policy tests (requests and what must happen to them) in DIR/tests/."""
+    choose(output_format, ("text", "json"), "--format")
+    root = policy_dir(directory, dir_option)
+    paths = find_test_files(root)
+    cases, problems = load_test_files(paths)
+    compiled = compile_or_fail(root, rev)
+    results = run_cases(compiled.configs, cases)
+    if problems:
+        err(as_text(problems).rstrip())
+    if output_format == "json":
+        out(json_report(results, [p.as_dict() for p in problems]))
+    else:
+        if not paths:
+            err(f"no policy tests in {display_path(root / 'tests')}/ (nothing was checked)")
+        out(text_report(results) if results or problems else "")
+    if problems or any(not r.ok for r in results):
+        raise CheckFailed("")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("test")(test_command)
+
