@@ -205,35 +205,43 @@ async def _attempts(
     result: UpstreamResponse | str | None = None
     gave_up = False
     for attempt in range(tries):
-        if attempt > 0:
+        is_retry = attempt > 0
+        if is_retry:
+            # A retry counts against the budget from its backoff until its answer.
             if not state.budget.try_acquire(time.monotonic()):
                 gave_up = True
                 break
             rt.metrics.retries.labels(state.service).inc()
-            try:
-                await asyncio.sleep(backoff_ms(attempt, retries.backoff, random.random()) / 1000)
-            finally:
-                state.budget.release()
-        ep = state.endpoints.pick(candidates, policy.load_balancer, time.monotonic(), avoid,
-                                  hash_key)
-        if ep is None:
-            if result is None:
-                info.flags.append("UH")
-                return flag_response(503, info.flags)
-            gave_up = True
-            break
-        info.endpoint, info.version = ep.address, ep.version
-        info.attempts += 1
-        ep.active += 1
         try:
-            async with asyncio.timeout(per_try):
-                result = await rt.upstream.send(ep.address, target, method, headers, body)
-        except UpstreamError as exc:
-            result = exc.kind
-        except TimeoutError:
-            result = "timeout"
+            if is_retry:
+                await asyncio.sleep(backoff_ms(attempt, retries.backoff, random.random()) / 1000)
+            ep = state.endpoints.pick(
+                candidates, policy.load_balancer, time.monotonic(), avoid, hash_key
+            )
+            if ep is None:
+                if result is None:
+                    info.flags.append("UH")
+                    return flag_response(503, info.flags)
+                gave_up = True
+                break
+            info.endpoint, info.version = ep.address, ep.version
+            info.attempts += 1
+            ep.active += 1
+            try:
+                async with asyncio.timeout(per_try):
+                    tls = rt.peer_tls(info.snapshot, state.service, ep.address)
+                    result = await rt.upstream.send(
+                        ep.address, target, method, headers, body, tls=tls
+                    )
+            except UpstreamError as exc:
+                result = exc.kind
+            except TimeoutError:
+                result = "timeout"
+            finally:
+                ep.active -= 1
         finally:
-            ep.active -= 1
+            if is_retry:
+                state.budget.release()
         failed = isinstance(result, str) or result.status >= 500
         if state.endpoints.record(ep, failed, time.monotonic(), od, len(candidates)):
             rt.metrics.ejections.labels(state.service).inc()
