@@ -150,6 +150,9 @@ class MeshAddon:
                     "attempts": info.attempts,
                     "duration_ms": round(duration_ms, 2),
                     "source": info.source_workload,
+                    "identity": info.identity,
+                    "access_policy": info.access_policy,
+                    "connection_security_policy": info.security,
                     "traceparent": info.traceparent or None,
                     "revision": info.snapshot.revision,
                 }

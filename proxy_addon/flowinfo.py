@@ -15,7 +15,10 @@ from proxy_addon.upstream import HOP_BY_HOP
 KEY = "meshctl"
 SOURCE_WORKLOAD_HEADER = "x-mesh-source-workload"
 SOURCE_VERSION_HEADER = "x-mesh-source-version"
-INTERNAL_HEADERS = frozenset({SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER})
+# Never forwarded as received. x-forwarded-client-cert is set by the inbound sidecar from the
+# verified client certificate only, so neither an app nor a caller can forge it.
+XFCC_HEADER = "x-forwarded-client-cert"
+INTERNAL_HEADERS = frozenset({SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER})
 # Bodies above this, upgrades, event streams and chunked uploads go through mitmproxy's own
 # streaming path instead of the pooled client, which buffers (and so could retry).
 STREAM_BODY_THRESHOLD = 1024 * 1024
@@ -37,7 +40,8 @@ class FlowInfo:
     flags: list[str] = field(default_factory=list)
     native: bool = False  # forwarded by mitmproxy itself (streaming)
     traceparent: str = ""
-    identity: str | None = None
+    identity: str | None = None  # the caller's verified SPIFFE ID (inbound)
+    access_policy: str | None = None  # the AccessPolicy that decided; None: the default did
     set_cookie: str | None = None
 
 

@@ -1,7 +1,8 @@
 """The server side: mTLS mode, access policy and rate limit, then the local application.
 
-`peer_identity(flow)` is the seam for mutual TLS: the SPIFFE ID (URI SAN) of the verified
-client certificate, None on a plain connection.
+The caller's identity is the SPIFFE ID of the client certificate that `proxy_addon.tls`
+verified during the handshake (None on a plain connection); the app receives it in
+`x-forwarded-client-cert`, which is stripped from every incoming request first.
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import asyncio
 
 from mitmproxy import http
 
+from proxy_addon import tls
 from proxy_addon.access import decide
 from proxy_addon.flowinfo import (
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
+    XFCC_HEADER,
     FlowInfo,
     forward_headers,
     make_response,
@@ -27,14 +30,14 @@ SPIFFE_PREFIX = "spiffe://"
 
 
 def peer_identity(flow: http.HTTPFlow) -> str | None:
-    conn = flow.client_conn
-    if not conn.tls_established or not conn.certificate_list:
+    return tls.peer_identity(flow.client_conn)
+
+
+def client_cert_header(info: FlowInfo) -> str | None:
+    """The x-forwarded-client-cert value for the app, None when the caller has no identity."""
+    if info.identity is None:
         return None
-    for name in conn.certificate_list[0].altnames:
-        value = str(getattr(name, "value", name))
-        if value.startswith(SPIFFE_PREFIX):
-            return value
-    return None
+    return tls.xfcc_value(info.snapshot.config.identity, info.identity)
 
 
 def workload_of(identity: str) -> str:
@@ -47,13 +50,12 @@ def workload_of(identity: str) -> str:
 def admission(flow: http.HTTPFlow, info: FlowInfo) -> http.Response | None:
     """The refusals that happen before the app sees anything; None to admit."""
     config = info.snapshot.config
-    tls = flow.client_conn.tls_established
-    info.security = "mutual_tls" if tls else "none"
-    # Strict mTLS can only be enforced where the runtime bound certificates.
-    if config.mtls == "strict" and not tls and info.snapshot.bindings.tls is not None:
+    info.identity = peer_identity(flow)
+    info.security = "mutual_tls" if info.identity is not None else "none"
+    # Strict: no verified client certificate, no entry (reload.check_pair ensures certificates).
+    if config.mtls == "strict" and info.identity is None:
         info.flags.append("RBAC")
         return flag_response(403, info.flags)
-    info.identity = peer_identity(flow)
     if info.identity is not None:
         info.source_workload = workload_of(info.identity)
     else:
@@ -62,6 +64,7 @@ def admission(flow: http.HTTPFlow, info: FlowInfo) -> http.Response | None:
     inbound = config.inbound
     if inbound is not None:
         verdict = decide(inbound.access, info.identity, flow.request.method, flow.request.path)
+        info.access_policy = verdict.policy
         if not verdict.allowed:
             info.flags.append("RBAC")
             return flag_response(403, info.flags)
@@ -83,6 +86,9 @@ async def serve_inbound(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo)
     request = flow.request
     headers = forward_headers(request)
     headers["host"] = request.host_header or info.service
+    xfcc = client_cert_header(info)
+    if xfcc is not None:
+        headers[XFCC_HEADER] = xfcc
     info.traceparent = next_traceparent(
         request.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
     )

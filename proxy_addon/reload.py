@@ -21,6 +21,8 @@ from meshctl.contract import (
     parse_runtime_bindings,
     parse_sidecar_config,
 )
+from proxy_addon.tls import TlsError
+from proxy_addon.tls import load as load_tls
 
 logger = logging.getLogger(__name__)
 POLL_S = 0.2
@@ -54,6 +56,14 @@ def check_pair(config: SidecarConfig, bindings: RuntimeBindings) -> None:
             raise ContractError("bindings: an inbound listener needs `app` (host:port)")
     elif config.gateway is None:
         raise ContractError("config: a gateway sidecar needs `gateway`")
+    # mTLS fails closed: a sidecar never runs strict or permissive without its certificates.
+    if config.mtls != "disabled":
+        if bindings.tls is None:
+            raise ContractError(f"bindings: mtls is {config.mtls} but `tls` names no certificates")
+        try:
+            load_tls(bindings.tls)
+        except TlsError as exc:
+            raise ContractError(f"bindings: {exc}") from None
 
 
 def _stamp(path: Path) -> tuple[int, int, int] | None:

@@ -11,6 +11,7 @@ from meshctl.contract import RuntimeBindings, SidecarConfig
 from proxy_addon.flowinfo import FlowInfo
 from proxy_addon.state import PolicyState, Snapshot
 from proxy_addon.telemetry import AccessLog, Metrics
+from proxy_addon.tls import PeerTls, SidecarTls, TlsError, tls_for, upstream_tls
 from proxy_addon.upstream import Upstream, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,9 @@ class SidecarRuntime:
         self.state = PolicyState()
         self.metrics = Metrics()
         self.access_log = AccessLog()
-        self.upstream = Upstream()  # the TLS seam: proxy_addon.tls supplies an SSL context
+        self.upstream = Upstream()  # to other sidecars: mTLS per call, see peer_tls()
         self.app_upstream = Upstream()  # the local app is always plain HTTP
+        self.tls: SidecarTls | None = None
         self._mirrors: set[asyncio.Task[None]] = set()
         self.install(config, bindings)
 
@@ -36,10 +38,23 @@ class SidecarRuntime:
         return snap
 
     def install(self, config: SidecarConfig, bindings: RuntimeBindings) -> Snapshot:
+        try:
+            self.tls = tls_for(self.tls, bindings.tls)
+        except TlsError as exc:  # files changed since they were checked: keep the last good
+            logger.error("keeping the current certificates: %s", exc)
         snap = self.state.install(config, bindings)
         self.metrics.set_revision(config.revision)
         self.access_log.enabled = config.telemetry.access_log == "json"
         return snap
+
+    def peer_tls(self, snap: Snapshot, service: str, address: str) -> PeerTls | None:
+        """mTLS settings for a call to `address` of `service`; None for plain HTTP."""
+        dest = snap.destination(service)
+        if dest is None:
+            return None
+        return upstream_tls(
+            self.tls, snap.config.mtls, dest.identity, address, snap.bindings.plaintext_endpoints
+        )
 
     def mirror(
         self,
@@ -61,16 +76,23 @@ class SidecarRuntime:
         address = endpoints[hash(info.traceparent) % len(endpoints)].address
         copy = CIMultiDict(headers)
         copy["host"] = f"{service}-shadow"
-        task = asyncio.create_task(self._send_mirror(address, method, target, copy, body))
+        tls = self.peer_tls(info.snapshot, service, address)
+        task = asyncio.create_task(self._send_mirror(address, method, target, copy, body, tls))
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
 
     async def _send_mirror(
-        self, address: str, method: str, target: str, headers: CIMultiDict[str], body: bytes
+        self,
+        address: str,
+        method: str,
+        target: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        tls: PeerTls | None,
     ) -> None:
         try:
             async with asyncio.timeout(MIRROR_TIMEOUT_S):
-                await self.upstream.send(address, target, method, headers, body)
+                await self.upstream.send(address, target, method, headers, body, tls=tls)
         except (UpstreamError, TimeoutError):
             pass  # a mirror's fate never reaches the caller
 

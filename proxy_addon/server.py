@@ -27,6 +27,7 @@ from proxy_addon.addon import MeshAddon
 from proxy_addon.admin import Admin
 from proxy_addon.reload import Watcher
 from proxy_addon.runtime import SidecarRuntime
+from proxy_addon.tls import MeshTls
 
 logger = logging.getLogger("meshctl.sidecar")
 
@@ -123,6 +124,11 @@ class Sidecar:
             core.Core(),
             proxyserver.Proxyserver(),
             next_layer.NextLayer(),
+            # before TlsConfig: mesh mTLS sets the connection, TlsConfig then leaves it alone
+            MeshTls(
+                lambda: self.rt.tls, lambda: self.rt.snapshot, self.roles,
+                self.rt.metrics.registry, self.rt.access_log.write,
+            ),
             tlsconfig.TlsConfig(),
             dns_resolver.DnsResolver(),
             errorcheck.ErrorCheck(repeat_errors_on_stderr=True),

@@ -14,8 +14,14 @@ from mitmproxy import http
 
 from meshctl.contract import Destination
 from proxy_addon import routing
-from proxy_addon.flowinfo import SOURCE_VERSION_HEADER, SOURCE_WORKLOAD_HEADER, FlowInfo, request_view
-from proxy_addon.inbound import admission
+from proxy_addon.flowinfo import (
+    SOURCE_VERSION_HEADER,
+    SOURCE_WORKLOAD_HEADER,
+    XFCC_HEADER,
+    FlowInfo,
+    request_view,
+)
+from proxy_addon.inbound import admission, client_cert_header
 from proxy_addon.outbound import choose_backend, lb_hash_key
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.tracing import next_traceparent
@@ -39,8 +45,11 @@ def route_stream(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> Non
             return
         if snap.bindings.app is None:
             return
-        for name in (SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER):
+        for name in (SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER):
             flow.request.headers.pop(name, None)
+        xfcc = client_cert_header(info)
+        if xfcc is not None:
+            flow.request.headers[XFCC_HEADER] = xfcc
         info.endpoint, info.attempts, info.native = snap.bindings.app, 1, True
         _point_at(flow, snap.bindings.app, "http", flow.request.host_header or info.service)
         return
@@ -92,4 +101,6 @@ def _route_to_destination(
     flow.request.headers["traceparent"] = info.traceparent
     flow.request.headers[SOURCE_WORKLOAD_HEADER] = info.source_workload
     flow.request.headers[SOURCE_VERSION_HEADER] = info.source_version
-    _point_at(flow, ep.address, rt.upstream.scheme, host)
+    # https: mitmproxy's own upstream connection; MeshTls.tls_start_server does the mTLS.
+    scheme = "https" if rt.peer_tls(info.snapshot, backend.service, ep.address) else "http"
+    _point_at(flow, ep.address, scheme, host)

@@ -2,7 +2,9 @@
 
 mitmproxy reuses an upstream connection only within one client connection; this pool keeps
 connections across clients and lets the addon put timeouts around every attempt (mitmproxy
-has none). `ssl_context` is the seam for mTLS: with one, endpoints are called over https.
+has none). mTLS is per call (`tls=`): the client context and the name the peer's certificate
+must carry; aiohttp keys pooled connections by both, so a connection is reused only for the
+identity it was verified against.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from dataclasses import dataclass
 import aiohttp
 from multidict import CIMultiDict
 from yarl import URL
+
+from proxy_addon.tls import PeerTls
 
 # Headers that describe one hop, never forwarded (RFC 9110 7.6.1), plus proxy-only ones.
 HOP_BY_HOP = frozenset(
@@ -85,8 +89,14 @@ class Upstream:
         headers: CIMultiDict[str],
         body: bytes | None,
         scheme: str | None = None,
+        tls: PeerTls | None = None,
     ) -> UpstreamResponse:
+        if tls is not None:
+            scheme = "https"
         url = URL(f"{scheme or self.scheme}://{address}{target}", encoded=True)
+        extra: dict[str, object] = {}
+        if tls is not None:
+            extra = {"ssl": tls.context, "server_hostname": tls.server_hostname}
         try:
             async with self.session().request(
                 method,
@@ -95,6 +105,7 @@ class Upstream:
                 data=body or None,
                 allow_redirects=False,
                 compress=None,
+                **extra,  # type: ignore[arg-type]
             ) as resp:
                 data = await resp.read()
                 return UpstreamResponse(

@@ -1,0 +1,265 @@
+"""Mutual TLS and access policy between real sidecar processes, with real certificates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import json
+import socket
+import ssl
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from meshctl.contract import TlsFiles
+from meshctl.identity import (
+    MeshCA,
+    dns_name,
+    reissue_all,
+    write_sidecar_certs,
+    write_trust_bundle,
+)
+from tests.security.conftest import Mesh, client_context, tls_request
+from tests.support.configs import TRUST_DOMAIN, identity
+from tests.support.procs import http_get
+
+HANDSHAKE_REFUSED = (ssl.SSLError, ConnectionError, http.client.HTTPException, TimeoutError)
+
+
+def via(
+    sidecar_proxy: str, url: str, headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], bytes]:
+    """A request as the app beside a sidecar makes it: through its outbound proxy."""
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": sidecar_proxy}))
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with opener.open(req, timeout=10) as resp:
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+
+
+def app_count(mesh: Mesh) -> int:
+    return int(mesh.app.stats()["requests"])
+
+
+def counter(sidecar_metrics: str, name: str) -> float:
+    total = 0.0
+    for line in sidecar_metrics.splitlines():
+        if line.startswith(name) and not line.startswith("#"):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def inbound_log(mesh: Mesh, path: str) -> dict[str, object]:
+    entries = [e for e in mesh.reviews.access_log() if e.get("path") == path]
+    assert entries, f"no access log entry for {path}"
+    return entries[-1]
+
+
+# --- who gets in -------------------------------------------------------------------------
+
+
+def test_permitted_caller_succeeds_and_app_sees_its_identity(mesh: Mesh) -> None:
+    mesh.set_reviews("strict")
+    status, headers, body = via(mesh.productpage.outbound_proxy, "http://reviews/hello")
+    assert status == 200, body
+    seen = json.loads(body)["headers"]
+    xfcc = {k.lower(): v for k, v in seen.items()}["x-forwarded-client-cert"]
+    assert xfcc == f"By={identity('reviews')};URI={identity('productpage')}"
+    entry = inbound_log(mesh, "/hello")
+    assert entry["identity"] == identity("productpage")
+    assert entry["access_policy"] == "callers"
+    assert entry["connection_security_policy"] == "mutual_tls"
+
+
+def test_caller_the_policy_does_not_allow_gets_403_rbac(mesh: Mesh) -> None:
+    mesh.set_reviews("strict")
+    before = app_count(mesh)
+    status, headers, _ = via(mesh.ratings.outbound_proxy, "http://reviews/secret")
+    assert status == 403 and headers["x-mesh-response-flags"] == "RBAC"
+    entry = inbound_log(mesh, "/secret")
+    assert entry["identity"] == identity("ratings") and entry["flags"] == "RBAC"
+    # a deny policy wins over the allow policy, and the log names it
+    status, headers, _ = via(mesh.productpage.outbound_proxy, "http://reviews/admin/users")
+    assert status == 403 and headers["x-mesh-response-flags"] == "RBAC"
+    assert inbound_log(mesh, "/admin/users")["access_policy"] == "no-admin"
+    assert app_count(mesh) == before
+    denied = [
+        line for line in mesh.reviews.metrics().splitlines()
+        if line.startswith("istio_requests_total{")
+        and 'response_code="403"' in line and 'response_flags="RBAC"' in line
+        and 'source_workload="ratings"' in line
+    ]
+    assert denied and float(denied[0].rsplit(" ", 1)[1]) >= 1, denied
+
+
+def test_outbound_refuses_a_server_with_the_wrong_identity(mesh: Mesh) -> None:
+    # `details` resolves to the reviews sidecar, whose certificate says reviews: no request.
+    before = app_count(mesh)
+    status, headers, _ = via(mesh.productpage.outbound_proxy, "http://details/x")
+    assert status >= 500 and "UF" in headers["x-mesh-response-flags"]
+    assert app_count(mesh) == before
+
+
+@pytest.mark.parametrize("case", ["no-certificate", "other-ca", "expired"])
+def test_bad_client_certificates_are_refused_in_the_handshake(
+    mesh: Mesh, tmp_path: Path, case: str
+) -> None:
+    mesh.set_reviews("strict")
+    ca_file = mesh.tls["reviews"].ca_file
+    if case == "no-certificate":
+        files = None
+    elif case == "other-ca":
+        other = MeshCA.load_or_create(tmp_path / "other-ca", TRUST_DOMAIN)
+        files = write_sidecar_certs(other, identity("productpage"), tmp_path / "c")
+    else:
+        past = dt.datetime.now(dt.UTC) - dt.timedelta(hours=2)
+        issued = mesh.ca.issue(identity("productpage"), dt.timedelta(hours=1), now=past)
+        (tmp_path / "c").mkdir()
+        (tmp_path / "c" / "cert.pem").write_bytes(issued.cert_pem)
+        (tmp_path / "c" / "key.pem").write_bytes(issued.key_pem)
+        files = TlsFiles(
+            cert_file=str(tmp_path / "c" / "cert.pem"),
+            key_file=str(tmp_path / "c" / "key.pem"),
+            ca_file=ca_file,
+        )
+    failures_before = counter(mesh.reviews.metrics(), "meshctl_tls_handshake_failures_total")
+    before = app_count(mesh)
+    with pytest.raises(HANDSHAKE_REFUSED):
+        tls_request(mesh.reviews.inbound_address, client_context(files, ca_file), "/x")
+    assert app_count(mesh) == before
+    deadline = time.monotonic() + 5
+    while counter(mesh.reviews.metrics(), "meshctl_tls_handshake_failures_total") <= failures_before:
+        assert time.monotonic() < deadline, "handshake failure not counted"
+        time.sleep(0.05)
+
+
+def test_valid_client_certificate_passes_the_handshake(mesh: Mesh) -> None:
+    mesh.set_reviews("strict")
+    ctx = client_context(mesh.tls["productpage"], mesh.tls["productpage"].ca_file)
+    status, _, body = tls_request(mesh.reviews.inbound_address, ctx, "/direct")
+    assert status == 200, body
+
+
+def test_plain_http_is_refused_under_strict(mesh: Mesh) -> None:
+    mesh.set_reviews("strict")
+    before = app_count(mesh)
+    status, body = http_get(f"http://{mesh.reviews.inbound_address}/public/page")
+    assert status == 403 and b"RBAC" in body
+    assert app_count(mesh) == before
+
+
+def test_permissive_accepts_plain_http_and_labels_both(mesh: Mesh) -> None:
+    mesh.set_reviews("permissive")
+    try:
+        status, body = http_get(f"http://{mesh.reviews.inbound_address}/public/plain")
+        assert status == 200, body
+        assert inbound_log(mesh, "/public/plain")["connection_security_policy"] == "none"
+        # no identity: rules with `from` never match a plain request
+        status, _ = http_get(f"http://{mesh.reviews.inbound_address}/private")
+        assert status == 403
+        status, _, _ = via(mesh.productpage.outbound_proxy, "http://reviews/public/mtls")
+        assert status == 200
+        assert inbound_log(mesh, "/public/mtls")["connection_security_policy"] == "mutual_tls"
+        metrics = mesh.reviews.metrics()
+        assert 'connection_security_policy="none"' in metrics
+        assert 'connection_security_policy="mutual_tls"' in metrics
+    finally:
+        mesh.set_reviews("strict")
+
+
+# --- the identity header ------------------------------------------------------------------
+
+
+def test_forged_client_cert_header_never_reaches_the_destination(mesh: Mesh) -> None:
+    forged = {"X-Forwarded-Client-Cert": f"URI={identity('admin')}"}
+    mesh.set_reviews("strict")
+    status, _, body = via(mesh.productpage.outbound_proxy, "http://reviews/forge", forged)
+    assert status == 200
+    seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+    assert seen["x-forwarded-client-cert"] == (
+        f"By={identity('reviews')};URI={identity('productpage')}"
+    )
+    mesh.set_reviews("permissive")
+    try:
+        req = urllib.request.Request(
+            f"http://{mesh.reviews.inbound_address}/public/forge", headers=forged
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            seen = {k.lower() for k in json.loads(resp.read())["headers"]}
+        assert "x-forwarded-client-cert" not in seen
+    finally:
+        mesh.set_reviews("strict")
+
+
+# --- rotation ---------------------------------------------------------------------------
+
+
+class Traffic(threading.Thread):
+    """Sequential requests through productpage's sidecar until stopped; counts failures."""
+
+    def __init__(self, mesh: Mesh) -> None:
+        super().__init__(daemon=True)
+        self.mesh = mesh
+        self.stop = threading.Event()
+        self.ok = 0
+        self.failed: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                status, headers, _ = via(self.mesh.productpage.outbound_proxy, "http://reviews/r")
+            except OSError as exc:
+                self.failed.append(repr(exc))
+                continue
+            if status == 200:
+                self.ok += 1
+            else:
+                self.failed.append(f"{status} {headers.get('x-mesh-response-flags')}")
+
+
+def server_cert_issuer(mesh: Mesh) -> bytes:
+    ctx = client_context(mesh.tls["productpage"], mesh.tls["productpage"].ca_file)
+    host, _, port = mesh.reviews.inbound_address.rpartition(":")
+    with ctx.wrap_socket(
+        socket.create_connection((host, int(port)), timeout=10),
+        server_hostname=dns_name(identity("reviews")),
+    ) as tls:
+        der = tls.getpeercert(binary_form=True)
+    assert der is not None
+    return ssl.DER_cert_to_PEM_cert(der).encode()
+
+
+def test_rotating_the_ca_keeps_traffic_flowing(mesh: Mesh) -> None:
+    mesh.set_reviews("strict")
+    pids = [sc.proc.pid for sc in mesh.sidecars]
+    traffic = Traffic(mesh)
+    traffic.start()
+    try:
+        time.sleep(0.5)
+        rotated = mesh.ca.rotate()
+        reissue_all(rotated, mesh.cert_dirs(), settle=1.5)
+        deadline = time.monotonic() + 15
+        while not rotated.issued_by_current(server_cert_issuer(mesh)):
+            assert time.monotonic() < deadline, "reviews did not pick up its new certificate"
+            time.sleep(0.2)
+        retired = rotated.retire_previous()
+        for _, directory in mesh.cert_dirs():
+            write_trust_bundle(retired, directory)
+        mesh.ca = retired
+        time.sleep(2.5)  # every sidecar reloads its bundle within ~1 s of traffic
+        ok_after = traffic.ok
+        time.sleep(1.0)
+        assert traffic.ok > ok_after, "traffic stopped after the old root was retired"
+    finally:
+        traffic.stop.set()
+        traffic.join(15)
+    assert traffic.failed == [], traffic.failed[:5]
+    assert traffic.ok > 20
+    assert [sc.proc.pid for sc in mesh.sidecars] == pids  # no restart
+    assert all(sc.proc.poll() is None for sc in mesh.sidecars)
