@@ -1,0 +1,176 @@
+"""`meshctl explain` and a running sidecar agree: same rule, same backend, same answers.
+
+One real sidecar (the compiled `productpage` config, as `meshctl compile` makes it) in front of
+real apps; every request goes through the sidecar and through `explain`, and the two are compared.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshctl.contract import SidecarConfig
+from meshctl.explain import Explanation, Request, backend_name, explain
+from meshctl.pipeline import build
+from meshctl.sources.worktree import read_worktree
+from tests.dataplane.conftest import Result, fire
+from tests.support.procs import App, Sidecar, bindings_for, start_app, start_sidecar
+
+from .shop import service
+
+POLICY = {
+    "mesh.yaml": "apiVersion: meshctl/v1alpha1\nkind: Mesh\nmetadata: {name: agree}\n"
+    "spec: {mtls: disabled, accessDefault: allow}\n",
+    "productpage.yaml": service("productpage", port=9000),
+    "reviews.yaml": service("reviews", ("v1", "v2", "v3"), port=9100),
+    "ratings.yaml": service("ratings", port=9200),
+    "routes.yaml": """\
+apiVersion: meshctl/v1alpha1
+kind: Route
+metadata: {name: reviews}
+spec:
+  service: reviews
+  rules:
+    - name: beta
+      match: [{headers: {end-user: {exact: jason}}}]
+      backends: [{version: v2, weight: 100}]
+    - name: api
+      match: [{path: {prefix: /api}, method: [GET]}]
+      backends: [{version: v3, weight: 100}]
+      rewrite: {pathPrefix: /v3api}
+    - name: teapot
+      match: [{path: {exact: /teapot}}]
+      respond: {status: 418, body: "short and stout"}
+    - name: moved
+      match: [{path: {prefix: /old}}]
+      redirect: {path: /new, status: 301}
+    - name: default
+      backends: [{version: v1, weight: 50}, {version: v2, weight: 30}, {version: v3, weight: 20}]
+      sticky: {header: end-user}
+---
+apiVersion: meshctl/v1alpha1
+kind: Route
+metadata: {name: ratings}
+spec:
+  service: ratings
+  rules:
+    - name: ratings
+      match: [{path: {prefix: /ratings}}]
+      backends: [{version: v1, weight: 100}]
+""",
+}
+
+APPS = ("reviews/v1", "reviews/v2", "reviews/v3", "ratings/v1")
+
+
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SidecarConfig]:
+    policy_dir = tmp_path_factory.mktemp("agree") / "mesh.d"
+    policy_dir.mkdir()
+    for name, text in POLICY.items():
+        (policy_dir / name).write_text(text)
+    result = build(read_worktree(policy_dir), "agree-1")
+    assert result.compiled is not None, result.diagnostics
+    return result.compiled.configs
+
+
+@pytest.fixture(scope="module")
+def mesh(
+    tmp_path_factory: pytest.TempPathFactory, compiled: dict[str, SidecarConfig]
+) -> Iterator[tuple[Sidecar, dict[str, App]]]:
+    apps = {name: start_app(name) for name in APPS}
+    endpoints: dict[str, dict[str, tuple[str, ...]]] = {}
+    for name, app in apps.items():
+        svc, version = name.split("/")
+        endpoints.setdefault(svc, {})[version] = (app.address,)
+    endpoints["productpage"] = {"v1": ("127.0.0.1:9",)}  # never called here
+    sidecar = start_sidecar(
+        tmp_path_factory.mktemp("sidecar"),
+        compiled["productpage"],
+        bindings_for(inbound=False, endpoints=endpoints),
+    )
+    yield sidecar, apps
+    sidecar.stop()
+    for app in apps.values():
+        app.stop()
+
+
+def both(
+    compiled: dict[str, SidecarConfig], sidecar: Sidecar, requests: list[tuple[str, str, dict[str, str]]]
+) -> list[tuple[Explanation, Result, dict[str, object]]]:
+    """(explain's answer, the sidecar's answer, its access-log entry) for each request."""
+    tagged = [(m, f"{u}{'&' if '?' in u else '?'}n={i}", h) for i, (m, u, h) in enumerate(requests)]
+    results = fire([(m, u, h, None) for m, u, h in tagged], sidecar.outbound_proxy, concurrency=4)
+    log: dict[str, dict[str, object]] = {}
+    for entry in sidecar.access_log():
+        log[str(entry["path"])] = entry
+    out = []
+    for (method, url, headers), result in zip(tagged, results, strict=True):
+        exp = explain(compiled, Request("productpage", method, url, headers))
+        target = "/" + url.split("://", 1)[1].split("/", 1)[1]
+        out.append((exp, result, log.get(target, {})))
+    return out
+
+
+def test_rule_backend_and_answers_agree(
+    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, dict[str, App]]
+) -> None:
+    sidecar, _ = mesh
+    users = [{"end-user": f"shopper-{i}"} for i in range(40)]
+    requests = [
+        ("GET", "http://reviews/reviews/1", {"end-user": "jason"}),
+        ("GET", "http://reviews/api/items?x=1", {}),
+        ("POST", "http://reviews/api/items", {"end-user": "shopper-3"}),
+        ("GET", "http://reviews/teapot", {}),
+        ("GET", "http://reviews/old/page", {}),
+        ("GET", "http://ratings/ratings/7", {}),
+        ("GET", "http://ratings/elsewhere", {}),
+        ("GET", "http://nowhere/", {}),
+        *[("GET", "http://reviews/reviews/2", u) for u in users],
+    ]
+    checked = Counter[str]()
+    for exp, got, entry in both(compiled, sidecar, requests):
+        where = f"{exp.method} {exp.url}"
+        if exp.status is None:
+            assert got.status == 200, (where, got.status, got.body[:200])
+            assert exp.backend is not None, where  # every request here has one certain backend
+            assert got.app == backend_name(exp.backend), where
+            assert entry.get("rule") == exp.rule, (where, entry)
+            if exp.upstream_target is not None:
+                assert json.loads(got.body)["path"] == exp.upstream_target, where
+            checked["forwarded"] += 1
+        else:
+            assert got.status == exp.status, (where, got.status, exp.notes)
+            if exp.flags:
+                assert got.flags == ",".join(exp.flags), where
+            if exp.location:
+                assert got.headers.get("Location") == exp.location, where
+            if exp.rule:
+                assert entry.get("rule") == exp.rule, (where, entry)
+            checked["answered by the sidecar"] += 1
+    assert checked == {"forwarded": 44, "answered by the sidecar": 4}
+    sticky_versions = Counter(
+        backend_name(e.backend)
+        for u in users
+        if (e := explain(compiled, Request("productpage", "GET", "http://reviews/r", u))).backend
+    )
+    assert len(sticky_versions) == 3, sticky_versions  # the 40 shoppers reach every version
+
+
+def test_split_probabilities_agree(compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, dict[str, App]]) -> None:
+    sidecar, _ = mesh
+    n = 600
+    exp = explain(compiled, Request("productpage", "GET", "http://reviews/reviews/9"))
+    assert exp.rule == "default" and exp.backend is None
+    predicted = {backend_name(b): p for b, p in exp.backends}
+    assert predicted == {"reviews/v1": 0.5, "reviews/v2": 0.3, "reviews/v3": 0.2}
+    results = fire([("GET", "http://reviews/reviews/9", {}, None)] * n, sidecar.outbound_proxy)
+    seen = Counter(r.app for r in results)
+    assert sum(seen.values()) == n and set(seen) == set(predicted), seen
+    for name, p in predicted.items():
+        # Binomial standard deviation at n=600 is at most 2 points; allow 4.5 sigma.
+        assert abs(seen[name] / n - p) < 0.09, (name, seen)
