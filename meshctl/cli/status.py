@@ -34,7 +34,7 @@ def sidecar_json(s: SidecarStatus) -> dict[str, Any]:
         "restarts": s.restarts,
         "inbound_url": f"http://127.0.0.1:{r.inbound_port}" if r.inbound_port else None,
         "admin_url": r.admin_url,
-        "rps": _round(t.rps) if t else None,
+        "rps": _round(t.rps) if t and t.seconds else None,
         "requests": int(t.requests) if t else None,
         "error_rate": _round(t.error_rate, 2) if t else None,
         "p50_ms": _round(t.p50_ms) if t else None,
@@ -60,7 +60,9 @@ def version_rows(statuses: list[SidecarStatus]) -> list[dict[str, Any]]:
                 "version": version,
                 "instances": len(members),
                 "healthy": sum(1 for m in members if m.healthy),
-                "rps": round(sum(w.rps for w in windows), 1),
+                "rps": round(sum(w.rps for w in windows), 1)
+                if any(w.seconds for w in windows)
+                else None,
                 "error_rate": round(100.0 * errors / requests, 2) if requests else 0.0,
                 "p99_ms": round(max(p99s), 1) if p99s else None,
             }
@@ -87,7 +89,7 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
     for name, url in sorted(plan.gateway_urls().items()):
         gw = next((s for s in statuses if s.record.sidecar == f"gateway/{name}"), None)
         state = ("healthy" if gw.healthy else gw.status) if gw else "?"
-        rps = _fmt(gw.traffic.rps if gw and gw.traffic else None)
+        rps = _fmt(gw.traffic.rps if gw and gw.traffic and gw.traffic.seconds else None)
         lines.append(f"gateway {name}  {url}  {state}  {rps} req/s")
     header = ("SERVICE", "VERSION", "INSTANCE", "REVISION", "HEALTH", "REQ/S", "ERR%",
               "P50", "P99", "RESTARTS")
@@ -110,7 +112,7 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
         rows.append((
             r.service or "", r.version or "", r.instance, (s.revision or "?")[:12],
             "healthy" if s.healthy else s.status,
-            _fmt(t.rps if t else None), _fmt(t.error_rate if t else None),
+            _fmt(t.rps if t and t.seconds else None), _fmt(t.error_rate if t else None),
             _fmt(t.p50_ms if t else None, "ms"), _fmt(t.p99_ms if t else None, "ms"),
             str(s.restarts),
         ))

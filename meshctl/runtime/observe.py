@@ -88,7 +88,7 @@ def observe(state: StateDir, plan: Plan, interval: float = 1.0) -> list[SidecarS
     for r in records:
         b, a = before.get(r.instance), after.get(r.instance)
         if interval <= 0 and a is not None:
-            b = Snapshot(at=a.at - 1.0)  # cumulative since the sidecar started
+            b = Snapshot(at=a.at)  # cumulative since the sidecar started: no rate
         traffic = window(b, a) if a is not None and b is not None else None
         out.append(
             SidecarStatus(
