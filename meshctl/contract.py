@@ -373,6 +373,6 @@ def _first_errors(exc: ValidationError, limit: int = 3) -> str:
 
 
 def dump_json(model: BaseModel) -> str:
-    """Canonical JSON: sorted keys, no defaults dropped, stable across machines."""
-    return json.dumps(model.model_dump(mode="json"), sort_keys=True, indent=1) + "\n"
+    """Canonical JSON: sorted keys, compact, no defaults dropped, stable across machines."""
+    return json.dumps(model.model_dump(mode="json"), sort_keys=True, separators=(",", ":")) + "\n"
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from meshctl.compile.compiler import CompiledMesh, compile_policy
 from meshctl.model import Located, MeshPolicy
 from meshctl.sources import PolicyFile
 from meshctl.validate.diagnostics import Diagnostic, at_position
 from meshctl.validate.schema_check import check_document
 from meshctl.validate.semantic import check_policy
 from meshctl.yamlio import Position, YamlError, load_documents
+
+if TYPE_CHECKING:
+    from meshctl.compile.compiler import CompiledMesh
 
 _POLICY_LISTS = {
     "Mesh": "meshes",
@@ -88,6 +91,8 @@ def build(files: list[PolicyFile], revision: str | None = None) -> BuildResult:
     load = load_policy(files)
     result = BuildResult(load=load, diagnostics=load.diagnostics)
     if load.ok:
+        from meshctl.compile.compiler import compile_policy  # only when there is something to compile
+
         rev = revision or f"{load.source_digest.removeprefix('sha256:')[:12]}-dirty"
         result.compiled = compile_policy(load.policy, revision=rev, source_digest=load.source_digest)
     return result

@@ -1,20 +1,32 @@
 """YAML loading that keeps file:line:column for every node.
 
-ruamel composes the node graph (with marks); we build plain JSON-like data from it ourselves, so
-every value and every mapping key has a recorded position, duplicate keys are found with both
-positions, and timestamps stay strings (JSON Schema sees what the user wrote). Parse errors are
+A parser composes the node graph (with marks): libyaml's C parser through PyYAML when installed,
+else ruamel.yaml (pure Python; a test checks both give the same documents and positions). We
+build plain JSON-like data from the nodes ourselves, so every value and every mapping key has a
+recorded position, duplicate keys are found with both positions, and scalars follow YAML 1.2
+(`yes`/`no` and timestamps stay strings: JSON Schema sees what the user wrote). Parse errors are
 values, not exceptions: `load_documents` returns `YamlError` for a file that does not parse.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
-from ruamel.yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+try:  # libyaml's C parser (through PyYAML) composes ~14x faster than pure-Python ruamel
+    import yaml as _pyyaml
+    from yaml import CSafeLoader as _CLoader  # type: ignore[attr-defined]
+    from yaml import MarkedYAMLError as _LibyamlMarkedError
+    from yaml import YAMLError as _LibyamlError
+except ImportError:  # pragma: no cover - PyYAML without libyaml: ruamel does the same job
+    _pyyaml = None  # type: ignore[assignment]
+    _LibyamlMarkedError = MarkedYAMLError  # type: ignore[misc,assignment]
+    _LibyamlError = YAMLError  # type: ignore[misc,assignment]
 
 Path = tuple[str | int, ...]
 
@@ -57,68 +69,65 @@ class YamlError:
     message: str
 
 
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.allow_duplicate_keys = True  # found and reported by us, with both positions
-    return yaml
+# YAML 1.2 core schema for plain scalars, resolved here so both parsers agree (no "Norway
+# problem": `yes`, `no`, `on`, `off` stay strings) and timestamps stay strings.
+_NULL_RE = re.compile(r"^(~|null|Null|NULL|)$")
+_BOOL_RE = re.compile(r"^(true|True|TRUE|false|False|FALSE)$")
+_INT_RE = re.compile(r"^[-+]?[0-9]+$|^0o[0-7]+$|^0x[0-9a-fA-F]+$")
+_FLOAT_RE = re.compile(
+    r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$|^[-+]?\.(inf|Inf|INF)$|^\.(nan|NaN|NAN)$"
+)
 
 
-_INT_TAG = "tag:yaml.org,2002:int"
-_FLOAT_TAG = "tag:yaml.org,2002:float"
-_BOOL_TAG = "tag:yaml.org,2002:bool"
-_NULL_TAG = "tag:yaml.org,2002:null"
-
-
-def _mark(node: Node) -> Position:
+def _mark(node: Any) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _scalar(node: ScalarNode) -> Any:
+def _scalar(node: Any) -> Any:
     value: str = node.value
-    tag = node.tag.value if hasattr(node.tag, "value") else str(node.tag)
-    if tag == _NULL_TAG:
+    if node.style:  # quoted or block scalar: always a string ("" or None is plain)
+        return value
+    if _NULL_RE.match(value):
         return None
-    if tag == _BOOL_TAG:
-        return value.lower() in ("true", "yes", "on")
-    if tag == _INT_TAG:
-        text = value.replace("_", "")
-        try:
-            if text.lower().startswith(("0x", "-0x", "+0x")):
-                return int(text, 16)
-            if text.lower().startswith(("0o", "-0o", "+0o")):
-                return int(text, 8)
-            return int(text)
-        except ValueError:
-            return value
-    if tag == _FLOAT_TAG:
-        text = value.replace("_", "").lower()
-        if text in (".inf", "+.inf"):
-            return math.inf
-        if text == "-.inf":
-            return -math.inf
-        if text == ".nan":
+    if _BOOL_RE.match(value):
+        return value.lower() == "true"
+    if _INT_RE.match(value):
+        if value.startswith("0o"):
+            return int(value[2:], 8)
+        if value.startswith("0x"):
+            return int(value[2:], 16)
+        return int(value)
+    if _FLOAT_RE.match(value):
+        lowered = value.lower()
+        if lowered.endswith("inf"):
+            return -math.inf if lowered.startswith("-") else math.inf
+        if lowered.endswith("nan"):
             return math.nan
-        try:
-            return float(text)
-        except ValueError:
-            return value
+        return float(value)
     return value
+
+
+def _compose_all(text: str, *, parser: str = "auto") -> list[Any]:
+    """Node graphs (with marks) of every document; `parser` "ruamel" forces the pure-Python one."""
+    if parser != "ruamel" and _pyyaml is not None:
+        return list(_pyyaml.compose_all(text, Loader=_CLoader))
+    return list(YAML(typ="safe", pure=True).compose_all(text))
 
 
 class _Builder:
     def __init__(self, doc: Document) -> None:
         self.doc = doc
 
-    def build(self, node: Node, path: Path) -> Any:
+    def build(self, node: Any, path: Path) -> Any:
         self.doc.values[path] = _mark(node)
-        if isinstance(node, ScalarNode):
+        if node.id == "scalar":
             return _scalar(node)
-        if isinstance(node, SequenceNode):
+        if node.id == "sequence":
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        if isinstance(node, MappingNode):
+        if node.id == "mapping":
             result: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = _scalar(key_node) if isinstance(key_node, ScalarNode) else str(key_node)
+                key = _scalar(key_node) if key_node.id == "scalar" else str(key_node.value)
                 key = str(key) if not isinstance(key, str) else key
                 if key == "<<":  # merge key: fold the referenced mapping(s) in, own keys win
                     merged = self.build(value_node, (*path, key))
@@ -137,7 +146,7 @@ class _Builder:
         return None
 
 
-def load_documents(file: str, text: str) -> list[Document] | YamlError:
+def load_documents(file: str, text: str, *, parser: str = "auto") -> list[Document] | YamlError:
     """Parse every document of one file; a syntax error yields a YamlError with its position."""
     if "\t" in text:
         # YAML forbids tabs in indentation; ruamel's message for it is obscure, so say it plainly.
@@ -149,8 +158,8 @@ def load_documents(file: str, text: str) -> list[Document] | YamlError:
                     file, Position(lineno, col), "tab character used for indentation; use spaces"
                 )
     try:
-        nodes = list(_yaml().compose_all(text))
-    except MarkedYAMLError as exc:
+        nodes = _compose_all(text, parser=parser)
+    except (MarkedYAMLError, _LibyamlMarkedError) as exc:
         mark = exc.problem_mark or exc.context_mark
         pos = Position(mark.line + 1, mark.column + 1) if mark else Position(1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
@@ -159,7 +168,7 @@ def load_documents(file: str, text: str) -> list[Document] | YamlError:
         if opened is not None and mark is not None and opened.line != mark.line:
             context += f", opened at line {opened.line + 1} column {opened.column + 1}"
         return YamlError(file, pos, f"YAML syntax error: {problem}{context}")
-    except YAMLError as exc:
+    except (YAMLError, _LibyamlError) as exc:
         return YamlError(file, Position(1, 1), f"YAML error: {exc}")
     docs = []
     for index, node in enumerate(nodes):

@@ -1,7 +1,9 @@
 """Entry point: builds the typer app from one small module per command and maps errors to exits.
 
-Each command module exposes `register(app)`. This is the single error boundary: a
-`MeshctlError` becomes its message on stderr and its exit code; anything else is a bug (exit 3).
+Each command module exposes `register(app)`. Only the module of the command being run is
+imported (a sidecar's mitmproxy need not load for `validate`); `--help` loads them all.
+This is the single error boundary: a `MeshctlError` becomes its message on stderr and its exit
+code; anything else is a bug (exit 3).
 """
 
 from __future__ import annotations
@@ -12,26 +14,50 @@ import traceback
 
 import typer
 
+try:  # recent typer vendors click; its parser raises these
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover
+    from click.exceptions import ClickException  # type: ignore[assignment]
+from typer import Abort, Exit
+
 from meshctl.errors import MeshctlError
 
-COMMAND_MODULES = (
-    "validate",
-    "compile",
-    "schema",
-    "init",
-    "diff",
-    "explain",
-    "policytest",
-    "sidecar",
-    "ca",
-    "up",
-    "status",
-    "apply",
-    "render",
-)
+# command name -> module in meshctl.cli that registers it; listed in help order
+COMMANDS = {
+    "init": "init",
+    "validate": "validate",
+    "test": "policytest",
+    "compile": "compile",
+    "diff": "diff",
+    "explain": "explain",
+    "up": "up",
+    "down": "up",
+    "status": "status",
+    "apply": "apply",
+    "history": "apply",
+    "rollback": "apply",
+    "sidecar": "sidecar",
+    "ca": "ca",
+    "render": "render",
+    "schema": "schema",
+}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def build_app() -> typer.Typer:
+def _modules_for(argv: list[str]) -> tuple[str, ...]:
+    """The one module the invoked command needs, or all of them (help, unknown command)."""
+    for arg in argv:
+        if arg.startswith("-"):
+            continue
+        return (COMMANDS[arg],) if arg in COMMANDS else COMMAND_MODULES
+    return COMMAND_MODULES
+
+
+def _root() -> None:
+    """A GitOps service mesh: policy as YAML in git, mitmproxy sidecars enforce it."""
+
+
+def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
     app = typer.Typer(
         name="meshctl",
         help="A GitOps service mesh: policy as YAML in git, mitmproxy sidecars enforce it.",
@@ -39,7 +65,8 @@ def build_app() -> typer.Typer:
         add_completion=False,
         pretty_exceptions_enable=False,
     )
-    for name in COMMAND_MODULES:
+    app.callback()(_root)  # always a command group, even when one command is loaded
+    for name in modules:
         try:
             module = importlib.import_module(f"meshctl.cli.{name}")
         except ModuleNotFoundError as exc:
@@ -51,9 +78,10 @@ def build_app() -> typer.Typer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    app = build_app()
+    args = sys.argv[1:] if argv is None else argv
+    app = build_app(_modules_for(args))
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, standalone_mode=False, prog_name="meshctl")
     except MeshctlError as exc:
         message = str(exc)
         if message:
@@ -64,14 +92,14 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else 0
-    except Exception as exc:  # click usage errors and bugs
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
-            return 130
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return 2
+    except Abort:
+        return 130
+    except Exit as exc:
+        return int(getattr(exc, "exit_code", 0) or 0)
+    except ClickException as exc:  # usage errors found by the argument parser
+        exc.show()
+        return 2
+    except Exception:  # a bug: show it, exit 3
         traceback.print_exc()
         print("meshctl: internal error (this is a bug; please report it)", file=sys.stderr)
         return 3

@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from meshctl import contract as c
-from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN, may_ever_call, spiffe_id
+from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN, Admission, admission, spiffe_id
 from meshctl.model import AccessPolicy, Gateway, MeshPolicy, Route, Service
 from meshctl.model import route as r
 from meshctl.model.mesh import MeshSpec
@@ -61,6 +61,10 @@ class _Context:
     access_by_service: dict[str, list[AccessPolicy]]
     routes: dict[str, Route]
     revision: str
+    admissions: dict[str, Admission]
+    open_services: tuple[str, ...]  # services every (unblocked) caller may reach
+    admitted_by_name: dict[str, set[str]]  # caller -> services whose policies name it
+    service_names: tuple[str, ...]  # sorted
     destination_cache: dict[tuple[str, str], c.Destination] = field(default_factory=dict)
 
     def identity(self, source: str) -> str:
@@ -73,15 +77,28 @@ def _context(policy: MeshPolicy, revision: str) -> _Context:
     access: dict[str, list[AccessPolicy]] = defaultdict(list)
     for loc in policy.access_policies:
         access[loc.obj.spec.service].append(loc.obj)
+    services = {loc.obj.metadata.name: loc.obj for loc in policy.services}
+    admissions = {
+        name: admission(access.get(name, []), spec.access_default, has_identity=spec.mtls != "disabled")
+        for name in services
+    }
+    admitted_by_name: dict[str, set[str]] = defaultdict(set)
+    for name, adm in admissions.items():
+        for caller in adm.allowed:
+            admitted_by_name[caller].add(name)
     return _Context(
         policy=policy,
         mesh_name=mesh_obj.metadata.name if mesh_obj else DEFAULT_MESH_NAME,
         mesh=spec,
         trust_domain=spec.trust_domain or DEFAULT_TRUST_DOMAIN,
-        services={loc.obj.metadata.name: loc.obj for loc in policy.services},
+        services=services,
         access_by_service=access,
         routes={loc.obj.spec.service: loc.obj for loc in reversed(policy.routes)},
         revision=revision,
+        admissions=admissions,
+        open_services=tuple(name for name, adm in sorted(admissions.items()) if adm.open_to_all),
+        admitted_by_name=admitted_by_name,
+        service_names=tuple(sorted(services)),
     )
 
 
@@ -288,25 +305,22 @@ def _build_destination(ctx: _Context, caller: str, svc: Service, route: Route | 
 
 def _outbound(ctx: _Context, caller: str) -> tuple[dict[str, c.Destination], tuple[str, ...]]:
     """Destinations `caller` may reach, and the mesh services it can never be admitted to."""
-    has_identity = ctx.mesh.mtls != "disabled"
-    reachable: dict[str, c.Destination] = {}
-    denied: list[str] = []
-    for name, svc in sorted(ctx.services.items()):
-        policies = ctx.access_by_service.get(name, [])
-        if may_ever_call(caller, policies, ctx.mesh.access_default, has_identity):
-            reachable[name] = _destination(ctx, caller, svc)
-        else:
-            denied.append(name)
+    reachable = {name for name in ctx.open_services if ctx.admissions[name].admits(caller)}
+    reachable |= {name for name in ctx.admitted_by_name.get(caller, ()) if ctx.admissions[name].admits(caller)}
     # A split or mirror may send to another service: keep what the reachable routes point at.
-    for dest in list(reachable.values()):
+    pending = sorted(reachable)
+    tables: dict[str, c.Destination] = {}
+    while pending:
+        name = pending.pop()
+        tables[name] = dest = _destination(ctx, caller, ctx.services[name])
         for rule in dest.rules:
             targets = [b.service for b in rule.backends] + ([rule.mirror.service] if rule.mirror else [])
             for target in targets:
                 if target not in reachable and target in ctx.services:
-                    reachable[target] = _destination(ctx, caller, ctx.services[target])
-                    if target in denied:
-                        denied.remove(target)
-    return dict(sorted(reachable.items())), tuple(denied)
+                    reachable.add(target)
+                    pending.append(target)
+    denied = tuple(name for name in ctx.service_names if name not in reachable)
+    return dict(sorted(tables.items())), denied
 
 
 # --- inbound and gateways ------------------------------------------------------------------

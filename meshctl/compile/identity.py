@@ -1,8 +1,9 @@
-"""SPIFFE identities of mesh workloads, and who may reach whom (for pruning outbound tables)."""
+"""SPIFFE identities of mesh workloads, and who may ever reach whom (to prune outbound tables)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from meshctl.model import AccessPolicy
 
@@ -16,31 +17,45 @@ def spiffe_id(trust_domain: str, source: str) -> str:
     return f"spiffe://{trust_domain}/service/{source}"
 
 
-def _source_matches(sources: list[str] | None, caller: str, has_identity: bool) -> bool:
-    if sources is None:
-        return True
-    if not has_identity:
-        return False
-    return "*" in sources or caller in sources
+@dataclass(frozen=True)
+class Admission:
+    """Which callers a service's access policies could ever admit, for any method and path.
 
-
-def may_ever_call(
-    caller: str, policies: Iterable[AccessPolicy], access_default: str, has_identity: bool
-) -> bool:
-    """False only when no request of `caller` (any method, any path) could be admitted.
-
-    Mirrors the inbound decision (deny first, then allow policies, then the default) with the
-    method and path left open, so pruning never refuses a request the destination would allow.
+    Mirrors the inbound decision (deny first, then allow policies, then the default) with method
+    and path left open, so pruning never refuses a request the destination would allow.
     """
-    allow_rules = []
+
+    open_to_all: bool = True  # every caller not blocked may be admitted
+    allowed: frozenset[str] = frozenset()  # admitted callers when not open to all
+    blocked: frozenset[str] = frozenset()  # callers an unconditional deny rule refuses
+    closed: bool = False  # an unconditional deny rule refuses everyone
+
+    def admits(self, caller: str) -> bool:
+        if self.closed or caller in self.blocked:
+            return False
+        return self.open_to_all or caller in self.allowed
+
+
+def admission(policies: Iterable[AccessPolicy], access_default: str, has_identity: bool) -> Admission:
+    """`has_identity` is false under mtls: disabled, where rules naming callers never match."""
+    open_to_all, closed, any_allow_policy = False, False, False
+    allowed: set[str] = set()
+    blocked: set[str] = set()
     for policy in policies:
+        if policy.spec.action == "allow":
+            any_allow_policy = True
         for rule in policy.spec.rules:
+            sources = rule.from_
+            matches_everyone = sources is None or ("*" in sources and has_identity)
+            named = set() if sources is None or not has_identity else set(sources) - {"*"}
             if policy.spec.action == "deny":
-                unconditional = not rule.methods and not rule.paths
-                if unconditional and _source_matches(rule.from_, caller, has_identity):
-                    return False
+                if rule.methods or rule.paths:
+                    continue  # refuses only some requests: the caller may still be admitted
+                closed = closed or matches_everyone
+                blocked |= named
             else:
-                allow_rules.append(rule)
-    if allow_rules:
-        return any(_source_matches(r.from_, caller, has_identity) for r in allow_rules)
-    return access_default == "allow"
+                open_to_all = open_to_all or matches_everyone
+                allowed |= named
+    if not any_allow_policy:
+        open_to_all = access_default == "allow"
+    return Admission(open_to_all, frozenset(allowed), frozenset(blocked), closed)
