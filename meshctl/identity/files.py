@@ -21,8 +21,13 @@ PRIVATE_DIR = 0o700
 
 
 def ensure_private_dir(path: Path) -> Path:
+    """Create `path` 0700, with a `.gitignore` of `*`: keys stay out of git even when the
+    state directory sits inside a work tree and someone runs `git add -A`."""
     path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
     os.chmod(path, PRIVATE_DIR)
+    ignore = path / ".gitignore"
+    if not ignore.exists():
+        write_atomic(ignore, b"# private keys: never commit this directory\n*\n")
     return path
 
 

@@ -263,3 +263,13 @@ def test_rotating_the_ca_keeps_traffic_flowing(mesh: Mesh) -> None:
     assert traffic.ok > 20
     assert [sc.proc.pid for sc in mesh.sidecars] == pids  # no restart
     assert all(sc.proc.poll() is None for sc in mesh.sidecars)
+
+
+def test_sidecar_logs_hold_no_private_key(mesh: Mesh) -> None:
+    from tests.security.test_key_leak import key_bodies, scan
+
+    bodies = key_bodies(mesh.root / "state")
+    assert len(bodies) >= 4  # the CA key and three sidecar keys
+    logs = "".join(sc.log_path.read_text() + sc.stderr() for sc in mesh.sidecars)
+    assert '"tls_handshake_failed"' in logs  # the logs saw refused handshakes, and requests
+    assert scan(logs, bodies) == []
