@@ -29,14 +29,17 @@ def _is_null(schema: Any) -> bool:
     return isinstance(schema, dict) and schema.get("type") == "null" and len(schema) == 1
 
 
-def _clean(node: Any) -> Any:
-    """Drop pydantic noise: titles, and `null` alternatives of optional fields (omit them)."""
+def _clean(node: Any, *, keep_null: bool = False) -> Any:
+    """Drop pydantic noise: titles, and (for policy kinds, where users omit optional fields
+    rather than write null) the `null` alternatives of optional fields."""
     if isinstance(node, list):
-        return [_clean(item) for item in node]
+        return [_clean(item, keep_null=keep_null) for item in node]
     if not isinstance(node, dict):
         return node
-    out = {k: _clean(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
+    out = {k: _clean(v, keep_null=keep_null) for k, v in node.items() if k != "title" or not isinstance(v, str)}
     options = out.get("anyOf")
+    if keep_null:
+        return out
     if isinstance(options, list) and any(_is_null(o) for o in options) and out.get("default", 0) is None:
         rest = [o for o in options if not _is_null(o)]
         del out["anyOf"], out["default"]
@@ -47,8 +50,8 @@ def _clean(node: Any) -> Any:
     return out
 
 
-def _document(model: type[BaseModel], schema_id: str, title: str) -> dict[str, Any]:
-    generated = _clean(model.model_json_schema(by_alias=True))
+def _document(model: type[BaseModel], schema_id: str, title: str, *, keep_null: bool = False) -> dict[str, Any]:
+    generated = _clean(model.model_json_schema(by_alias=True), keep_null=keep_null)
     return {"$schema": SCHEMA_DIALECT, "$id": schema_id, "title": title, **generated}
 
 
@@ -65,6 +68,7 @@ def sidecar_schema() -> dict[str, Any]:
         contract.SidecarConfig,
         SCHEMA_BASE + SIDECAR_SCHEMA_FILE,
         f"meshctl compiled sidecar config ({contract.SCHEMA_VERSION})",
+        keep_null=True,  # compiled configs spell every field out, null included
     )
 
 
