@@ -1,0 +1,57 @@
+"""The layering is checked, not hoped for: a sidecar loads only what a sidecar needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+FORBIDDEN_IN_SIDECAR = ("typer", "jinja2", "ruamel", "jsonschema", "meshctl.cli", "meshctl.model",
+                        "meshctl.validate", "meshctl.compile", "yaml")
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    lint = subprocess.run([str(lint_imports), "--no-cache"], cwd=REPO, capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    assert "1 kept, 0 broken" in lint.stdout
+
+
+GUARD = """
+import sys
+FORBIDDEN = %r
+violations = []
+
+class Guard:
+    # Records forbidden imports made by our own modules (mitmproxy may load some for itself).
+    def find_spec(self, name, path, target=None):
+        if any(name == f or name.startswith(f + ".") for f in FORBIDDEN):
+            frame = sys._getframe(1)
+            while frame and frame.f_globals.get("__name__", "").startswith(("importlib", "_frozen")):
+                frame = frame.f_back
+            importer = frame.f_globals.get("__name__", "") if frame else ""
+            if importer.startswith(("proxy_addon", "meshctl")):
+                violations.append(f"{importer} -> {name}")
+        return None
+
+sys.meta_path.insert(0, Guard())
+import proxy_addon, proxy_addon.addon, proxy_addon.routing, proxy_addon.access, proxy_addon.__main__
+print(";".join(violations))
+"""
+
+
+def test_loading_the_addon_imports_no_cli_yaml_or_templating() -> None:
+    probe = GUARD % (FORBIDDEN_IN_SIDECAR,)
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "", f"the sidecar imported: {proc.stdout.strip()}"
+
+
+def test_the_guard_itself_catches_a_forbidden_import(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The probe above must be able to fail: show it flags our own module importing jsonschema."""
+    probe = (GUARD % (FORBIDDEN_IN_SIDECAR,)).replace(
+        "import proxy_addon, proxy_addon.addon", "import meshctl.validate.schema_check\nimport proxy_addon")
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True)
+    assert "meshctl.validate.schema_check -> jsonschema" in proc.stdout
