@@ -27,7 +27,9 @@ def compile_command(
     directory: PolicyDirArgument = None,
     dir_option: PolicyDirOption = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")] = Path("out"),
-    rev: Annotated[str | None, typer.Option("--rev", help="Compile this git revision instead of the work tree.")] = None,
+    rev: Annotated[
+        str | None, typer.Option("--rev", help="Compile this git revision instead of the work tree.")
+    ] = None,
 ) -> None:
     """Validate, then compile the policy into one config per sidecar."""
     files, revision = read_policy(policy_dir(directory, dir_option), rev)

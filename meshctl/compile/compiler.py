@@ -165,7 +165,7 @@ def _retries(ctx: _Context, own: r.Retries | None) -> c.RetryPolicy:
     return c.RetryPolicy(
         attempts=pick("attempts", DEFAULT_RETRY_ATTEMPTS),  # type: ignore[arg-type]
         per_try_timeout_ms=pick("per_try_timeout", None),  # type: ignore[arg-type]
-        on=tuple(pick("on", DEFAULT_RETRY_ON)),  # type: ignore[call-overload]
+        on=tuple(pick("on", DEFAULT_RETRY_ON)),  # type: ignore[arg-type]
         backoff=c.Backoff(base_ms=backoff.base, max_ms=backoff.max) if backoff else c.Backoff(),  # type: ignore[attr-defined]
         non_idempotent=pick("non_idempotent", False),  # type: ignore[arg-type]
     )

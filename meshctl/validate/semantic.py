@@ -361,9 +361,9 @@ def _check_ports(policy: MeshPolicy) -> Iterator[Diagnostic]:
     for svc in policy.services:
         for i, version in enumerate(svc.obj.spec.versions):
             for j, endpoint in enumerate(version.endpoints or ()):
-                host, _, port = endpoint.rpartition(":")
+                host, _, port_text = endpoint.rpartition(":")
                 if host in ("127.0.0.1", "localhost"):
-                    owners[int(port)].append(
+                    owners[int(port_text)].append(
                         (f"endpoint of {svc.obj.metadata.name}/{version.name}", svc.doc,
                          ("spec", "versions", i, "endpoints", j)))
     for port, users in sorted(owners.items()):
