@@ -1,0 +1,126 @@
+"""The example shop end to end: up, traffic, gated waves under load, failed gate, rollback, down.
+
+One scenario in one test: starting the shop costs seconds of CPU on a shared machine, and each
+step builds on the state the previous one left.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.helpers import (
+    Load,
+    commit_all,
+    edit,
+    gateway_port,
+    get,
+    git,
+    meshctl,
+    pid_alive,
+    recorded_pids,
+    shop_repo,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def split_of(port: int, n: int) -> Counter[str]:
+    seen: Counter[str] = Counter()
+    for _ in range(n):
+        status, body = get("127.0.0.1", port, "/product/1")
+        assert status == 200, body
+        seen[body["served_by"]["reviews"]] += 1
+    return seen
+
+
+def status_json(repo: Path) -> dict:  # type: ignore[type-arg]
+    result = meshctl(repo, "status", "--format", "json", "--interval", "0")
+    assert result.code == 0, result.stderr
+    return result.json()  # type: ignore[no-any-return]
+
+
+def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
+    repo = shop_repo(tmp_path)
+    state = repo / ".meshctl"
+    # A loaded CI machine makes latency noisy: this scenario gates on errors, not on p99.
+    edit(repo / "mesh.d/mesh.yaml", "maxP99: 500ms", "maxP99: 5s")
+    base = commit_all(repo, "gate on errors only")
+
+    up = meshctl(repo, "up", "--detach", "--gateway-port", "public=0", "--timeout", "150")
+    try:
+        assert up.code == 0, up.stderr
+        assert "gateway public" in up.stdout and "reviews-v2-0" in up.stdout
+        port = gateway_port(state)
+
+        # Traffic through the gateway reaches every service (beta tester: reviews v2 -> ratings).
+        status, body = get("127.0.0.1", port, "/product/2", {"end-user": "jason"})
+        assert status == 200, body
+        assert body["served_by"] == {
+            "frontend": "v1", "catalog": "v1", "reviews": "v2", "ratings": "v1"
+        }
+        assert body["stars"] == [4, 4, 3]
+        st = status_json(repo)
+        assert st["revision"] == base
+        assert {s["instance"] for s in st["sidecars"]} >= {
+            "frontend-v1-0", "frontend-v1-1", "catalog-v1-0", "reviews-v1-0", "reviews-v2-0",
+            "ratings-v1-0", "gateway-public",
+        }
+        assert all(s["healthy"] for s in st["sidecars"]), st
+        assert git(repo, "rev-parse", "refs/meshctl/applied") == base
+
+        # Shift reviews to 50/50 and apply in waves while a bounded load runs: no request fails.
+        routes = repo / "mesh.d/routes/reviews.yaml"
+        edit(routes, "{version: v1, weight: 90}", "{version: v1, weight: 50}")
+        edit(routes, "{version: v2, weight: 10}", "{version: v2, weight: 50}")
+        split = commit_all(repo, "reviews: 50/50")
+        dry = meshctl(repo, "apply", "--dry-run")
+        assert dry.code == 0 and "canary  update frontend-v1-0" in dry.stdout, dry
+        with Load(port) as load:
+            applied = meshctl(repo, "apply", "--window", "2s")
+        assert applied.code == 0, applied.stderr
+        assert "canary: 1 sidecar(s) confirmed" in applied.stderr
+        assert "wave 2: 1 sidecar(s) confirmed" in applied.stderr
+        assert len(load.statuses) > 50, "the load ran during the apply"
+        assert load.failures == [] and set(load.statuses) == {200}, Counter(load.statuses)
+        assert git(repo, "rev-parse", "refs/meshctl/applied") == split
+
+        # The split measured afterwards matches: 300 draws, 50% +- 4 standard deviations.
+        seen = split_of(port, 300)
+        assert 115 <= seen["v1"] <= 185 and seen["v1"] + seen["v2"] == 300, seen
+
+        # A new version that answers errors fails the canary's gate and is rolled back.
+        edit(repo / "mesh.d/services/reviews.yaml", "  healthCheck:",
+             '    - name: v3\n      run: [python, -m, shop.reviews]\n'
+             '      env: {FAIL_PERCENT: "100"}\n  healthCheck:')
+        edit(routes, "{version: v2, weight: 50}", "{version: v3, weight: 50}")
+        commit_all(repo, "reviews v3")
+        with Load(port, max_requests=1500):
+            failed = meshctl(repo, "apply", "--window", "5s")
+        assert failed.code == 1, failed.stderr
+        assert "failed the gate" in failed.stderr and "rolled back" in failed.stderr
+        st = status_json(repo)
+        assert st["revision"] == split
+        assert {s["revision"] for s in st["sidecars"]} <= {base, split}
+        assert not any(s["instance"].startswith("reviews-v3") for s in st["sidecars"])
+        assert git(repo, "rev-parse", "refs/meshctl/applied") == split
+        seen = split_of(port, 40)
+        assert set(seen) <= {"v1", "v2"}, seen
+
+        # Rollback restores the previous revision (the 90/10 split).
+        back = meshctl(repo, "rollback", "--window", "1s")
+        assert back.code == 0, back.stderr
+        assert status_json(repo)["revision"] == base
+        assert git(repo, "rev-parse", "refs/meshctl/applied") == base
+        history = meshctl(repo, "history", "--format", "json").json()
+        assert [e["action"] for e in history["entries"]][:4] == [
+            "rollback", "apply-failed", "apply", "up"
+        ]
+    finally:
+        pids = recorded_pids(state)
+        down = meshctl(repo, "down")
+    assert len(pids) == 13  # 6 apps, 6 sidecars, 1 gateway
+    assert down.code == 0, down.stderr
+    assert not [p for p in pids if pid_alive(p)], "down left processes behind"
