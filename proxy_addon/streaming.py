@@ -102,5 +102,8 @@ def _route_to_destination(
     flow.request.headers[SOURCE_WORKLOAD_HEADER] = info.source_workload
     flow.request.headers[SOURCE_VERSION_HEADER] = info.source_version
     # https: mitmproxy's own upstream connection; MeshTls.tls_start_server does the mTLS.
-    scheme = "https" if rt.peer_tls(info.snapshot, backend.service, ep.address) else "http"
+    scheme = "http"
+    if rt.tls is not None and rt.peer_tls(info.snapshot, backend.service, ep.address):
+        scheme = "https"
+        rt.tls.expect(flow.client_conn.id, ep.address, target_dest.identity)
     _point_at(flow, ep.address, scheme, host)

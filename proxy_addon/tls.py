@@ -141,6 +141,12 @@ class SidecarTls:
         self._checked = time.monotonic()
         self.reloads = 0
         self.reload_failures = 0
+        # client connection id -> upstream "host:port" -> SPIFFE ID it must present, for
+        # streamed requests (mitmproxy opens that connection; see MeshTls.tls_start_server).
+        self.expected: dict[str, dict[str, str]] = {}
+
+    def expect(self, client_id: str, address: str, identity: str) -> None:
+        self.expected.setdefault(client_id, {})[address] = identity
 
     def _stat(self) -> tuple[tuple[int, int, int], ...]:
         out = []
@@ -325,9 +331,16 @@ class MeshTls:
         snap = self._snapshot()
         if snap.config.mtls == "disabled":
             return
-        identity = identity_at(snap, f"{server.address[0]}:{server.address[1]}")
+        address = f"{server.address[0]}:{server.address[1]}"
+        expected = current.expected.get(data.context.client.id, {})
+        identity = expected.get(address) or identity_at(snap, address)
         if identity is not None:
             current.start_upstream(data, identity)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        current = self._tls()
+        if current is not None:
+            current.expected.pop(client.id, None)
 
     def tls_failed_client(self, data: tls.TlsData) -> None:
         if self.roles.get(data.context.client.proxy_mode.full_spec) != "inbound":
@@ -345,11 +358,14 @@ class MeshTls:
 
 
 def identity_at(snap: Any, address: str) -> str | None:
-    """The SPIFFE ID the sidecar at `address` must present, or None when it is not a sidecar."""
+    """The SPIFFE ID the sidecar at `address` must present; None when it is not a sidecar or
+    when two services claim the address (then mitmproxy's default verification refuses it)."""
     if address in snap.bindings.plaintext_endpoints:
         return None
+    found = set()
     for (service, _version), endpoints in snap.candidates.items():
         if any(ep.address == address for ep in endpoints):
             dest = snap.config.destinations.get(service)
-            return dest.identity if dest is not None else None
-    return None
+            if dest is not None:
+                found.add(dest.identity)
+    return found.pop() if len(found) == 1 else None

@@ -173,6 +173,22 @@ def test_permissive_accepts_plain_http_and_labels_both(mesh: Mesh) -> None:
         mesh.set_reviews("strict")
 
 
+def test_streamed_request_goes_over_mtls_too(mesh: Mesh) -> None:
+    """Large bodies ride mitmproxy's own upstream path; it presents and checks certificates."""
+    mesh.set_reviews("strict")
+    body = b"x" * (2 * 1024 * 1024)
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({"http": mesh.productpage.outbound_proxy})
+    )
+    req = urllib.request.Request("http://reviews/upload", data=body, method="POST")
+    with opener.open(req, timeout=30) as resp:
+        seen = json.loads(resp.read())
+    assert seen["body_len"] == len(body)
+    headers = {k.lower(): v for k, v in seen["headers"].items()}
+    assert headers["x-forwarded-client-cert"].endswith(f"URI={identity('productpage')}")
+    assert inbound_log(mesh, "/upload")["connection_security_policy"] == "mutual_tls"
+
+
 # --- the identity header ------------------------------------------------------------------
 
 
