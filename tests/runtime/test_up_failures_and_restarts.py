@@ -1,0 +1,154 @@
+"""`up` on small meshes: crashed apps and sidecars are restarted and show in status; a taken port
+or an app that exits is named; the foreground `up` stops everything on Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.runtime.helpers import (
+    REPO_ROOT,
+    gateway_port,
+    get,
+    meshctl,
+    pid_alive,
+    recorded_pids,
+    wait_until,
+)
+
+MESH = """\
+apiVersion: meshctl/v1alpha1
+kind: Mesh
+metadata: {name: tiny}
+spec: {trustDomain: tiny.local}
+---
+apiVersion: meshctl/v1alpha1
+kind: Service
+metadata: {name: catalog}
+spec:
+  versions:
+    - name: v1
+      run: %(run)s
+  healthCheck: {path: /healthz, interval: 1s}
+---
+apiVersion: meshctl/v1alpha1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  port: %(port)d
+  rules:
+    - name: all
+      service: catalog
+"""
+
+
+def tiny_mesh(tmp: Path, run: str = "[python, -m, shop.catalog]", port: int = 8080) -> Path:
+    root = tmp / "tiny"
+    (root / "mesh.d").mkdir(parents=True)
+    (root / "mesh.d" / "mesh.yaml").write_text(MESH % {"run": run, "port": port})
+    shutil.copytree(REPO_ROOT / "shop", root / "shop", ignore=shutil.ignore_patterns("__pycache__"))
+    return root
+
+
+def processes(root: Path) -> dict[str, dict]:  # type: ignore[type-arg]
+    import json
+
+    return json.loads((root / ".meshctl" / "state.json").read_text())["processes"]  # type: ignore[no-any-return]
+
+
+def sidecar_status(root: Path) -> dict:  # type: ignore[type-arg]
+    result = meshctl(root, "status", "--format", "json", "--interval", "0")
+    assert result.code == 0, result.stderr
+    return next(s for s in result.json()["sidecars"] if s["instance"] == "catalog-v1-0")  # type: ignore[no-any-return]
+
+
+@pytest.mark.slow
+def test_killed_app_and_sidecar_are_restarted_and_status_shows_it(tmp_path: Path) -> None:
+    root = tiny_mesh(tmp_path)
+    up = meshctl(root, "up", "--detach", "--gateway-port", "edge=0", "--timeout", "120")
+    try:
+        assert up.code == 0, up.stderr
+        port = gateway_port(root / ".meshctl", "edge")
+        assert get("127.0.0.1", port, "/products/1")[0] == 200
+        assert sidecar_status(root)["restarts"] == 0
+
+        for name in ("catalog-v1-0", "catalog-v1-0.sidecar"):
+            before = processes(root)[name]
+            os.killpg(before["pid"], signal.SIGKILL)
+            wait_until(lambda n=name, b=before: processes(root)[n]["restarts"] == b["restarts"] + 1,
+                       what=f"{name} noticed")
+            wait_until(lambda n=name: processes(root)[n]["ready"], timeout=90,
+                       what=f"{name} ready again")
+            after = processes(root)[name]
+            assert after["pid"] != before["pid"] and after["last_exit"] == -signal.SIGKILL
+
+        status = sidecar_status(root)
+        assert status["restarts"] == 2 and status["healthy"], status
+        wait_until(lambda: get("127.0.0.1", port, "/products/1")[0] == 200, timeout=30,
+                   what="traffic flows again")
+    finally:
+        pids = recorded_pids(root / ".meshctl")
+        down = meshctl(root, "down")
+    assert down.code == 0 and "stopped" in down.stdout
+    assert not [p for p in pids if pid_alive(p)]
+
+
+def test_taken_gateway_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        root = tiny_mesh(tmp_path, port=taken)
+        up = meshctl(root, "up", "--detach")
+    assert up.code == 2
+    assert f"gateway/edge (gateway-edge) gateway listener: port {taken} on 127.0.0.1 is taken" in (
+        up.stderr
+    )
+    assert "--gateway-port" in up.stderr and "Traceback" not in up.stderr
+    assert not (root / ".meshctl" / "supervisor.pid").exists()
+
+
+@pytest.mark.slow
+def test_an_app_that_exits_is_named_and_everything_is_stopped(tmp_path: Path) -> None:
+    run = '[python, -c, "import sys; print(\'catalog: no database\'); sys.exit(4)"]'
+    root = tiny_mesh(tmp_path, run=run)
+    up = meshctl(root, "up", "--detach", "--gateway-port", "edge=0", "--timeout", "120")
+    assert up.code == 1
+    assert "catalog-v1-0 (app) exited with code 4 before it was ready" in up.stderr
+    assert "catalog: no database" in up.stderr
+    pids = recorded_pids(root / ".meshctl")
+    assert not (root / ".meshctl" / "supervisor.pid").exists()
+    assert not [p for p in pids if pid_alive(p)]
+
+
+@pytest.mark.slow
+def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    root = tiny_mesh(tmp_path)
+    env = {k: v for k, v in os.environ.items() if k != "MESHCTL_STATE"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "meshctl", "up", "--gateway-port", "edge=0"],
+        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        state = root / ".meshctl" / "state.json"
+        wait_until(lambda: state.exists() and all(
+            p["ready"] for p in processes(root).values()) and len(processes(root)) == 3,
+            timeout=120, what="mesh ready")
+        time.sleep(0.5)  # past the readiness wait, into following
+        pids = recorded_pids(root / ".meshctl")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "stopped" in stderr
+    assert not [p for p in pids if pid_alive(p)]
