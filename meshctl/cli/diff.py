@@ -14,10 +14,9 @@ from meshctl.validate.report import as_text
 
 
 def _require_valid(side: Side, name: str, label: str) -> None:
-    result = side.result
-    if result.ok:
+    if side.built.ok:
         return
-    errors = [d for d in result.diagnostics if d.severity == "error"]
+    errors = [d for d in side.built.diagnostics if d.severity == "error"]
     err(as_text(errors).rstrip())
     raise PolicyInvalid(
         f"{name} {label}: policy is invalid ({len(errors)} error{'s' if len(errors) != 1 else ''}); not compared"
@@ -38,15 +37,19 @@ def diff(
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 1 when there are changes (as git diff).")
     ] = False,
+    no_cache: Annotated[
+        bool,
+        typer.Option("--no-cache", help="Compile every revision again, ignoring cached builds."),
+    ] = False,
 ) -> None:
     """Compile BASE and TARGET and show what changes for each sidecar."""
     choose(output_format, tuple(REPORTERS), "--format")
-    base_side, target_side, repo = load_sides(policy_dir(None, dir_option), base, target)
+    base_side, target_side, repo = load_sides(policy_dir(None, dir_option), base, target, use_cache=not no_cache)
     base_label, target_label = base_side.label(repo), target_side.label(repo)
     _require_valid(base_side, "base", base_label)
     _require_valid(target_side, "target", target_label)
-    assert base_side.result.compiled is not None and target_side.result.compiled is not None
-    changes = diff_meshes(base_side.result.compiled.configs, target_side.result.compiled.configs)
+    assert base_side.built.configs is not None and target_side.built.configs is not None
+    changes = diff_meshes(base_side.built.configs, target_side.built.configs)
     if output_format == "json":
         out(REPORTERS["json"](base_side.revision, target_side.revision, changes))
     else:

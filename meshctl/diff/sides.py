@@ -2,33 +2,59 @@
 
 BASE defaults to the applied revision (`refs/meshctl/applied`) when there is one, else `HEAD`;
 TARGET defaults to the work tree. A git revision is read from git objects, never checked out.
+
+The two sides are validated and compiled at the same time, the base in a forked child process,
+where the platform forks (Linux): on a large repository each side takes seconds of CPU, and a
+reviewer (or CI job) waits for the slower side only. Two commits with the same policy tree are
+compiled once, and the build of a commit is cached in the git directory (`diff.cache`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import multiprocessing
+import os
+import pickle
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshctl.pipeline import BuildResult, build
+from meshctl.contract import SidecarConfig
+from meshctl.diff.cache import BuildCache
+from meshctl.pipeline import build
 from meshctl.revisions import worktree_revision
+from meshctl.sources import PolicyFile
 from meshctl.sources.git import APPLIED_REF, GitError, PolicyRepo
 from meshctl.sources.worktree import read_worktree
+from meshctl.validate.diagnostics import Diagnostic
 
 WORKTREE = "work tree"
+
+
+@dataclass
+class Built:
+    """What a diff needs of one build: small enough to pass between processes."""
+
+    revision: str | None
+    configs: dict[str, SidecarConfig] | None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.configs is not None
 
 
 @dataclass
 class Side:
     ref: str  # as the user named it: "HEAD", "main~1", "work tree", "refs/meshctl/applied"
     commit: str | None  # the commit id, None for the work tree
-    result: BuildResult
+    built: Built
 
     @property
     def revision(self) -> str:
         """The compiled revision: a commit id, or the work tree's content digest with -dirty."""
-        if self.result.compiled is not None:
-            return self.result.compiled.revision
-        return self.commit or WORKTREE
+        return self.built.revision or self.commit or WORKTREE
 
     def label(self, repo: PolicyRepo | None) -> str:
         if self.commit is None:
@@ -45,19 +71,99 @@ def default_base(repo: PolicyRepo) -> str:
     return "HEAD"
 
 
-def load_revision(repo: PolicyRepo, ref: str) -> Side:
-    commit = repo.resolve(ref)
-    if not repo.has_policy_dir(commit):
+def build_files(files: list[PolicyFile], revision: str | None) -> Built:
+    result = build(files, revision)
+    if result.compiled is None:
+        return Built(None, None, list(result.diagnostics))
+    return Built(result.compiled.revision, result.compiled.configs, list(result.diagnostics))
+
+
+def _tree(repo: PolicyRepo, ref: str, commit: str) -> str:
+    tree = repo.policy_tree(commit)
+    if tree is None:
         raise GitError(f"{repo.prefix or 'the policy directory'} does not exist at {ref}")
-    return Side(ref, commit, build(repo.read_policy(commit), commit))
+    return tree
 
 
-def load_worktree(policy_dir: Path) -> Side:
-    return Side(WORKTREE, None, build(read_worktree(policy_dir), worktree_revision(policy_dir)))
+class _Revision:
+    """One side read from git: its files, and its build from the cache when there is one."""
+
+    def __init__(self, repo: PolicyRepo, ref: str, cache: BuildCache | None) -> None:
+        self.repo, self.ref, self.cache = repo, ref, cache
+        self.commit = repo.resolve(ref)
+        self.tree = _tree(repo, ref, self.commit)
+        self.spelling = repo.display_path("")
+        self.cached: Built | None = cache.get(self.tree, self.spelling) if cache else None
+
+    def build(self) -> Built:
+        return build_files(self.repo.read_policy(self.commit), self.commit)
+
+    def remember(self, built: Built) -> Built:
+        if self.cache is not None and self.cached is None:
+            self.cache.put(self.tree, self.spelling, built)
+        # A cached build may come from another commit with the same tree: name this one.
+        return Built(self.commit if built.ok else None, built.configs, built.diagnostics)
 
 
-def load_sides(policy_dir: Path, base: str | None, target: str | None) -> tuple[Side, Side, PolicyRepo]:
+def load_sides(
+    policy_dir: Path, base: str | None, target: str | None, *, use_cache: bool = True
+) -> tuple[Side, Side, PolicyRepo]:
     repo = PolicyRepo.discover(policy_dir)
-    base_side = load_revision(repo, base or default_base(repo))
-    target_side = load_worktree(policy_dir) if target is None else load_revision(repo, target)
-    return base_side, target_side, repo
+    cache = BuildCache(repo.git_dir() / "meshctl" / "builds") if use_cache else None
+    base_rev = _Revision(repo, base or default_base(repo), cache)
+    target_rev = _Revision(repo, target, cache) if target is not None else None
+
+    def build_target() -> Built:
+        if target_rev is None:
+            return build_files(read_worktree(policy_dir), worktree_revision(policy_dir))
+        return target_rev.cached or target_rev.build()
+
+    if base_rev.cached is not None:
+        built_base, built_target = base_rev.cached, build_target()
+    elif target_rev is not None and (target_rev.tree == base_rev.tree or target_rev.cached):
+        built_target = build_target()
+        built_base = built_target if target_rev.tree == base_rev.tree else base_rev.build()
+    else:
+        built_base, built_target = both(base_rev.build, build_target)
+    built_base = base_rev.remember(built_base)
+    if target_rev is not None:
+        built_target = target_rev.remember(built_target)
+    return (
+        Side(base_rev.ref, base_rev.commit, built_base),
+        Side(target or WORKTREE, target_rev.commit if target_rev else None, built_target),
+        repo,
+    )
+
+
+def both(first: Callable[[], Built], second: Callable[[], Built]) -> tuple[Built, Built]:
+    """Run `first` in a forked child while this process runs `second`."""
+    if sys.platform != "linux" or (os.cpu_count() or 1) < 2:
+        return first(), second()
+    ctx = multiprocessing.get_context("fork")
+    receiver, sender = ctx.Pipe(duplex=False)
+
+    def child() -> None:
+        try:
+            payload = pickle.dumps(("ok", first()), protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:  # the parent re-raises it: a bug, reported with its traceback
+            payload = pickle.dumps(("error", traceback.format_exc()))
+        sender.send_bytes(payload)
+        sender.close()
+
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    sender.close()
+    try:
+        second_result = second()
+        try:
+            status, value = pickle.loads(receiver.recv_bytes())
+        except EOFError:
+            raise RuntimeError(f"the base build died (exit code {proc.exitcode})") from None
+    finally:
+        receiver.close()
+        proc.join(timeout=5)
+        if proc.is_alive():
+            proc.kill()
+    if status != "ok":
+        raise RuntimeError(f"the base build failed:\n{value}")
+    return value, second_result

@@ -65,9 +65,7 @@ def run_git(
             check=False,
         )
     except FileNotFoundError:
-        raise GitError(
-            "git is not installed (or not on PATH); it is needed to read revisions"
-        ) from None
+        raise GitError("git is not installed (or not on PATH); it is needed to read revisions") from None
     except NotADirectoryError:
         raise GitError(f"{cwd} is not a directory") from None
     if check and proc.returncode != 0:
@@ -118,22 +116,36 @@ class PolicyRepo:
         """The full commit id `rev` names; GitError (exit 2) if it names no commit here."""
         if not rev or rev.startswith("-"):
             raise GitError(f"unknown revision {rev!r}")
-        proc = run_git(
-            ["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], self.root, check=False
-        )
+        proc = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], self.root, check=False)
         if proc.returncode != 0:
             hint = " (the clone may be too shallow to hold it)" if self.is_shallow() else ""
             raise GitError(f"unknown revision {rev!r}: no such commit in {self.root}{hint}")
         return _out(proc)
 
     def try_resolve(self, rev: str) -> str | None:
-        proc = run_git(
-            ["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], self.root, check=False
-        )
+        proc = run_git(["rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}"], self.root, check=False)
         return _out(proc) if proc.returncode == 0 else None
 
     def short(self, commit: str) -> str:
         return _out(run_git(["rev-parse", "--short", commit], self.root))
+
+    def git_dir(self) -> Path:
+        """The repository's (common) git directory, for meshctl's own caches."""
+        proc = run_git(["rev-parse", "--path-format=absolute", "--git-common-dir"], self.root)
+        return Path(_out(proc))
+
+    def policy_tree(self, commit: str) -> str | None:
+        """The tree id of the policy directory at `commit` (its content hash), None if absent."""
+        spec = f"{commit}:{self.prefix}" if self.prefix else f"{commit}^{{tree}}"
+        proc = run_git(["rev-parse", "--verify", "--quiet", spec], self.root, check=False)
+        tree = _out(proc)
+        if proc.returncode != 0 or not tree:
+            return None
+        kind = _out(run_git(["cat-file", "-t", tree], self.root, check=False))
+        return tree if kind == "tree" else None
+
+    def has_policy_dir(self, commit: str) -> bool:
+        return self.policy_tree(commit) is not None
 
     def is_shallow(self) -> bool:
         proc = run_git(["rev-parse", "--is-shallow-repository"], self.root, check=False)
@@ -149,10 +161,7 @@ class PolicyRepo:
         """
         entries = self.list_policy_blobs(commit)
         blobs = self.cat_blobs([oid for _, oid in entries])
-        return [
-            decode_policy_file(self.display_path(rel), data)
-            for (rel, _), data in zip(entries, blobs, strict=True)
-        ]
+        return [decode_policy_file(self.display_path(rel), data) for (rel, _), data in zip(entries, blobs, strict=True)]
 
     def list_policy_blobs(self, commit: str) -> list[tuple[str, str]]:
         """(path relative to the policy dir, blob id) of policy files, sorted by path."""
@@ -175,19 +184,11 @@ class PolicyRepo:
         found.sort()
         return found
 
-    def has_policy_dir(self, commit: str) -> bool:
-        if not self.prefix:
-            return True
-        proc = run_git(["cat-file", "-t", f"{commit}:{self.prefix}"], self.root, check=False)
-        return _out(proc) == "tree"
-
     def cat_blobs(self, oids: list[str]) -> list[bytes]:
         """Contents of many blobs through one `git cat-file --batch` process."""
         if not oids:
             return []
-        out = run_git(
-            ["cat-file", "--batch"], self.root, input="".join(f"{o}\n" for o in oids).encode()
-        ).stdout
+        out = run_git(["cat-file", "--batch"], self.root, input="".join(f"{o}\n" for o in oids).encode()).stdout
         blobs: list[bytes] = []
         pos = 0
         for oid in oids:
@@ -226,9 +227,7 @@ class PolicyRepo:
         proc = run_git(["show-ref", "--verify", "--quiet", ref], self.root, check=False)
         return proc.returncode == 0
 
-    def update_ref(
-        self, commit: str, message: str, *, ref: str = APPLIED_REF, expect_old: str | None = None
-    ) -> None:
+    def update_ref(self, commit: str, message: str, *, ref: str = APPLIED_REF, expect_old: str | None = None) -> None:
         """Point `ref` at `commit`, keeping a reflog (its history). `expect_old` guards races:
         the update fails if the ref moved meanwhile ("" = must not exist yet)."""
         args = ["update-ref", "--create-reflog", "-m", message, ref, commit]

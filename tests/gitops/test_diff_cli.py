@@ -140,3 +140,18 @@ def test_whole_process_exit_codes(repo: GitRepo) -> None:
     assert changed.returncode == 1, changed.stderr
     assert same.returncode == 0, same.stderr
     assert "weights v1 90 -> 80" in changed.stdout
+
+
+def test_builds_of_commits_are_cached_in_the_git_dir(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    cold = run(capsys, "--no-cache", "--format", "json", "HEAD~1", "HEAD")
+    assert not (repo.root / ".git" / "meshctl").exists()
+    first = run(capsys, "--format", "json", "HEAD~1", "HEAD")
+    cached = list((repo.root / ".git" / "meshctl" / "builds").glob("*.pickle"))
+    assert len(cached) == 2
+    again = run(capsys, "--format", "json", "HEAD~1", "HEAD")
+    assert cold == first == again
+    # Same policy tree in another commit: served from the cache, named by the new commit.
+    repo.write("app/main.py", "print('changed app only')\n")
+    third = repo.commit("app only")
+    code, out, _ = run(capsys, "--format", "json", "HEAD~1", "HEAD")
+    assert (code, json.loads(out)["changes"], json.loads(out)["target"]) == (0, [], third)

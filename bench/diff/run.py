@@ -1,0 +1,88 @@
+"""Benchmark: `meshctl diff` between two commits of a generated 1,000-service repository.
+
+Usage: python bench/diff/run.py [--services 1000] [--runs 5] [--variant 10]
+
+Builds a git repository in a temp dir with two commits (the second shifts the weights of every
+`--variant`-th route, via bench/gen_policy.py), then times `meshctl diff HEAD~1 HEAD` as a whole
+process (interpreter start, imports, reading both revisions from git objects, validating and
+compiling both, comparing, printing) and `meshctl diff` against the work tree. Prints a
+markdown table row per case; the budget is 3 s for the commit-to-commit diff.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from gen_policy import generate  # noqa: E402
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
+    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
+    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
+}
+
+
+def git(repo: Path, *args: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
+    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
+
+
+def make_repo(base: Path, services: int, variant: int) -> Path:
+    repo = base / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    generate(repo / "mesh.d", services)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "base")
+    generate(repo / "mesh.d", services, variant)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "shift weights")
+    return repo
+
+
+def time_diff(repo: Path, args: list[str], runs: int) -> tuple[list[float], str]:
+    cmd = [sys.executable, "-m", "meshctl", "diff", "--dir", "mesh.d", *args]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    times, out = [], ""
+    for _ in range(runs):
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+        if proc.returncode not in (0, 1):
+            raise SystemExit(f"meshctl diff failed ({proc.returncode}): {proc.stderr[-2000:]}")
+        out = proc.stdout
+    return times, out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--variant", type=int, default=10)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = make_repo(Path(tmp), args.services, args.variant)
+        print(f"# {args.services} services, every {args.variant}th route shifted, "
+              f"{args.runs} runs, {os.cpu_count()} CPUs", file=sys.stderr)
+        print("| case | changes | min s | median s | max s |")
+        print("|---|---|---|---|---|")
+        for label, extra in (("HEAD~1 -> HEAD", ["HEAD~1", "HEAD"]),
+                             ("HEAD~1 -> work tree", ["HEAD~1"])):
+            times, out = time_diff(repo, extra, args.runs)
+            changes = out.strip().splitlines()[-1] if out.strip() else "?"
+            print(f"| {label} | {changes} | {min(times):.2f} | {statistics.median(times):.2f} "
+                  f"| {max(times):.2f} |")
+
+
+if __name__ == "__main__":
+    main()
