@@ -1,7 +1,8 @@
-"""`python -O -m proxy_addon --config FILE --bindings FILE [--confdir DIR]`: run one sidecar.
+"""`python -OO -m proxy_addon --config FILE --bindings FILE [--confdir DIR]`: run one sidecar.
 
 This is what `meshctl sidecar` executes: a plain argparse entry point, so the process can
-run under `-O` (mitmproxy's hot path is full of asserts) and never imports the CLI.
+run under `-OO` (mitmproxy's hot path is full of asserts; docstrings cost memory) and never
+imports the CLI.
 Exit codes: 0 after a clean drain, 2 for a config or bindings file that cannot be used.
 """
 
@@ -20,6 +21,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bindings", required=True, type=Path)
     parser.add_argument("--confdir", type=Path, default=None)
     args = parser.parse_args(argv)
+    from proxy_addon.lean import skip_default_addons
+
+    skip_default_addons()
     from proxy_addon.reload import load_pair
 
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from meshctl.contract import (
     ConnectionPool,
     DelayFault,
     Fault,
+    HealthCheck,
     OutlierDetection,
     RequestMatch,
     RetryBudget,
@@ -237,3 +239,25 @@ def test_no_endpoint_left_gives_503_uh(caller: Sidecar) -> None:
     assert (second.status, second.flags) == (503, "UH")
     assert b"127.0.0.1" not in first.body + second.body
 
+
+
+def test_active_health_checks_take_an_endpoint_out_and_back(
+    caller: Sidecar, flaky: dict[str, App]
+) -> None:
+    check = HealthCheck(path="/healthz", interval_ms=100, timeout_ms=500,
+                        unhealthy_threshold=2, healthy_threshold=1)
+    install(caller, rule(), policy=TrafficPolicy(health_check=check),
+            bindings_endpoints={"v1": (flaky["o1"].address, flaky["o2"].address)})
+    flaky["o1"].configure(healthy=False)
+    try:
+        deadline = time.monotonic() + 10
+        while {r.app for r in fire(get("http://orders/h", 10), caller.outbound_proxy)} != {"o2"}:
+            assert time.monotonic() < deadline, "unhealthy endpoint still receives traffic"
+            time.sleep(0.1)
+        assert flaky["o1"].stats()["paths"].get("/healthz", 0) >= 2
+    finally:
+        flaky["o1"].configure(healthy=True)
+    deadline = time.monotonic() + 10
+    while "o1" not in {r.app for r in fire(get("http://orders/h", 10), caller.outbound_proxy)}:
+        assert time.monotonic() < deadline, "recovered endpoint never came back"
+        time.sleep(0.1)

@@ -248,7 +248,7 @@ def start_sidecar(
     if via_cli:
         args = [PYTHON, "-m", "meshctl", "sidecar", *files]
     else:
-        args = [PYTHON, "-O", "-m", "proxy_addon", *files]
+        args = [PYTHON, "-OO", "-m", "proxy_addon", *files]
     log_path, err_path = workdir / "access.log", workdir / "sidecar.err"
     with open(log_path, "wb") as out, open(err_path, "wb") as err:
         proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=err)
