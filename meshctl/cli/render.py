@@ -1,0 +1,43 @@
+"""`meshctl render kubernetes [DIR] --out DIR`: plain manifests for clusters."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, out, policy_dir
+from meshctl.cli.compile import build_or_fail
+from meshctl.pipeline import build
+from meshctl.revisions import read_policy
+
+render_app = typer.Typer(help="Render the compiled mesh for another runtime.", no_args_is_help=True)
+
+
+@render_app.command("kubernetes")
+def kubernetes(
+    directory: PolicyDirArgument = None,
+    dir_option: PolicyDirOption = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the manifests.")] = Path("k8s"),
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of every object.")] = "default",
+    image_prefix: Annotated[str, typer.Option(
+        "--image-prefix", help="App images are <prefix><service>:<version>.")] = "",
+    sidecar_image: Annotated[str, typer.Option(
+        "--sidecar-image", help="Image with meshctl installed.")] = "meshctl:latest",
+    rev: Annotated[str | None, typer.Option("--rev", help="Render this git revision.")] = None,
+) -> None:
+    """ConfigMaps per sidecar config, Deployments with the sidecar container, Services per version."""
+    from meshctl.render.kubernetes import RenderOptions, render_manifests, write_manifests
+
+    files, revision = read_policy(policy_dir(directory, dir_option), rev)
+    result = build(files, revision)
+    build_or_fail(result)
+    assert result.compiled is not None
+    manifests = render_manifests(result.compiled, RenderOptions(namespace, image_prefix, sidecar_image))
+    write_manifests(manifests, out_dir)
+    out(f"wrote {len(manifests)} files to {out_dir}; apply with: kubectl apply -k {out_dir}\n")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(render_app, name="render")

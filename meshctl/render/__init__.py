@@ -1,0 +1,1 @@
+"""Render compiled policy into another runtime's files (Kubernetes manifests)."""
