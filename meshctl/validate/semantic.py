@@ -11,7 +11,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 
 from meshctl.model import Located, MeshPolicy, Route, Service
-from meshctl.model.route import Match, RouteRule
+from meshctl.model.route import Match, Redirect, RouteRule
 from meshctl.model.values import format_duration_ms
 from meshctl.validate.diagnostics import Diagnostic, at
 from meshctl.yamlio import Document, Path
@@ -312,12 +312,18 @@ def _check_loops(doc: Document, base: Path, rule: RouteRule, target: str) -> Ite
                          f"rule '{rule.name}' mirrors to {mirror_service}/{mirror.version or '*'}, "
                          "which also receives the primary request: every request would hit it twice")
                 break
-    redirect = rule.redirect
-    if redirect is not None and redirect.host in (None, target):
-        new_path = redirect.path
-        if new_path is None or _path_matches(rule.match, new_path):
-            yield at(doc, (*base, "redirect"), "MESH018",
-                     f"rule '{rule.name}' redirects to a request it matches again: a redirect loop")
+    yield from _check_redirect_loop(doc, base, rule.name, rule.redirect, rule.match, same_hosts=(None, target))
+
+
+def _check_redirect_loop(
+    doc: Document, base: Path, name: str, redirect: Redirect | None, matches: Sequence[Match] | None,
+    *, same_hosts: tuple[str | None, ...],
+) -> Iterator[Diagnostic]:
+    """A redirect that keeps the host and lands on a path the same rule matches loops forever."""
+    if redirect is None or redirect.host not in same_hosts:
+        return
+    if redirect.path is None or _path_matches(matches, redirect.path):
+        yield at(doc, (*base, "redirect"), "MESH018", f"rule '{name}' redirects to a request it matches again: a redirect loop")
 
 
 def _check_gateways(policy: MeshPolicy) -> Iterator[Diagnostic]:
@@ -336,10 +342,7 @@ def _check_gateways(policy: MeshPolicy) -> Iterator[Diagnostic]:
             if rule.service is not None and rule.service not in services:
                 yield at(doc, (*base, "service"), "MESH011",
                          f"unknown service '{rule.service}'{_known(services)}")
-            if rule.redirect is not None and rule.redirect.host is None:
-                if rule.redirect.path is None or _path_matches(rule.match, rule.redirect.path):
-                    yield at(doc, (*base, "redirect"), "MESH018",
-                             f"rule '{rule.name}' redirects to a request it matches again: a redirect loop")
+            yield from _check_redirect_loop(doc, base, rule.name, rule.redirect, rule.match, same_hosts=(None,))
 
 
 def _check_access_policies(policy: MeshPolicy) -> Iterator[Diagnostic]:
