@@ -323,7 +323,8 @@ def _check_redirect_loop(
     if redirect is None or redirect.host not in same_hosts:
         return
     if redirect.path is None or _path_matches(matches, redirect.path):
-        yield at(doc, (*base, "redirect"), "MESH018", f"rule '{name}' redirects to a request it matches again: a redirect loop")
+        yield at(doc, (*base, "redirect"), "MESH018",
+                 f"rule '{name}' redirects to a request it matches again: a redirect loop")
 
 
 def _check_gateways(policy: MeshPolicy) -> Iterator[Diagnostic]:
