@@ -78,22 +78,26 @@ def build_files(files: list[PolicyFile], revision: str | None) -> Built:
     return Built(result.compiled.revision, result.compiled.configs, list(result.diagnostics))
 
 
-def _tree(repo: PolicyRepo, ref: str, commit: str) -> str:
-    tree = repo.policy_tree(commit)
-    if tree is None:
-        raise GitError(f"{repo.prefix or 'the policy directory'} does not exist at {ref}")
-    return tree
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's id of an empty tree
 
 
 class _Revision:
-    """One side read from git: its files, and its build from the cache when there is one."""
+    """One side read from git: its files, and its build from the cache when there is one.
+
+    A revision without the policy directory (before the mesh was added, or after it was
+    removed) is an empty mesh: every sidecar of the other side shows as added or removed.
+    """
 
     def __init__(self, repo: PolicyRepo, ref: str, cache: BuildCache | None) -> None:
         self.repo, self.ref, self.cache = repo, ref, cache
         self.commit = repo.resolve(ref)
-        self.tree = _tree(repo, ref, self.commit)
+        self.tree = repo.policy_tree(self.commit) or EMPTY_TREE
         self.spelling = repo.display_path("")
-        self.cached: Built | None = cache.get(self.tree, self.spelling) if cache else None
+        self.cached: Built | None = None
+        if self.tree == EMPTY_TREE:
+            self.cached = Built(self.commit, {}, [])
+        elif cache is not None:
+            self.cached = cache.get(self.tree, self.spelling)
 
     def build(self) -> Built:
         return build_files(self.repo.read_policy(self.commit), self.commit)

@@ -155,3 +155,23 @@ def test_builds_of_commits_are_cached_in_the_git_dir(repo: GitRepo, capsys: pyte
     third = repo.commit("app only")
     code, out, _ = run(capsys, "--format", "json", "HEAD~1", "HEAD")
     assert (code, json.loads(out)["changes"], json.loads(out)["target"]) == (0, [], third)
+
+
+def test_revision_without_the_policy_dir_is_an_empty_mesh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = GitRepo(tmp_path / "r")
+    repo.write("README.md", "before the mesh\n")
+    repo.commit("no mesh yet")
+    write_shop(repo, POLICY)
+    repo.commit("add the mesh")
+    monkeypatch.chdir(repo.root)
+    code, out, _ = run(capsys, "HEAD~1", "HEAD")
+    assert code == 0
+    assert out.splitlines()[:3] == [
+        "+ productpage: service (versions v1) added",
+        "+ ratings: service (versions v1) added",
+        "+ reviews: service (versions v1, v2) added",
+    ]
+    code, out, _ = run(capsys, "HEAD", "HEAD~1", "--exit-code")
+    assert code == 1 and out.count("removed") == 3
