@@ -20,10 +20,10 @@ from meshctl.rollout.confirm import wait_for_revision
 from meshctl.rollout.gate import GateResult, watch
 from meshctl.rollout.planning import RolloutPlan
 from meshctl.runtime.applied import append_history, record_applied
-from meshctl.runtime.control import wait_ready
+from meshctl.runtime.control import publish_plan, wait_ready, wait_settled
 from meshctl.runtime.launch import check_ports_free, tls_of, write_sidecar_files
 from meshctl.runtime.plan import Plan, write_bindings, write_sidecar_config
-from meshctl.runtime.state import StateDir, write_atomic, write_json
+from meshctl.runtime.state import StateDir, write_atomic
 from meshctl.sources.git import PolicyRepo
 
 Progress = Callable[[str], None]
@@ -85,13 +85,13 @@ def execute(
             interim = _merged(plan.old, plan.new, plan.removed)
             check_ports_free(interim, skip=[s.instance for s in plan.old.sidecars])
             write_sidecar_files(state, interim, compiled, plan.added)
-            write_json(state.plan, interim.to_json())
+            publish_plan(state, interim)
             names = {p.name for p in interim.processes}
             starting = {n for n in names if n.split(".")[0] in set(plan.added)}
             progress(f"starting {len(starting)} new processes")
             wait_ready(state, starting, timeout=START_TIMEOUT_S)
         elif plan.restarted:
-            write_json(state.plan, _merged(plan.old, plan.new, plan.removed).to_json())
+            publish_plan(state, _merged(plan.old, plan.new, plan.removed))
         for i, wave in enumerate(plan.waves):
             label = "canary" if i == 0 and len(plan.waves) > 1 else f"wave {i + 1}"
             progress(f"{label}: updating {len(wave)} sidecar(s): {', '.join(wave)}")
@@ -117,8 +117,10 @@ def execute(
             write_bindings(state, plan.new, tls_of(state, plan.new))
             time.sleep(1.0)
             progress(f"stopping {len(plan.removed)} instance(s): {', '.join(plan.removed)}")
-        write_json(state.plan, plan.new.to_json())
+        publish_plan(state, plan.new)
         write_bindings(state, plan.new, tls_of(state, plan.new))
+        if not wait_settled(state):
+            progress("warning: the supervisor has not stopped every removed process yet")
     except (_Failed, CheckFailed) as exc:
         progress(f"rolling back: {exc}")
         _undo(state, plan, previous, progress)
@@ -155,8 +157,10 @@ def _undo(state: StateDir, plan: RolloutPlan, previous: dict[str, str], progress
         missing = wait_for_revision([old_records[n] for n in names], rev, CONFIRM_TIMEOUT_S)
         if missing:
             progress(f"warning: not back on {rev}: {', '.join(missing)}")
-    write_json(state.plan, plan.old.to_json())
+    publish_plan(state, plan.old)
     write_bindings(state, plan.old, tls_of(state, plan.old))
+    if not wait_settled(state):
+        progress("warning: the supervisor has not stopped every started process yet")
     if previous:
         progress(f"{len(previous)} sidecar(s) back on their previous config")
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from meshctl.errors import CheckFailed, UsageError
 from meshctl.runtime.plan import Plan
-from meshctl.runtime.state import StateDir, read_json
+from meshctl.runtime.state import StateDir, read_json, write_json
 from meshctl.runtime.supervisor import plan_digest
 
 Progress = Callable[[str], None]
@@ -73,6 +73,27 @@ def start_daemon(state: StateDir) -> int:
             close_fds=True,
         )
     return proc.pid
+
+
+def publish_plan(state: StateDir, plan: Plan) -> None:
+    """Write plan.json and wake the daemon (it would notice within half a second anyway)."""
+    write_json(state.plan, plan.to_json())
+    pid = state.daemon_pid()
+    if pid is not None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGHUP)
+
+
+def wait_settled(state: StateDir, timeout: float = 30.0) -> bool:
+    """Until the daemon follows plan.json and has stopped what left it; False on timeout."""
+    want = plan_digest(state)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = read_json(state.state, {}) or {}
+        if raw.get("plan_digest") == want and not raw.get("retiring"):
+            return True
+        time.sleep(0.05)
+    return False
 
 
 def tail(path: Path, lines: int = 8) -> str:

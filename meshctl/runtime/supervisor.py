@@ -76,6 +76,7 @@ class Supervisor:
     def __init__(self, state: StateDir) -> None:
         self.state = state
         self.procs: dict[str, Managed] = {}
+        self.retiring: set[str] = set()  # names being stopped after leaving the plan
         self.plan_digest = ""
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
@@ -136,12 +137,20 @@ class Supervisor:
             if name not in wanted or wanted[name] != self.procs[name].spec:
                 log.info("stopping %s (no longer in the plan, or changed)", name)
                 managed = self.procs.pop(name)
-                asyncio.create_task(self._stop(managed))
+                asyncio.create_task(self._retire(managed))
         for name, spec in wanted.items():
             if name not in self.procs:
                 self._start(spec)
         self.plan_digest = digest
         self.dirty.set()
+
+    async def _retire(self, m: Managed) -> None:
+        self.retiring.add(m.spec.name)
+        try:
+            await self._stop(m)
+        finally:
+            self.retiring.discard(m.spec.name)
+            self.dirty.set()
 
     def _start(self, spec: ProcessSpec) -> None:
         managed = Managed(spec=spec)
@@ -264,6 +273,7 @@ class Supervisor:
             {
                 "supervisor": {"pid": None if stopped else os.getpid(), "stopped": stopped},
                 "plan_digest": self.plan_digest,
+                "retiring": sorted(self.retiring),
                 "updated": time.time(),
                 "processes": {name: m.to_json() for name, m in sorted(self.procs.items())},
             },
