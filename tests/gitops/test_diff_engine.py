@@ -165,3 +165,27 @@ def test_reporters() -> None:
     assert doc["base"] == "abc" and doc["target"] == "def"
     assert set(doc["changes"][0]) >= {"sidecar", "path", "change", "old", "new", "summary"}
     assert REPORTERS["text"]("a", "b", []) == "no changes between a and b\n"
+
+
+def test_a_change_shared_by_many_sidecars_is_one_line_for_people() -> None:
+    names = [f"s{i}" for i in range(6)]
+    old = mesh(*(sidecar(n) for n in names))
+    new = mesh(*(sidecar(n, mtls="permissive") for n in names[:5]), sidecar("s5"))
+    changes = diff_meshes(old, new)
+    assert len(changes) == 5  # JSON keeps one item per sidecar
+    text = REPORTERS["text"]("a", "b", changes).splitlines()
+    assert text == [
+        "~ 5 sidecars (s0, s1, s2 and 2 more): mTLS strict -> permissive",
+        "5 changes in 5 sidecars (a -> b)",
+    ]
+    md = REPORTERS["markdown"]("a", "b", changes)
+    assert "#### 5 sidecars (s0, s1, s2 and 2 more)" in md
+
+
+def test_markdown_is_capped_for_pull_request_comments() -> None:
+    names = [f"s{i:03d}" for i in range(450)]
+    old = mesh(*(sidecar(n) for n in names))
+    new = mesh(*(sidecar(n, access=Access(default="deny", policies=(allow(n, "x"),))) for n in names))
+    md = REPORTERS["markdown"]("a", "b", diff_meshes(old, new))
+    assert len(md) < 65_000
+    assert "more; run `meshctl diff` to see them all" in md
