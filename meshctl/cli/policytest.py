@@ -19,7 +19,9 @@ from meshctl.validate.report import as_text
 def test_command(
     directory: PolicyDirArgument = None,
     dir_option: PolicyDirOption = None,
-    rev: Annotated[str | None, typer.Option("--rev", help="Test this git revision's policy.")] = None,
+    rev: Annotated[
+        str | None, typer.Option("--rev", help="Test this git revision's policy (tests are read from DIR/tests).")
+    ] = None,
     output_format: Annotated[str, typer.Option("--format", help="text | json")] = "text",
 ) -> None:
     """Run the policy tests (requests and what must happen to them) in DIR/tests/."""
@@ -43,4 +45,3 @@ def test_command(
 
 def register(app: typer.Typer) -> None:
     app.command("test")(test_command)
-
