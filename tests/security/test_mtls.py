@@ -163,6 +163,11 @@ def test_permissive_accepts_plain_http_and_labels_both(mesh: Mesh) -> None:
         # no identity: rules with `from` never match a plain request
         status, _ = http_get(f"http://{mesh.reviews.inbound_address}/private")
         assert status == 403
+        # TLS without a client certificate: accepted, no identity
+        ctx = client_context(None, mesh.tls["reviews"].ca_file)
+        status, _, _ = tls_request(mesh.reviews.inbound_address, ctx, "/public/anon-tls")
+        assert status == 200
+        assert inbound_log(mesh, "/public/anon-tls")["identity"] is None
         status, _, _ = via(mesh.productpage.outbound_proxy, "http://reviews/public/mtls")
         assert status == 200
         assert inbound_log(mesh, "/public/mtls")["connection_security_policy"] == "mutual_tls"
