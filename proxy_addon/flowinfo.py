@@ -46,7 +46,11 @@ class FlowInfo:
 
 
 def request_view(request: http.Request) -> RequestView:
-    headers = {k.lower(): v for k, v in request.headers.items()}
+    headers: dict[str, str] = {}
+    for name, value in request.headers.fields:  # raw fields: much cheaper than .items()
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1")
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
     return view_from_target(request.method, request.path, headers)
 
 

@@ -162,6 +162,7 @@ class Sidecar:
             self.health.stop()
             await self.admin.stop()
             await self.rt.close()
+            self.rt.access_log.flush()
             if self._own_confdir:
                 shutil.rmtree(self.confdir, ignore_errors=True)
         return self.exit_code

@@ -7,6 +7,7 @@ Istio dashboards, Kiali and Flagger read `istio_requests_total` and
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sys
 import time
@@ -93,18 +94,48 @@ class Metrics:
 
 
 class AccessLog:
-    """One JSON line per request, written straight to a stream (not through `logging`)."""
+    """One JSON line per request, written straight to a stream (not through `logging`).
+
+    Lines are batched for up to FLUSH_S (or FLUSH_BYTES) so a busy sidecar makes one write
+    per batch rather than one per request; `flush()` runs at shutdown.
+    """
+
+    FLUSH_S = 0.05
+    FLUSH_BYTES = 64 * 1024
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
         self.enabled = True
+        self._pending: list[str] = []
+        self._size = 0
+        self._timer: asyncio.TimerHandle | None = None
 
     def write(self, entry: dict[str, Any]) -> None:
         if not self.enabled:
             return
         entry["ts"] = round(time.time(), 3)
+        line = json.dumps(entry, separators=(",", ":")) + "\n"
+        self._pending.append(line)
+        self._size += len(line)
+        if self._size >= self.FLUSH_BYTES:
+            self.flush()
+        elif self._timer is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self.flush()
+                return
+            self._timer = loop.call_later(self.FLUSH_S, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._pending:
+            return
+        data, self._pending, self._size = "".join(self._pending), [], 0
         try:
-            self.stream.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            self.stream.write(data)
             self.stream.flush()
         except (OSError, ValueError):
             self.enabled = False  # stdout went away; keep serving

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 _HEX = frozenset("0123456789abcdef")
@@ -14,7 +13,7 @@ def _is_hex(value: str, length: int) -> bool:
 
 def next_traceparent(incoming: str | None, sampling: float) -> str:
     """The traceparent to send upstream: same trace id and flags, a new parent (span) id."""
-    span = os.urandom(8).hex()
+    span = f"{random.getrandbits(64) or 1:016x}"  # ids need uniqueness, not secrecy
     if incoming:
         parts = incoming.strip().lower().split("-")
         if (
@@ -29,7 +28,7 @@ def next_traceparent(incoming: str | None, sampling: float) -> str:
         ):
             return f"00-{parts[1]}-{span}-{parts[3]}"
     sampled = "01" if random.random() < sampling else "00"
-    return f"00-{os.urandom(16).hex()}-{span}-{sampled}"
+    return f"00-{random.getrandbits(128) or 1:032x}-{span}-{sampled}"
 
 
 def trace_id(traceparent: str) -> str:

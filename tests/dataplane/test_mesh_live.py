@@ -117,14 +117,13 @@ def test_inbound_rate_limit_answers_429_rl(mesh: Sidecar, inbound: Sidecar) -> N
 def test_mirror_copies_traffic_and_drops_the_answer(mesh: Sidecar, apps: dict[str, App]) -> None:
     mesh.reload(only_v1("mirror", mirror=Mirror(service="reviews", version="v2",
                                                    percent=100)))  # type: ignore[arg-type]
-    apps["v2"].configure(reset=True, delay_ms=1000)
+    apps["v2"].configure(reset=True, delay_ms=3000)
     try:
-        t0 = time.monotonic()
         results = fire(get("http://reviews/mirrored", 20), mesh.outbound_proxy, concurrency=4)
-        elapsed = time.monotonic() - t0
         assert all(r.status == 200 and r.app == "v1" for r in results)
-        assert elapsed < 1.0  # the slow mirror never held up the caller
-        deadline = time.monotonic() + 10
+        # Each mirror copy takes 3 s to answer; no caller waited for one.
+        assert max(r.elapsed for r in results) < 2.5, [r.elapsed for r in results]
+        deadline = time.monotonic() + 15
         while apps["v2"].stats()["paths"].get("/mirrored", 0) < 20:
             assert time.monotonic() < deadline, apps["v2"].stats()
             time.sleep(0.1)

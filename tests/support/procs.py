@@ -193,6 +193,8 @@ class Sidecar:
         return http_get(self.admin_url + "/metrics")[1].decode()
 
     def access_log(self) -> list[dict[str, Any]]:
+        """Entries so far. The sidecar batches lines for up to 50 ms: wait that out first."""
+        time.sleep(0.12)
         lines = self.log_path.read_text().splitlines()
         return [json.loads(line) for line in lines if line.startswith("{")]
 
