@@ -61,31 +61,48 @@ def write_sidecar_certs(
     return tls_files(out_dir)
 
 
-def needs_renewal(out_dir: Path, ca: MeshCA, now: dt.datetime | None = None) -> bool:
-    """True when the certificate in `out_dir` is missing, unreadable, past half its lifetime,
-    not signed by a root `ca` trusts now, or when the bundle there is not the CA's bundle."""
-    now = now or dt.datetime.now(dt.UTC)
+def _cert_due(out_dir: Path, ca: MeshCA, now: dt.datetime) -> bool:
     try:
         cert_pem = (out_dir / CERT_FILE).read_bytes()
         cert = x509.load_pem_x509_certificate(cert_pem)
-        bundle = (out_dir / CA_FILE).read_bytes()
     except (OSError, ValueError):
         return True
-    if bundle != ca.bundle_pem or not ca.verifies(cert_pem):
+    if not ca.verifies(cert_pem):
         return True
     start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
-    renew_at = start + (end - start) * RENEW_AFTER_FRACTION
-    return now >= renew_at
+    return now >= start + (end - start) * RENEW_AFTER_FRACTION
+
+
+def _bundle_stale(out_dir: Path, ca: MeshCA) -> bool:
+    try:
+        return (out_dir / CA_FILE).read_bytes() != ca.bundle_pem
+    except OSError:
+        return True
+
+
+def needs_renewal(out_dir: Path, ca: MeshCA, now: dt.datetime | None = None) -> bool:
+    """True when `renew_if_due` would write: the certificate is missing, unreadable, past half
+    its lifetime or signed by no root `ca` trusts, or the bundle there is not the CA's bundle."""
+    now = now or dt.datetime.now(dt.UTC)
+    return _cert_due(out_dir, ca, now) or _bundle_stale(out_dir, ca)
 
 
 def renew_if_due(
     ca: MeshCA, spiffe_id: str, out_dir: Path, ttl: dt.timedelta = DEFAULT_TTL
 ) -> bool:
-    """Re-issue the sidecar's certificate when `needs_renewal`; True when it wrote new files."""
-    if not needs_renewal(out_dir, ca):
-        return False
-    write_sidecar_certs(ca, spiffe_id, out_dir, ttl)
-    return True
+    """Bring a sidecar's files up to date; True when it wrote something.
+
+    A certificate that is still trusted keeps its place when only the bundle changed (a CA
+    rotation began): then only the bundle is written, so that every sidecar trusts the new root
+    before anyone presents a certificate signed by it.
+    """
+    if _cert_due(out_dir, ca, dt.datetime.now(dt.UTC)):
+        write_sidecar_certs(ca, spiffe_id, out_dir, ttl)
+        return True
+    if _bundle_stale(out_dir, ca):
+        write_trust_bundle(ca, out_dir)
+        return True
+    return False
 
 
 def reissue_all(

@@ -166,3 +166,17 @@ def test_damaged_ca_is_reported(tmp_path: Path) -> None:
         MeshCA.load(tmp_path / "ca")
     with pytest.raises(CAError, match="no mesh CA"):
         MeshCA.load(tmp_path / "nowhere")
+
+
+def test_renewal_after_rotation_writes_only_the_bundle_first(tmp_path: Path) -> None:
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    ident = spiffe_id(TD, "service", "a")
+    write_sidecar_certs(ca, ident, tmp_path / "a")
+    cert_before = (tmp_path / "a" / "cert.pem").read_bytes()
+    rotated = ca.rotate()
+    assert needs_renewal(tmp_path / "a", rotated)
+    assert renew_if_due(rotated, ident, tmp_path / "a") is True
+    # the old certificate is still trusted: it stays; the bundle now holds both roots
+    assert (tmp_path / "a" / "cert.pem").read_bytes() == cert_before
+    assert (tmp_path / "a" / "ca.pem").read_bytes() == rotated.bundle_pem
+    assert renew_if_due(rotated, ident, tmp_path / "a") is False
