@@ -106,6 +106,9 @@ def execute(
             took = time.monotonic() - started
             outcome.seconds_to_confirm.append(took)
             progress(f"{label}: {len(wave)} sidecar(s) confirmed on the new revision in {took:.2f}s")
+            if plan.gate.window_ms == 0:
+                progress(f"{label}: no gate (window 0)")
+                continue
             updated = [records[n] for n in previous]
             result = watch(plan.gate, updated, progress=progress)
             outcome.gates.append(result)

@@ -6,41 +6,28 @@ concurrently: 50 sidecars take one round trip, not fifty.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import time
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from meshctl.runtime.control import ProcessView, read_processes
 from meshctl.runtime.metrics import Snapshot, Window, parse_snapshot, window
 from meshctl.runtime.plan import Plan, SidecarRecord
-from meshctl.runtime.probe import get_text
+from meshctl.runtime.ports import HOST
+from meshctl.runtime.probe import fetch, fetch_revision
 from meshctl.runtime.state import StateDir
-
-_POOL_SIZE = 32
-
-
-def running_revision(record: SidecarRecord, timeout: float = 2.0) -> str | None:
-    """The revision the sidecar says it runs (its admin /config), None when it cannot say."""
-    text = get_text(f"{record.admin_url}/config", timeout)
-    if text is None:
-        return None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        return None
-    rev = data.get("revision") if isinstance(data, dict) else None
-    if rev is None and isinstance(data, dict) and isinstance(data.get("config"), dict):
-        rev = data["config"].get("revision")
-    return rev if isinstance(rev, str) else None
 
 
 def running_revisions(records: Iterable[SidecarRecord]) -> dict[str, str | None]:
     items = list(records)
-    with ThreadPoolExecutor(max_workers=min(_POOL_SIZE, max(len(items), 1))) as pool:
-        revs = list(pool.map(running_revision, items))
-    return {r.instance: rev for r, rev in zip(items, revs, strict=True)}
+
+    async def every() -> list[str | None]:
+        return list(
+            await asyncio.gather(*(fetch_revision(HOST, r.admin_port, 2.0) for r in items))
+        )
+
+    return {r.instance: rev for r, rev in zip(items, asyncio.run(every()), strict=True)}
 
 
 def reporters_for(record: SidecarRecord) -> tuple[str, ...]:
@@ -51,17 +38,20 @@ def reporters_for(record: SidecarRecord) -> tuple[str, ...]:
 def scrape(
     records: Iterable[SidecarRecord], *, all_reporters: bool = False
 ) -> dict[str, Snapshot | None]:
+    """One /metrics snapshot of each sidecar, all asked at once."""
     items = list(records)
 
-    def one(record: SidecarRecord) -> Snapshot | None:
-        text = get_text(f"{record.admin_url}/metrics", timeout=2.0)
+    async def one(record: SidecarRecord) -> Snapshot | None:
+        text = await fetch(HOST, record.admin_port, "/metrics", timeout=2.0)
         if text is None:
             return None
         reporters = None if all_reporters else reporters_for(record)
         return parse_snapshot(text, time.monotonic(), reporters)
 
-    with ThreadPoolExecutor(max_workers=min(_POOL_SIZE, max(len(items), 1))) as pool:
-        snaps = list(pool.map(one, items))
+    async def every() -> list[Snapshot | None]:
+        return list(await asyncio.gather(*(one(r) for r in items)))
+
+    snaps = asyncio.run(every())
     return {r.instance: s for r, s in zip(items, snaps, strict=True)}
 
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import urllib.error
-import urllib.request
+import re
 
 
 async def probe_tcp(host: str, port: int, timeout: float) -> bool:
@@ -40,11 +39,49 @@ async def probe_http(url: str, timeout: float) -> bool:
     return len(parts) >= 2 and parts[1] == b"200"
 
 
-def get_text(url: str, timeout: float = 2.0) -> str | None:
-    """Blocking GET for the CLI: body text on 200, None on any failure."""
+_REVISION = re.compile(rb'"revision":\s*"([^"]*)"')
+
+
+async def fetch_revision(host: str, port: int, timeout: float) -> str | None:
+    """The revision in a sidecar's /config, read from the first bytes of the answer only: the
+    field comes first, and confirming fifty sidecars should not parse fifty whole configs."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (127.0.0.1 only)
-            body: bytes = resp.read()
-            return body.decode("utf-8", errors="replace")
-    except (urllib.error.URLError, OSError, ValueError):
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(f"GET /config HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+                await writer.drain()
+                head = b""
+                while len(head) < 8192:
+                    chunk = await reader.read(4096)
+                    if not chunk:
+                        break
+                    head += chunk
+                    if (match := _REVISION.search(head)) is not None:
+                        break
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
         return None
+    if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) or match is None:
+        return None
+    return match.group(1).decode()
+
+
+async def fetch(host: str, port: int, path: str, timeout: float) -> str | None:
+    """Body of GET `path` when it answers 200 (no gzip asked, the server closes), else None."""
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
+                await writer.drain()
+                raw = await reader.read()
+            finally:
+                writer.close()
+    except (OSError, TimeoutError):
+        return None
+    head, _, body = raw.partition(b"\r\n\r\n")
+    if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
+        return None
+    return body.decode("utf-8", errors="replace")
