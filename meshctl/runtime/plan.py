@@ -113,7 +113,7 @@ def sidecar_argv(state: StateDir, instance: str) -> tuple[str, ...]:
     fifty sidecars starts seconds sooner. -O drops mitmproxy's asserts from the hot path."""
     return (
         sys.executable,
-        "-O",
+        "-OO",
         "-m",
         "proxy_addon",
         "--config",
