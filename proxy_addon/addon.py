@@ -7,8 +7,11 @@ mitmproxy carries), `response`/`error` (telemetry and access log), `http_connect
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from mitmproxy import http
 
@@ -26,11 +29,25 @@ PASSTHROUGH = "PassthroughCluster"  # Istio's name for traffic to hosts outside 
 
 
 class MeshAddon:
-    def __init__(self, rt: SidecarRuntime, roles: dict[str, str]) -> None:
+    def __init__(
+        self,
+        rt: SidecarRuntime,
+        roles: dict[str, str],
+        on_running: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> None:
         self.rt = rt
         self.roles = roles  # listener full_spec -> outbound | inbound | gateway
         self.in_flight = 0
         self.draining = False
+        self._on_running = on_running
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def running(self) -> None:
+        """Listeners are up. Synchronous, as mitmproxy needs: the startup work runs as a task."""
+        if self._on_running is not None:
+            task = asyncio.get_running_loop().create_task(self._on_running())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     # --- flow start ------------------------------------------------------------------------
 

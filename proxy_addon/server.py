@@ -92,7 +92,7 @@ class Sidecar:
         self.config_path, self.bindings_path = config_path, bindings_path
         self.rt = SidecarRuntime(config, bindings)
         self.roles = listener_roles(config, bindings)
-        self.addon = MeshAddon(self.rt, self.roles)
+        self.addon = MeshAddon(self.rt, self.roles, self.started)
         self.ready = False
         self._own_confdir = confdir is None
         self.confdir = confdir or Path(tempfile.mkdtemp(prefix="meshctl-sidecar-"))
@@ -147,7 +147,6 @@ class Sidecar:
             dns_resolver.DnsResolver(),
             errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
             self.addon,
-            _Lifecycle(self),
         )
         # lazy: a reverse listener answers 502 instead of closing when its target is down.
         opts.update(connection_strategy="lazy", keep_host_header=True)
@@ -203,17 +202,6 @@ class Sidecar:
         while self.addon.in_flight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
         self.master.shutdown()
-
-
-class _Lifecycle:
-    """Starts the admin server and watcher once listeners are up (a sync hook, as mitmproxy needs)."""
-
-    def __init__(self, sidecar: Sidecar) -> None:
-        self.sidecar = sidecar
-        self._task: asyncio.Task[None] | None = None
-
-    def running(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self.sidecar.started())
 
 
 def serve(

@@ -238,3 +238,22 @@ def test_addon_sources_import_no_forbidden_module() -> None:
             offenders += [f"{path.name}: {n}" for n in names
                           if any(n == f or n.startswith(f + ".") for f in forbidden)]
     assert offenders == []
+
+
+def test_load_balancers() -> None:
+    eps = EndpointSet("reviews")
+    pool = [eps.get(f"h:{i}", "v1") for i in range(4)]
+    rr = [eps.pick(pool, LoadBalancer(), 0.0, set()).address for _ in range(8)]
+    assert Counter(rr) == {e.address: 2 for e in pool}  # round-robin: even
+    hashed = LoadBalancer(policy="hash", hash_header="x-user")
+    picks = {eps.pick(pool, hashed, 0.0, set(), "alice").address for _ in range(20)}
+    assert len(picks) == 1  # one key, one endpoint
+    spread = {eps.pick(pool, hashed, 0.0, set(), f"user-{i}").address for i in range(200)}
+    assert spread == {e.address for e in pool}
+    pool[0].active, pool[1].active, pool[2].active, pool[3].active = 9, 9, 9, 0
+    least = Counter(eps.pick(pool, LoadBalancer(policy="least-request"), 0.0, set()).address
+                    for _ in range(400))
+    assert least.most_common(1)[0][0] == "h:3"  # the idle endpoint wins every pairing it is in
+    random_picks = {eps.pick(pool, LoadBalancer(policy="random"), 0.0, set()).address
+                    for _ in range(200)}
+    assert random_picks == {e.address for e in pool}
