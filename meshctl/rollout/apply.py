@@ -92,6 +92,9 @@ def execute(
             wait_ready(state, starting, timeout=START_TIMEOUT_S)
         elif plan.restarted:
             publish_plan(state, _merged(plan.old, plan.new, plan.removed))
+        if plan.restarted:
+            progress(f"restarting {len(plan.restarted)} process(es) with a new command or env")
+            wait_ready(state, set(plan.restarted), timeout=START_TIMEOUT_S)
         for i, wave in enumerate(plan.waves):
             label = "canary" if i == 0 and len(plan.waves) > 1 else f"wave {i + 1}"
             progress(f"{label}: updating {len(wave)} sidecar(s): {', '.join(wave)}")
