@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.helpers import commit_all, gateway_port, get, git, meshctl, pid_alive, recorded_pids
-from tests.runtime.test_up_failures_and_restarts import tiny_mesh
+from tests.runtime.helpers import commit_all, edit, gateway_port, get, git, meshctl, pid_alive, recorded_pids
+from tests.runtime.test_up_failures_and_restarts import processes, tiny_mesh
 
 RATINGS = """\
 apiVersion: meshctl/v1alpha1
@@ -69,6 +69,19 @@ def test_apply_starts_new_and_stops_removed_services(tmp_path: Path) -> None:
         assert "stop    ratings-v1-0" in removed.stderr
         assert running(root) == {"catalog-v1-0", "catalog-v1-0.sidecar", "gateway-edge"}
         assert get("127.0.0.1", gateway_port(root / ".meshctl", "edge"), "/products/1")[0] == 200
+
+        # A version's new environment restarts its instances (and only the app).
+        before = processes(root)
+        edit(root / "mesh.d" / "mesh.yaml", "run: [python, -m, shop.catalog]",
+             'run: [python, -m, shop.catalog]\n      env: {DELAY_MS: "1"}')
+        commit_all(root, "catalog: a little slower")
+        restarted = meshctl(root, "apply", "--window", "1s")
+        assert restarted.code == 0, restarted.stderr
+        assert "restart catalog-v1-0" in restarted.stderr
+        after = processes(root)
+        assert after["catalog-v1-0"]["pid"] != before["catalog-v1-0"]["pid"]
+        assert after["catalog-v1-0"]["ready"]
+        assert after["catalog-v1-0.sidecar"]["pid"] == before["catalog-v1-0.sidecar"]["pid"]
     finally:
         pids = recorded_pids(root / ".meshctl")
         meshctl(root, "down")
