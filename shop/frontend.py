@@ -13,10 +13,18 @@ routes = web.RouteTableDef()
 
 @routes.get("/")
 async def index(request: web.Request) -> web.Response:
+    """The product list with the first product's reviews: one page that crosses every service."""
     env = request.app[ENV_KEY]
-    catalog = await call(request, "catalog", "/products")
+    catalog, reviews = await asyncio.gather(
+        call(request, "catalog", "/products"),
+        call(request, "reviews", "/reviews/1"),
+    )
     return web.json_response(
-        {"products": catalog["products"], "served_by": served_by(env, catalog)}
+        {
+            "products": catalog["products"],
+            "featured": {"id": "1", "reviews": reviews["reviews"], "stars": reviews.get("stars")},
+            "served_by": served_by(env, catalog, reviews),
+        }
     )
 
 

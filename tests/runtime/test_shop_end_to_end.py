@@ -62,6 +62,9 @@ def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
             "frontend": "v1", "catalog": "v1", "reviews": "v2", "ratings": "v1"
         }
         assert body["stars"] == [4, 4, 3]
+        status, body = get("127.0.0.1", port, "/", {"end-user": "jason"})
+        assert status == 200 and len(body["products"]) == 3, body
+        assert body["served_by"]["reviews"] == "v2" and body["featured"]["stars"] == [5, 4]
         st = status_json(repo)
         assert st["revision"] == base
         assert {s["instance"] for s in st["sidecars"]} >= {
