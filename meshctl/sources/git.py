@@ -136,13 +136,14 @@ class PolicyRepo:
 
     def policy_tree(self, commit: str) -> str | None:
         """The tree id of the policy directory at `commit` (its content hash), None if absent."""
-        spec = f"{commit}:{self.prefix}" if self.prefix else f"{commit}^{{tree}}"
-        proc = run_git(["rev-parse", "--verify", "--quiet", spec], self.root, check=False)
-        tree = _out(proc)
-        if proc.returncode != 0 or not tree:
-            return None
-        kind = _out(run_git(["cat-file", "-t", tree], self.root, check=False))
-        return tree if kind == "tree" else None
+        if not self.prefix:
+            proc = run_git(["rev-parse", "--verify", "--quiet", f"{commit}^{{tree}}"], self.root, check=False)
+            return _out(proc) or None
+        # One call that also tells a directory from a file of the same name.
+        out = _out(run_git(["ls-tree", "-z", "--full-tree", commit, "--", self.prefix], self.root))
+        meta, _, _ = out.partition("\t")
+        fields = meta.split(" ")
+        return fields[2] if len(fields) == 3 and fields[1] == "tree" else None
 
     def has_policy_dir(self, commit: str) -> bool:
         return self.policy_tree(commit) is not None

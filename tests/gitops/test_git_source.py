@@ -172,3 +172,16 @@ def test_undecodable_file_is_reported_not_raised(tmp_path: Path) -> None:
     src = PolicyRepo.discover(repo.root / "mesh.d")
     [file] = src.read_policy(src.resolve("HEAD"))
     assert file.error is not None and "UTF-8" in file.error
+
+
+def test_policy_tree_is_the_content_hash_of_the_directory(repo: GitRepo) -> None:
+    src = PolicyRepo.discover(repo.root / "deploy" / "mesh.d")
+    first = src.resolve("HEAD")
+    tree = src.policy_tree(first)
+    assert tree == repo.git("rev-parse", "HEAD:deploy/mesh.d")
+    repo.write("README.md", "outside the policy\n")
+    assert src.policy_tree(repo.commit("readme")) == tree  # same content, same tree
+    repo.git("rm", "-q", "-r", "deploy/mesh.d")
+    repo.write("deploy/mesh.d", "now a file\n")
+    assert src.policy_tree(repo.commit("a file")) is None
+    assert PolicyRepo.discover(repo.root).policy_tree(first) == repo.git("rev-parse", "HEAD~2^{tree}")
