@@ -35,7 +35,7 @@ BACKOFF_MAX_S = 15.0
 STABLE_AFTER_S = 30.0  # a process that ran this long has its backoff reset
 STOP_GRACE_S = 8.0  # sidecars drain requests in flight on SIGTERM before exiting
 PLAN_POLL_S = 0.3
-RENEW_EVERY_S = 60.0
+RENEW_EVERY_S = 60.0  # MESHCTL_RENEW_INTERVAL (seconds) overrides: tests, short-lived certs
 
 
 @dataclass
@@ -281,7 +281,7 @@ class Supervisor:
 
     async def _renew_loop(self) -> None:
         while True:
-            await asyncio.sleep(RENEW_EVERY_S)
+            await asyncio.sleep(_renew_interval())
             try:
                 await asyncio.to_thread(self._renew_certificates)
             except Exception:  # renewal must never take the supervisor down
@@ -300,6 +300,13 @@ class Supervisor:
             identity = config.get("identity")
             if identity and renew_if_due(ca, identity, Path(m.spec.tls_dir)):
                 log.info("%s: certificate renewed", m.spec.name)
+
+
+def _renew_interval() -> float:
+    try:
+        return max(0.2, float(os.environ.get("MESHCTL_RENEW_INTERVAL", RENEW_EVERY_S)))
+    except ValueError:
+        return RENEW_EVERY_S
 
 
 def _signal_group(pid: int, sig: int) -> None:

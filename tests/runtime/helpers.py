@@ -65,9 +65,11 @@ class Result:
         return json.loads(self.stdout)
 
 
-def meshctl(cwd: Path, *args: str, timeout: float = 180) -> Result:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
-    env.pop("MESHCTL_STATE", None)
+def meshctl(cwd: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+            ) -> Result:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
+    base.pop("MESHCTL_STATE", None)
+    env = base | (env or {})
     proc = subprocess.run(
         [sys.executable, "-m", "meshctl", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,

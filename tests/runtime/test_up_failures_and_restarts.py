@@ -152,3 +152,26 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
     assert proc.returncode == 0, stderr
     assert "stopped" in stderr
     assert not [p for p in pids if pid_alive(p)]
+
+
+@pytest.mark.slow
+def test_supervisor_renews_sidecar_certificates(tmp_path: Path) -> None:
+    root = tiny_mesh(tmp_path)
+    env = {"MESHCTL_RENEW_INTERVAL": "0.5"}
+    up = meshctl(root, "up", "--detach", "--gateway-port", "edge=0", "--timeout", "120", env=env)
+    try:
+        assert up.code == 0, up.stderr
+        tls = root / ".meshctl" / "sidecars" / "catalog-v1-0" / "tls"
+        first = (tls / "cert.pem").read_bytes()
+        (tls / "ca.pem").write_bytes(b"not the mesh bundle\n")
+        (tls / "cert.pem").unlink()
+        wait_until(lambda: (tls / "cert.pem").exists() and (tls / "cert.pem").read_bytes() != first,
+                   timeout=30, what="certificate re-issued")
+        assert b"BEGIN CERTIFICATE" in (tls / "ca.pem").read_bytes()
+        log = (root / ".meshctl" / "logs" / "supervisor.log").read_text()
+        assert "catalog-v1-0.sidecar: certificate renewed" in log
+        port = gateway_port(root / ".meshctl", "edge")
+        wait_until(lambda: get("127.0.0.1", port, "/products/1")[0] == 200, timeout=30,
+                   what="mTLS traffic with the new certificate")
+    finally:
+        meshctl(root, "down")
