@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from meshctl.contract import Listeners, RuntimeBindings, SidecarConfig, TlsFiles, dump_json
+from meshctl.errors import UsageError
 from meshctl.runtime.ports import HOST, PortBook
 from meshctl.runtime.state import StateDir, write_atomic
 from meshctl.runtime.topology import Topology, VersionSpec
@@ -138,6 +139,11 @@ def build_plan(
 ) -> Plan:
     """Assign ports and lay out processes. `running`: processes alive now (ports held by them)."""
     plan = Plan(policy_dir=str(policy_dir), revision=revision, topology=topology)
+    unknown = set(gateway_ports or {}) - {g.name for g in topology.gateways}
+    if unknown:
+        known = ", ".join(sorted(g.name for g in topology.gateways)) or "none"
+        raise UsageError(f"--gateway-port: no gateway named {', '.join(sorted(unknown))} "
+                         f"(gateways: {known})")
     for svc in topology.services:
         for ver in svc.versions:
             for instance in ver.instance_names():
