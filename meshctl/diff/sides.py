@@ -117,9 +117,13 @@ def load_sides(
     base_rev = _Revision(repo, base or default_base(repo), cache)
     target_rev = _Revision(repo, target, cache) if target is not None else None
 
+    if target_rev is None:  # read before any fork, so a user mistake stops here, cleanly
+        worktree_files = read_worktree(policy_dir)
+        worktree_rev = worktree_revision(policy_dir)
+
     def build_target() -> Built:
         if target_rev is None:
-            return build_files(read_worktree(policy_dir), worktree_revision(policy_dir))
+            return build_files(worktree_files, worktree_rev)
         return target_rev.cached or target_rev.build()
 
     if base_rev.cached is not None:
@@ -151,8 +155,10 @@ def both(first: Callable[[], Built], second: Callable[[], Built]) -> tuple[Built
             payload = pickle.dumps(("ok", first()), protocol=pickle.HIGHEST_PROTOCOL)
         except BaseException:  # the parent re-raises it: a bug, reported with its traceback
             payload = pickle.dumps(("error", traceback.format_exc()))
-        sender.send_bytes(payload)
-        sender.close()
+        try:
+            sender.send_bytes(payload)
+        except OSError:
+            pass  # the parent gave up (Ctrl-C, or its own side failed)
 
     proc = ctx.Process(target=child, daemon=True)
     proc.start()
@@ -163,11 +169,12 @@ def both(first: Callable[[], Built], second: Callable[[], Built]) -> tuple[Built
             status, value = pickle.loads(receiver.recv_bytes())
         except EOFError:
             raise RuntimeError(f"the base build died (exit code {proc.exitcode})") from None
+    except BaseException:
+        proc.kill()  # nobody will read its result
+        raise
     finally:
         receiver.close()
-        proc.join(timeout=5)
-        if proc.is_alive():
-            proc.kill()
+        proc.join()
     if status != "ok":
         raise RuntimeError(f"the base build failed:\n{value}")
     return value, second_result

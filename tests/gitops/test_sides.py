@@ -1,0 +1,40 @@
+"""The two builds of a diff run side by side: results come back, failures surface cleanly."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from meshctl.diff.sides import Built, both
+from meshctl.errors import UsageError
+
+from .configs import sidecar
+
+
+def test_both_returns_each_result_in_order() -> None:
+    base, target = both(lambda: Built("a", {"s": sidecar("s")}), lambda: Built("b", {}))
+    assert (base.revision, target.revision) == ("a", "b")
+    assert base.configs == {"s": sidecar("s")}
+
+
+def test_a_failing_child_is_reported_with_its_traceback() -> None:
+    def broken() -> Built:
+        raise ValueError("boom")
+
+    with pytest.raises(RuntimeError, match="ValueError: boom"):
+        both(broken, lambda: Built("b", {}))
+
+
+def test_a_failing_parent_side_stops_the_child_at_once() -> None:
+    def slow() -> Built:
+        time.sleep(30)
+        return Built("a", {})
+
+    def mistake() -> Built:
+        raise UsageError("bad input")
+
+    start = time.monotonic()
+    with pytest.raises(UsageError, match="bad input"):
+        both(slow, mistake)
+    assert time.monotonic() - start < 10
