@@ -11,7 +11,7 @@ from meshctl.cli.explain import compile_or_fail
 from meshctl.errors import CheckFailed
 from meshctl.policytest import load_test_files, run_cases
 from meshctl.policytest.cases import find_test_files
-from meshctl.policytest.report import json_report, text_report
+from meshctl.policytest.report import github_report, json_report, text_report
 from meshctl.sources.worktree import display_path
 from meshctl.validate.report import as_text
 
@@ -22,10 +22,10 @@ def test_command(
     rev: Annotated[
         str | None, typer.Option("--rev", help="Test this git revision's policy (tests are read from DIR/tests).")
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    output_format: Annotated[str, typer.Option("--format", help="text | json | github")] = "text",
 ) -> None:
     """Run the policy tests (requests and what must happen to them) in DIR/tests/."""
-    choose(output_format, ("text", "json"), "--format")
+    choose(output_format, ("text", "json", "github"), "--format")
     root = policy_dir(directory, dir_option)
     paths = find_test_files(root)
     cases, problems = load_test_files(paths)
@@ -33,12 +33,14 @@ def test_command(
     results = run_cases(compiled.configs, cases)
     if problems:
         err(as_text(problems).rstrip())
+    if not paths:
+        err(f"no policy tests in {display_path(root / 'tests')}/ (nothing was checked)")
     if output_format == "json":
         out(json_report(results, [p.as_dict() for p in problems]))
-    else:
-        if not paths:
-            err(f"no policy tests in {display_path(root / 'tests')}/ (nothing was checked)")
-        out(text_report(results) if results or problems else "")
+    elif output_format == "github":
+        out(github_report(results, problems))
+    elif results or problems:
+        out(text_report(results))
     if problems or any(not r.ok for r in results):
         raise CheckFailed("")
 

@@ -87,3 +87,22 @@ def test_validate_step_prints_github_annotations(
     proc = _run_step("Validate (problems show on the changed lines)", repo.root, env)
     assert proc.returncode == 1
     assert "::error file=mesh.d/routes/reviews.yaml,line=" in proc.stdout
+
+
+def test_policy_test_step_annotates_failures(pull_request: tuple[GitRepo, dict[str, str]]) -> None:
+    repo, env = pull_request
+    repo.write(
+        "mesh.d/tests/reviews.yaml",
+        "tests:\n"
+        "  - name: jason gets v2\n"
+        "    request: {from: productpage, url: http://reviews/r, headers: {end-user: jason}}\n"
+        "    expect: {rule: beta-testers, backend: reviews/v2}\n"
+        "  - name: everyone gets v1\n"
+        "    request: {from: productpage, url: http://reviews/r}\n"
+        "    expect: {backend: reviews/v1}\n",
+    )
+    proc = _run_step("Policy tests (failures show on the test files' lines)", repo.root, env)
+    assert proc.returncode == 1, proc.stderr
+    assert "ok   jason gets v2" in proc.stdout
+    assert "::error file=mesh.d/tests/reviews.yaml,line=5,col=1," in proc.stdout
+    assert "everyone gets v1: expected backend reviews/v1, got a split" in proc.stdout
