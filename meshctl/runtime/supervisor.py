@@ -17,6 +17,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -35,6 +36,8 @@ BACKOFF_MAX_S = 15.0
 STABLE_AFTER_S = 30.0  # a process that ran this long has its backoff reset
 STOP_GRACE_S = 8.0  # sidecars drain requests in flight on SIGTERM before exiting
 PLAN_POLL_S = 0.3
+LOG_MAX_BYTES = 32 * 1024 * 1024  # access logs grow with traffic: keep one old copy, like logrotate
+LOG_CHECK_S = 10.0
 RENEW_EVERY_S = 60.0  # MESHCTL_RENEW_INTERVAL (seconds) overrides: tests, short-lived certs
 
 
@@ -90,6 +93,7 @@ class Supervisor:
         self.state.pidfile.write_text(f"{os.getpid()}\n")
         writer = asyncio.create_task(self._write_state_loop())
         renewer = asyncio.create_task(self._renew_loop())
+        rotator = asyncio.create_task(self._rotate_loop())
         try:
             self._reconcile()
             while not self.stop_event.is_set():
@@ -103,6 +107,7 @@ class Supervisor:
             await self._stop_all()
         finally:
             renewer.cancel()
+            rotator.cancel()
             writer.cancel()
             self._write_state(stopped=True)
             self.state.pidfile.unlink(missing_ok=True)
@@ -279,6 +284,13 @@ class Supervisor:
             },
         )
 
+    async def _rotate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(LOG_CHECK_S)
+            for name in list(self.procs):
+                with contextlib.suppress(OSError):
+                    rotate_log(self.state.log(name), LOG_MAX_BYTES)
+
     async def _renew_loop(self) -> None:
         while True:
             await asyncio.sleep(_renew_interval())
@@ -300,6 +312,16 @@ class Supervisor:
             identity = config.get("identity")
             if identity and renew_if_due(ca, identity, Path(m.spec.tls_dir)):
                 log.info("%s: certificate renewed", m.spec.name)
+
+
+def rotate_log(path: Path, max_bytes: int) -> bool:
+    """Copy a log past `max_bytes` to `<name>.log.1` and truncate it in place ("copytruncate"):
+    the process keeps its O_APPEND descriptor and goes on writing at the new end."""
+    if path.stat().st_size <= max_bytes:
+        return False
+    shutil.copyfile(path, path.with_name(path.name + ".1"))
+    os.truncate(path, 0)
+    return True
 
 
 def _renew_interval() -> float:

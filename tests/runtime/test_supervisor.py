@@ -124,3 +124,18 @@ def test_follows_a_rewritten_plan(state: StateDir, tmp_path: Path) -> None:
     wait_ready(state, {"b"}, timeout=30, daemon_pid=daemon)
     wait_for(lambda: "a" not in read_processes(state))
     assert pid_a is not None and not alive(pid_a)
+
+
+def test_rotate_log_copies_and_truncates_in_place(tmp_path: Path) -> None:
+    from meshctl.runtime.supervisor import rotate_log
+
+    log = tmp_path / "x.log"
+    with open(log, "ab") as writer:  # a process holding its log open for append
+        writer.write(b"a" * 100)
+        writer.flush()
+        assert not rotate_log(log, 1000)
+        assert rotate_log(log, 50)
+        writer.write(b"after\n")
+        writer.flush()
+    assert (tmp_path / "x.log.1").read_bytes() == b"a" * 100
+    assert log.read_bytes() == b"after\n"
