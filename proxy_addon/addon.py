@@ -15,7 +15,7 @@ from typing import Any
 
 from mitmproxy import http
 
-from proxy_addon.flowinfo import KEY, FlowInfo, request_view, wants_stream
+from proxy_addon.flowinfo import KEY, FlowInfo, header_dict, request_view, wants_stream
 from proxy_addon.gateway import serve_gateway
 from proxy_addon.inbound import serve_inbound
 from proxy_addon.outbound import serve_destination
@@ -67,7 +67,8 @@ class MeshAddon:
                 snap.config.name if snap.config.kind == "service" else f"gateway/{snap.config.name}"
             )
             info.source_version = snap.bindings.version or "unknown"
-        if wants_stream(flow.request):
+        info.headers = header_dict(flow.request)
+        if wants_stream(info.headers):
             route_stream(self.rt, flow, info)
 
     async def request(self, flow: http.HTTPFlow) -> None:
@@ -82,7 +83,7 @@ class MeshAddon:
             response = await serve_inbound(self.rt, flow, info)
         else:
             response = await serve_gateway(self.rt, flow, info)
-        if self.draining or client_wants_close(flow.request):
+        if self.draining or client_wants_close(flow.request, info.headers):
             response.headers["connection"] = "close"
         flow.response = response
 
@@ -101,7 +102,8 @@ class MeshAddon:
             info.native = True
             return None
         return await serve_destination(
-            self.rt, info, flow.request, dest, request_view(flow.request), flow.request.path
+            self.rt, info, flow.request, dest, request_view(flow.request, info.headers),
+            flow.request.path
         )
 
     def http_connect(self, flow: http.HTTPFlow) -> None:

@@ -43,19 +43,27 @@ class FlowInfo:
     identity: str | None = None  # the caller's verified SPIFFE ID (inbound)
     access_policy: str | None = None  # the AccessPolicy that decided; None: the default did
     set_cookie: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # lower-case names, read once
 
 
-def request_view(request: http.Request) -> RequestView:
+def header_dict(request: http.Request) -> dict[str, str]:
+    """All headers, names lower-cased, repeated ones joined: one pass over the raw fields
+    (each mitmproxy `headers.get` walks them all again)."""
     headers: dict[str, str] = {}
-    for name, value in request.headers.fields:  # raw fields: much cheaper than .items()
+    for name, value in request.headers.fields:
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
         headers[key] = f"{headers[key]}, {text}" if key in headers else text
+    return headers
+
+
+def request_view(request: http.Request, headers: dict[str, str] | None = None) -> RequestView:
+    if headers is None:
+        headers = header_dict(request)
     return view_from_target(request.method, request.path, headers)
 
 
-def wants_stream(request: http.Request) -> bool:
-    headers = request.headers
+def wants_stream(headers: dict[str, str]) -> bool:
     if "upgrade" in headers:
         return True
     if "text/event-stream" in headers.get("accept", ""):

@@ -14,7 +14,7 @@ from proxy_addon.runtime import SidecarRuntime
 async def serve_gateway(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> http.Response:
     gateway = info.snapshot.config.gateway
     request = flow.request
-    view = request_view(request)
+    view = request_view(request, info.headers)
     matched = routing.match_rule(gateway.rules, view) if gateway else None
     if matched is None:
         info.flags.append("NR")

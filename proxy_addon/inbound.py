@@ -59,8 +59,8 @@ def admission(flow: http.HTTPFlow, info: FlowInfo) -> http.Response | None:
     if info.identity is not None:
         info.source_workload = workload_of(info.identity)
     else:
-        info.source_workload = flow.request.headers.get(SOURCE_WORKLOAD_HEADER, "unknown")
-    info.source_version = flow.request.headers.get(SOURCE_VERSION_HEADER, "unknown")
+        info.source_workload = info.headers.get(SOURCE_WORKLOAD_HEADER, "unknown")
+    info.source_version = info.headers.get(SOURCE_VERSION_HEADER, "unknown")
     inbound = config.inbound
     if inbound is not None:
         verdict = decide(inbound.access, info.identity, flow.request.method, flow.request.path)
@@ -90,7 +90,7 @@ async def serve_inbound(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo)
     if xfcc is not None:
         headers[XFCC_HEADER] = xfcc
     info.traceparent = next_traceparent(
-        request.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
+        info.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
     )
     headers["traceparent"] = info.traceparent
     info.endpoint = app

@@ -126,7 +126,7 @@ async def serve_destination(
     )
     apply_request_ops(headers, rule.request_headers)
     info.traceparent = next_traceparent(
-        request.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
+        view.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
     )
     headers["traceparent"] = info.traceparent
     headers[SOURCE_WORKLOAD_HEADER] = info.source_workload

@@ -34,8 +34,8 @@ def flag_response(status: int, flags: list[str], close: bool = False) -> http.Re
     return http.Response.make(status, body + "\n", headers)
 
 
-def client_wants_close(request: http.Request) -> bool:
-    value = request.headers.get("connection", "")
+def client_wants_close(request: http.Request, headers: dict[str, str] | None = None) -> bool:
+    value = (headers if headers is not None else request.headers).get("connection", "")
     if value:
         return "close" in value.lower()
     return request.http_version == "HTTP/1.0"

@@ -53,7 +53,7 @@ def route_stream(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> Non
         info.endpoint, info.attempts, info.native = snap.bindings.app, 1, True
         _point_at(flow, snap.bindings.app, "http", flow.request.host_header or info.service)
         return
-    view = request_view(flow.request)
+    view = request_view(flow.request, info.headers)
     if info.role == "gateway":
         gateway = snap.config.gateway
         matched = routing.match_rule(gateway.rules, view) if gateway else None
