@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import groupby
 
-from meshctl.diff.engine import Change
+from meshctl.diff.items import Change
 
 _MARK = {"added": "+", "removed": "-", "modified": "~"}
 SHARED_MIN = 4  # sidecars with the same change before it is shown once for all of them
