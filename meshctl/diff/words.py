@@ -164,7 +164,7 @@ def access_rule(rule: AccessRule) -> str:
     if rule.methods:
         parts.append("|".join(rule.methods))
     if rule.paths:
-        parts.append(" ".join(rule.paths))
+        parts.append("on " + ", ".join(rule.paths))
     return " ".join(parts)
 
 

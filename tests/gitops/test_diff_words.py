@@ -61,6 +61,6 @@ def test_reviewer_words_for_common_edits(shop: Path) -> None:
     assert '~ ratings: rule "default" fault none -> abort 503 for 5%' in lines
     assert '~ reviews: rule "beta-testers" mirror none -> v1 at 10%' in lines
     [access] = [line for line in lines if line.startswith('~ ratings: access policy "ratings"')]
-    assert access.startswith('~ ratings: access policy "ratings" rules from reviews GET /ratings/*')
-    assert "-> from reviews, frontend GET /ratings/*" in access
+    assert access.startswith('~ ratings: access policy "ratings" rules from reviews GET on /ratings/*')
+    assert "-> from reviews, frontend GET on /ratings/*" in access
     assert "~ ratings: may now be called by frontend" in lines
