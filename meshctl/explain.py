@@ -321,7 +321,7 @@ def text_report(exp: Explanation) -> str:
     if exp.destination:
         rows.append(("destination", exp.destination))
     rows.append(("rule", f"{exp.rule} (matched {exp.matched})" if exp.rule else "none"))
-    if exp.split:
+    if exp.split and exp.split != exp.backends:  # the weights, when this request does not use them all
         rows.append(("split", ", ".join(f"{backend_name(b)} {_percent(p)}" for b, p in exp.split)))
     if exp.backends:
         rows.append(("backends", ", ".join(f"{backend_name(b)} {_percent(p)}" for b, p in exp.backends)))
