@@ -84,12 +84,14 @@ def execute(
         if plan.added:
             interim = _merged(plan.old, plan.new, plan.removed)
             check_ports_free(interim, skip=[s.instance for s in plan.old.sidecars])
-            write_sidecar_files(state, interim, compiled, plan.added)
+            write_sidecar_files(state, interim, compiled, plan.added, all_bindings=False)
             publish_plan(state, interim)
             names = {p.name for p in interim.processes}
             starting = {n for n in names if n.split(".")[0] in set(plan.added)}
             progress(f"starting {len(starting)} new processes")
             wait_ready(state, starting, timeout=START_TIMEOUT_S)
+            # Only now, with the new instances ready, do callers learn their endpoints.
+            write_bindings(state, interim, tls_of(state, interim))
         elif plan.restarted:
             publish_plan(state, _merged(plan.old, plan.new, plan.removed))
         if plan.restarted:

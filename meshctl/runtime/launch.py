@@ -144,9 +144,15 @@ def tls_of(state: StateDir, plan: Plan) -> dict[str, TlsFiles]:
 
 
 def write_sidecar_files(
-    state: StateDir, plan: Plan, compiled: CompiledMesh, instances: Iterable[str]
+    state: StateDir,
+    plan: Plan,
+    compiled: CompiledMesh,
+    instances: Iterable[str],
+    *,
+    all_bindings: bool = True,
 ) -> None:
-    """Config and certificates of `instances` (new ones), and every sidecar's bindings."""
+    """Config, certificates and bindings of `instances` (new ones); with `all_bindings` every
+    other sidecar's bindings too (they learn the new endpoints)."""
     wanted = set(instances)
     records = [s for s in plan.sidecars if s.instance in wanted]
     needs_tls = [
@@ -155,7 +161,7 @@ def write_sidecar_files(
     issue_certificates(state, compiled.configs, needs_tls)
     for s in records:
         write_sidecar_config(state, s.instance, compiled.configs[s.sidecar])
-    write_bindings(state, plan, tls_of(state, plan))
+    write_bindings(state, plan, tls_of(state, plan), None if all_bindings else wanted)
 
 
 def app_processes(plan: Plan) -> list[str]:

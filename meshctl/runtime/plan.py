@@ -7,7 +7,7 @@ gateway gets one gateway sidecar. Ports come from the PortBook so restarts keep 
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,10 +254,18 @@ def bindings_for(record: SidecarRecord, plan: Plan, tls: TlsFiles | None) -> Run
     )
 
 
-def write_bindings(state: StateDir, plan: Plan, tls: Mapping[str, TlsFiles]) -> list[str]:
-    """Write every sidecar's bindings; return the instances whose file changed."""
+def write_bindings(
+    state: StateDir,
+    plan: Plan,
+    tls: Mapping[str, TlsFiles],
+    only: Collection[str] | None = None,
+) -> list[str]:
+    """Write the bindings of every sidecar (or of `only`); return the instances whose file
+    changed. Running sidecars reload them: new endpoints take traffic from then on."""
     changed = []
     for record in plan.sidecars:
+        if only is not None and record.instance not in only:
+            continue
         path = state.sidecar_bindings(record.instance)
         text = dump_json(bindings_for(record, plan, tls.get(record.instance)))
         if not path.exists() or path.read_text(encoding="utf-8") != text:

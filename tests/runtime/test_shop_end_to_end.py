@@ -121,9 +121,22 @@ def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
         assert [e["action"] for e in history["entries"]][:4] == [
             "rollback", "apply-failed", "apply", "up"
         ]
+
+        # Scaling out under load: the new replica takes traffic only once it is ready.
+        git(repo, "checkout", "-q", base, "--", "mesh.d")
+        edit(repo / "mesh.d/services/reviews.yaml", "    - name: v1\n",
+             "    - name: v1\n      replicas: 2\n")
+        commit_all(repo, "reviews v1: two replicas")
+        with Load(port) as load:
+            scaled = meshctl(repo, "apply", "--window", "1s")
+        assert scaled.code == 0, scaled.stderr
+        assert "start   reviews-v1-1" in scaled.stderr
+        assert load.failures == [] and set(load.statuses) == {200}, Counter(load.statuses)
+        st = status_json(repo)
+        assert any(s["instance"] == "reviews-v1-1" and s["healthy"] for s in st["sidecars"]), st
     finally:
         pids = recorded_pids(state)
         down = meshctl(repo, "down")
-    assert len(pids) == 13  # 6 apps, 6 sidecars, 1 gateway
+    assert len(pids) == 15  # 7 apps, 7 sidecars, 1 gateway
     assert down.code == 0, down.stderr
     assert not [p for p in pids if pid_alive(p)], "down left processes behind"
