@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, StateOption, err, out, policy_dir
-from meshctl.errors import MeshctlError, UsageError
+from meshctl.errors import CheckFailed, MeshctlError, UsageError
 from meshctl.runtime.control import (
     read_processes,
     reap_leftovers,
@@ -134,7 +134,9 @@ def _follow(sdir: StateDir) -> None:
                 else:
                     err(f"{name}: {view.status}")
                 seen[name] = now
-    err("the supervisor has stopped")
+    raise CheckFailed(
+        f"the supervisor stopped (killed, or `meshctl down` elsewhere); see {sdir.log('supervisor')}"
+    )
 
 
 def down_command(
