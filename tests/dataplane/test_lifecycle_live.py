@@ -178,6 +178,23 @@ def test_bad_config_at_startup_exits_2_with_a_clear_message(tmp_path: Path) -> N
     assert missing.returncode == 2 and "cannot read" in missing.stderr
 
 
+def test_a_listener_port_in_use_exits_2(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        bindings = bindings_for(inbound=False)
+        bindings = bindings.model_copy(update={"listeners": bindings.listeners.model_copy(
+            update={"outbound": busy.getsockname()[1]})})
+        (tmp_path / "bindings.json").write_text(dump_json(bindings))
+        (tmp_path / "config.json").write_text(dump_json(service_config("productpage")))
+        proc = subprocess.run(
+            [sys.executable, "-OO", "-m", "proxy_addon", "--config", str(tmp_path / "config.json"),
+             "--bindings", str(tmp_path / "bindings.json")],
+            cwd=REPO, capture_output=True, text=True, timeout=60,
+        )
+    assert proc.returncode == 2 and "address already in use" in proc.stderr
+
+
 def test_sigterm_drains_requests_in_flight_then_exits_0(
     tmp_path: Path, apps: dict[str, App]
 ) -> None:
