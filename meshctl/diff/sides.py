@@ -15,6 +15,7 @@ import multiprocessing
 import os
 import pickle
 import sys
+import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,9 +144,28 @@ def load_sides(
     )
 
 
-def both(first: Callable[[], Built], second: Callable[[], Built]) -> tuple[Built, Built]:
-    """Run `first` in a forked child while this process runs `second`."""
-    if sys.platform != "linux" or (os.cpu_count() or 1) < 2:
+def can_fork() -> bool:
+    """Fork only where it is cheap and safe: Linux, two cores, and no other thread whose locks
+    the child could inherit held (the CLI has none; a test runner's worker may)."""
+    return sys.platform == "linux" and (os.cpu_count() or 1) >= 2 and _os_threads() == 1
+
+
+def _os_threads() -> int:
+    """Threads of this process as the kernel counts them (also those not started by `threading`)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Threads:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return threading.active_count()
+
+
+def both(first: Callable[[], Built], second: Callable[[], Built], *, fork: bool | None = None) -> tuple[Built, Built]:
+    """Run `first` in a forked child while this process runs `second` (one after the other
+    where forking is not possible; `fork` overrides the check)."""
+    if not (can_fork() if fork is None else fork):
         return first(), second()
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)

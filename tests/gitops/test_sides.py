@@ -11,9 +11,12 @@ from meshctl.errors import UsageError
 
 from .configs import sidecar
 
+# These tests fork on purpose, with trivial work in the child; a test runner's threads are idle.
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+
 
 def test_both_returns_each_result_in_order() -> None:
-    base, target = both(lambda: Built("a", {"s": sidecar("s")}), lambda: Built("b", {}))
+    base, target = both(lambda: Built("a", {"s": sidecar("s")}), lambda: Built("b", {}), fork=True)
     assert (base.revision, target.revision) == ("a", "b")
     assert base.configs == {"s": sidecar("s")}
 
@@ -23,7 +26,7 @@ def test_a_failing_child_is_reported_with_its_traceback() -> None:
         raise ValueError("boom")
 
     with pytest.raises(RuntimeError, match="ValueError: boom"):
-        both(broken, lambda: Built("b", {}))
+        both(broken, lambda: Built("b", {}), fork=True)
 
 
 def test_a_failing_parent_side_stops_the_child_at_once() -> None:
@@ -36,5 +39,5 @@ def test_a_failing_parent_side_stops_the_child_at_once() -> None:
 
     start = time.monotonic()
     with pytest.raises(UsageError, match="bad input"):
-        both(slow, mistake)
+        both(slow, mistake, fork=True)
     assert time.monotonic() - start < 10
