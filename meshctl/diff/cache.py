@@ -23,7 +23,10 @@ _fingerprint: str | None = None
 
 
 def code_fingerprint() -> str:
-    """Changes whenever a file of meshctl or its schemas changes (size or mtime)."""
+    """The hash of meshctl's code and schemas: a build made by other code is never reused.
+
+    Contents, not modification times, so that a fresh install of the same meshctl (a CI run)
+    can use builds cached by an earlier one."""
     global _fingerprint
     if _fingerprint is None:
         digest = hashlib.sha256(meshctl.__version__.encode())
@@ -35,8 +38,10 @@ def code_fingerprint() -> str:
                 dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
                 for name in sorted(filenames):
                     if name.endswith((".py", ".json")):
-                        st = os.stat(os.path.join(dirpath, name))
-                        digest.update(f"{dirpath}/{name}:{st.st_size}:{st.st_mtime_ns}".encode())
+                        path = os.path.join(dirpath, name)
+                        digest.update(f"{os.path.relpath(path, root)}\0".encode())
+                        with open(path, "rb") as source:
+                            digest.update(hashlib.sha256(source.read()).digest())
         _fingerprint = digest.hexdigest()
     return _fingerprint
 
