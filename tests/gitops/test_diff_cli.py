@@ -175,3 +175,25 @@ def test_revision_without_the_policy_dir_is_an_empty_mesh(
     ]
     code, out, _ = run(capsys, "HEAD", "HEAD~1", "--exit-code")
     assert code == 1 and out.count("removed") == 3
+
+
+def test_shallow_clone(
+    repo: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    clone = tmp_path / "clone"
+    subprocess.run(
+        ["git", "clone", "-q", "--depth", "1", f"file://{repo.root}", str(clone)], check=True, capture_output=True
+    )
+    monkeypatch.chdir(clone)
+    assert run(capsys, "--exit-code", "HEAD")[0] == 0  # the revision it holds: fine
+    code, _, err = run(capsys, "HEAD~1", "HEAD")
+    assert code == 2 and "unknown revision 'HEAD~1'" in err and "shallow" in err
+
+
+def test_absolute_policy_dir_from_elsewhere(
+    repo: GitRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    code = main(["diff", "--dir", str(repo.root / POLICY) + "/", "HEAD~1", "HEAD"])
+    assert code == 0
+    assert 'reviews: rule "default" weights v1 90 -> 80' in capsys.readouterr().out
