@@ -206,8 +206,9 @@ def _via_gateway(
     for name in rule.request_headers.remove:
         headers.pop(name.lower(), None)
     headers.update({k.lower(): v for k, v in rule.request_headers.set.items()})
-    for k, v in rule.request_headers.add.items():
-        headers.setdefault(k.lower(), v)
+    for k, v in rule.request_headers.add.items():  # an added value joins an existing one, as
+        key = k.lower()  # mitmproxy's headers read back
+        headers[key] = f"{headers[key]}, {v}" if key in headers else v
     view = routing.view_from_target(view.method, target, headers)
     return _via_route(configs, gateway_cfg, dest, view, target, result)
 
