@@ -61,6 +61,23 @@ spec:
       match: [{path: {prefix: /ratings}}]
       backends: [{version: v1, weight: 100}]
 """,
+    "gateway.yaml": """\
+apiVersion: meshctl/v1alpha1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  port: 18080
+  rules:
+    - name: health
+      match: [{path: {exact: /healthz}}]
+      respond: {status: 200, body: ok}
+    - name: beta-door
+      match: [{path: {prefix: /beta}}]
+      service: reviews
+      headers: {request: {set: {end-user: jason}}}
+    - name: rest
+      service: ratings
+""",
 }
 
 APPS = ("reviews/v1", "reviews/v2", "reviews/v3", "ratings/v1")
@@ -80,7 +97,7 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SidecarConfi
 @pytest.fixture(scope="module")
 def mesh(
     tmp_path_factory: pytest.TempPathFactory, compiled: dict[str, SidecarConfig]
-) -> Iterator[tuple[Sidecar, dict[str, App]]]:
+) -> Iterator[tuple[Sidecar, Sidecar, dict[str, App]]]:
     apps = {name: start_app(name) for name in APPS}
     endpoints: dict[str, dict[str, tuple[str, ...]]] = {}
     for name, app in apps.items():
@@ -92,7 +109,13 @@ def mesh(
         compiled["productpage"],
         bindings_for(inbound=False, endpoints=endpoints),
     )
-    yield sidecar, apps
+    gateway = start_sidecar(
+        tmp_path_factory.mktemp("gateway"),
+        compiled["gateway/edge"],
+        bindings_for(inbound=False, endpoints=endpoints, version=None, instance="edge-0"),
+    )
+    yield sidecar, gateway, apps
+    gateway.stop()
     sidecar.stop()
     for app in apps.values():
         app.stop()
@@ -116,9 +139,9 @@ def both(
 
 
 def test_rule_backend_and_answers_agree(
-    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, dict[str, App]]
+    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, dict[str, App]]
 ) -> None:
-    sidecar, _ = mesh
+    sidecar, _, _ = mesh
     users = [{"end-user": f"shopper-{i}"} for i in range(40)]
     requests = [
         ("GET", "http://reviews/reviews/1", {"end-user": "jason"}),
@@ -160,8 +183,10 @@ def test_rule_backend_and_answers_agree(
     assert len(sticky_versions) == 3, sticky_versions  # the 40 shoppers reach every version
 
 
-def test_split_probabilities_agree(compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, dict[str, App]]) -> None:
-    sidecar, _ = mesh
+def test_split_probabilities_agree(
+    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, dict[str, App]]
+) -> None:
+    sidecar, _, _ = mesh
     n = 600
     exp = explain(compiled, Request("productpage", "GET", "http://reviews/reviews/9"))
     assert exp.rule == "default" and exp.backend is None
@@ -173,3 +198,28 @@ def test_split_probabilities_agree(compiled: dict[str, SidecarConfig], mesh: tup
     for name, p in predicted.items():
         # Binomial standard deviation at n=600 is at most 2 points; allow 4.5 sigma.
         assert abs(seen[name] / n - p) < 0.09, (name, seen)
+
+
+def test_gateway_decisions_agree(
+    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, dict[str, App]]
+) -> None:
+    _, gateway, _ = mesh
+    paths = ["/healthz", "/beta/page", "/ratings/3", "/other"]
+    results = fire([("GET", f"{gateway.gateway_url}{p}", {}, None) for p in paths], concurrency=1)
+    log = {str(e["path"]): e for e in gateway.access_log()}
+    outcomes = []
+    for path, got in zip(paths, results, strict=True):
+        exp = explain(compiled, Request("gateway/edge", "GET", path))
+        if exp.status is None:
+            assert exp.backend is not None
+            assert (got.status, got.app) == (200, backend_name(exp.backend)), path
+        else:
+            assert got.status == exp.status, (path, got.status, exp.notes)
+        assert log[path].get("rule") == exp.rule, (path, log[path])
+        outcomes.append((exp.rule, exp.status, backend_name(exp.backend) if exp.backend else None))
+    assert outcomes == [
+        ("health", 200, None),
+        ("beta-door/beta", None, "reviews/v2"),  # the gateway's header puts the caller in beta
+        ("rest/ratings", None, "ratings/v1"),
+        ("rest", 404, None),  # the ratings route has no rule for /other
+    ]
