@@ -18,7 +18,6 @@ from meshctl.pipeline import build
 from meshctl.revisions import read_policy
 from meshctl.runtime.applied import record_applied
 from meshctl.runtime.plan import (
-    APP,
     Plan,
     build_plan,
     write_bindings,
@@ -162,7 +161,3 @@ def write_sidecar_files(
     for s in records:
         write_sidecar_config(state, s.instance, compiled.configs[s.sidecar])
     write_bindings(state, plan, tls_of(state, plan), None if all_bindings else wanted)
-
-
-def app_processes(plan: Plan) -> list[str]:
-    return [p.name for p in plan.processes if p.role == APP]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +32,13 @@ class ProcessSpec:
     cwd: str
     ready_url: str | None = None  # ready when GET answers 200
     ready_port: int | None = None  # ready when the port accepts connections
-    spiffe_id: str | None = None  # sidecars: the identity its certificate carries
     tls_dir: str | None = None
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> ProcessSpec:
-        return cls(**{**raw, "argv": tuple(raw["argv"]), "env": dict(raw["env"])})
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in raw.items() if k in known}
+        return cls(**{**data, "argv": tuple(raw["argv"]), "env": dict(raw["env"])})
 
 
 @dataclass(frozen=True)
