@@ -29,6 +29,7 @@ from mitmproxy.proxy import mode_specs
 from meshctl.contract import RuntimeBindings, SidecarConfig
 from proxy_addon.addon import MeshAddon
 from proxy_addon.admin import Admin
+from proxy_addon.dispatch import LeanAddonManager
 from proxy_addon.health import HealthChecker
 from proxy_addon.reload import Watcher
 from proxy_addon.runtime import SidecarRuntime
@@ -135,6 +136,7 @@ class Sidecar:
             mode=list(self.roles), confdir=str(self.confdir), listen_host="127.0.0.1"
         )
         master = Master(opts)
+        master.addons = LeanAddonManager(master)  # before any addon is added
         self.master = master
         master.addons.add(
             core.Core(),
