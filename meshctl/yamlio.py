@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -31,8 +31,7 @@ except ImportError:  # pragma: no cover - PyYAML without libyaml: ruamel does th
 Path = tuple[str | int, ...]
 
 
-@dataclass(frozen=True)
-class Position:
+class Position(NamedTuple):  # a tuple: cheap to make for every node of a large repository
     line: int  # 1-based
     column: int  # 1-based
 
@@ -45,8 +44,8 @@ class Document:
     index: int  # 0-based document number in the file
     data: Any
     start: Position
-    values: dict[Path, Position] = field(default_factory=dict)
-    keys: dict[Path, Position] = field(default_factory=dict)
+    values: dict[Path, tuple[int, int]] = field(default_factory=dict)  # (line, column) as Position
+    keys: dict[Path, tuple[int, int]] = field(default_factory=dict)
     duplicate_keys: list[tuple[Path, Position, Position]] = field(default_factory=list)
 
     def position(self, path: Path, *, key: bool = False) -> Position:
@@ -55,11 +54,11 @@ class Document:
         probe = tuple(path)
         while probe:
             if probe in table:
-                return table[probe]
+                return Position(*table[probe])
             if key and probe in self.values:
-                return self.values[probe]
+                return Position(*self.values[probe])
             probe = probe[:-1]
-        return self.values.get((), self.start)
+        return Position(*self.values.get((), self.start))
 
 
 @dataclass(frozen=True)
@@ -79,14 +78,20 @@ _FLOAT_RE = re.compile(
 )
 
 
-def _mark(node: Any) -> Position:
-    return Position(node.start_mark.line + 1, node.start_mark.column + 1)
+def _mark(node: Any) -> tuple[int, int]:
+    """(line, column), 1-based. Plain tuples: a Position per node costs too much on large repos."""
+    mark = node.start_mark
+    return (mark.line + 1, mark.column + 1)
+
+
+# A plain scalar starting with any other character can only be a string.
+_MAYBE_NOT_STRING = frozenset("0123456789+-.~nNtTfF")
 
 
 def _scalar(node: Any) -> Any:
     value: str = node.value
-    if node.style:  # quoted or block scalar: always a string ("" or None is plain)
-        return value
+    if node.style or (value and value[0] not in _MAYBE_NOT_STRING):
+        return value  # quoted or block scalars are strings ("" or None style is plain)
     if _NULL_RE.match(value):
         return None
     if _BOOL_RE.match(value):
@@ -107,10 +112,19 @@ def _scalar(node: Any) -> Any:
     return value
 
 
+if _pyyaml is not None:
+
+    class _PlainLoader(_CLoader):  # type: ignore[misc,valid-type]
+        """Skips implicit tag resolution: `_scalar` applies YAML 1.2 rules itself."""
+
+        def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
+            return ""
+
+
 def _compose_all(text: str, *, parser: str = "auto") -> list[Any]:
     """Node graphs (with marks) of every document; `parser` "ruamel" forces the pure-Python one."""
     if parser != "ruamel" and _pyyaml is not None:
-        return list(_pyyaml.compose_all(text, Loader=_CLoader))
+        return list(_pyyaml.compose_all(text, Loader=_PlainLoader))
     return list(YAML(typ="safe", pure=True).compose_all(text))
 
 
@@ -139,7 +153,7 @@ class _Builder:
                 child = (*path, key)
                 if key in result:
                     first = self.doc.keys[child]
-                    self.doc.duplicate_keys.append((child, first, _mark(key_node)))
+                    self.doc.duplicate_keys.append((child, Position(*first), Position(*_mark(key_node))))
                 self.doc.keys[child] = _mark(key_node)
                 result[key] = self.build(value_node, child)
             return result
@@ -174,7 +188,7 @@ def load_documents(file: str, text: str, *, parser: str = "auto") -> list[Docume
     for index, node in enumerate(nodes):
         if node is None:
             continue
-        doc = Document(file=file, index=index, data=None, start=_mark(node))
+        doc = Document(file=file, index=index, data=None, start=Position(*_mark(node)))
         doc.data = _Builder(doc).build(node, ())
         docs.append(doc)
     return docs

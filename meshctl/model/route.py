@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from meshctl.model.documents import Envelope
-from meshctl.model.values import Duration, HeaderName, Name, PathMatch, Percent, Spec, StringMatch
+from meshctl.model.values import Duration, ExactlyOne, HeaderName, Name, PathMatch, Percent, Spec, StringMatch
 
 HTTP_METHOD = Annotated[str, Field(pattern=r"^[A-Z]+$")]
 # A calling service, or gateway/<name>.
@@ -40,9 +40,7 @@ class StickyCookie(Spec):
     ttl: Duration
 
 
-class Sticky(Spec):
-    model_config = Spec.model_config | {"json_schema_extra": {"minProperties": 1, "maxProperties": 1}}
-
+class Sticky(ExactlyOne):
     header: HeaderName | None = None
     cookie: StickyCookie | None = None
 

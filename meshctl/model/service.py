@@ -8,7 +8,7 @@ from pydantic import Field
 
 from meshctl.model.documents import Envelope
 from meshctl.model.route import StickyCookie
-from meshctl.model.values import Duration, HeaderName, Name, Percent, Spec
+from meshctl.model.values import Duration, ExactlyOne, HeaderName, Name, Percent, Spec
 
 ENDPOINT_PATTERN = r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -31,9 +31,7 @@ class HealthCheck(Spec):
     healthy_threshold: Annotated[int, Field(ge=1)] = 1
 
 
-class HashOn(Spec):
-    model_config = Spec.model_config | {"json_schema_extra": {"minProperties": 1, "maxProperties": 1}}
-
+class HashOn(ExactlyOne):
     header: HeaderName | None = None
     cookie: StickyCookie | None = None
 

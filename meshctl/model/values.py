@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
@@ -44,14 +44,34 @@ class Spec(BaseModel):
     """Base of every policy object: camelCase in YAML, snake_case in Python, no unknown fields."""
 
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+        extra="forbid", alias_generator=to_camel, frozen=True
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        """As in the schema, an optional field is left out, never written as null."""
+        if isinstance(data, dict):
+            nulls = [key for key, value in data.items() if value is None]
+            if nulls:
+                raise ValueError(f"{', '.join(map(str, nulls))} may not be null; leave the field out")
+        return data
 
-class StringMatch(Spec):
-    """Exactly one of exact | prefix | regex | present."""
+
+class ExactlyOne(Spec):
+    """A choice: exactly one field is set (minProperties/maxProperties 1 in the schema)."""
 
     model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if len(self.model_fields_set) != 1:
+            raise ValueError(f"set exactly one of: {', '.join(type(self).model_fields)}")
+        return self
+
+
+class StringMatch(ExactlyOne):
+    """Exactly one of exact | prefix | regex | present."""
 
     exact: str | None = None
     prefix: str | None = None
@@ -59,10 +79,8 @@ class StringMatch(Spec):
     present: bool | None = None
 
 
-class PathMatch(Spec):
+class PathMatch(ExactlyOne):
     """Exactly one of exact | prefix | regex."""
-
-    model_config = ConfigDict(json_schema_extra={"minProperties": 1, "maxProperties": 1})
 
     exact: str | None = None
     prefix: str | None = None
