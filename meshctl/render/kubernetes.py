@@ -35,8 +35,11 @@ def _dns(service: str, version: str, options: RenderOptions) -> str:
     return f"{service}-{version}.{options.namespace}.svc.cluster.local:{INBOUND_PORT}"
 
 
-def _endpoints(compiled: CompiledMesh, options: RenderOptions) -> tuple[dict[str, dict[str, tuple[str, ...]]], set[str]]:
-    endpoints: dict[str, dict[str, tuple[str, ...]]] = {}
+Endpoints = dict[str, dict[str, tuple[str, ...]]]
+
+
+def _endpoints(compiled: CompiledMesh, options: RenderOptions) -> tuple[Endpoints, set[str]]:
+    endpoints: Endpoints = {}
     plaintext: set[str] = set()
     for loc in compiled.policy.services:
         svc = loc.obj
