@@ -224,3 +224,27 @@ def _safe_status(url: str) -> int | None:
         return http_get(url, timeout=2)[0]
     except OSError:
         return None
+
+
+def test_requests_in_flight_finish_under_the_config_they_started_with(sidecar: Sidecar) -> None:
+    from meshctl.contract import HeaderOps
+
+    def tagged(tag: str) -> tuple:
+        ops = HeaderOps(set={"x-config": tag})
+        return (destination("reviews", ("v1", "v2"), (
+            split("reviews", {"v1": 100}, response_headers=ops),)),)
+
+    sidecar.reload(service_config("productpage", tagged("old"), revision="inflight-old"))
+
+    async def scenario() -> tuple:
+        slow = asyncio.create_task(asyncio.to_thread(
+            fire, get("http://reviews/slow?delay_ms=1500"), sidecar.outbound_proxy))
+        await asyncio.sleep(0.4)
+        await asyncio.to_thread(sidecar.reload, service_config(
+            "productpage", tagged("new"), revision="inflight-new"))
+        fresh = await asyncio.to_thread(fire, get("http://reviews/fresh"), sidecar.outbound_proxy)
+        return (await slow)[0], fresh[0]
+
+    slow, fresh = asyncio.run(scenario())
+    assert slow.status == 200 and slow.headers["x-config"] == "old"
+    assert fresh.headers["x-config"] == "new"
