@@ -8,7 +8,7 @@ from pydantic import BaseModel
 
 from meshctl.contract import Access, Gateway, Inbound, SidecarConfig
 from meshctl.diff import words
-from meshctl.diff.items import Item, leaf_changes, modified, policy_phrases, to_json
+from meshctl.diff.items import Item, leaf_changes, modified, other_fields, policy_phrases, to_json
 from meshctl.diff.rules import diff_rules
 
 # --- inbound: access policy, rate limit, health check -----------------------------------------
@@ -19,7 +19,7 @@ def _describe_policy(rules: tuple[Any, ...]) -> str:
 
 
 def diff_access(old: Access, new: Access) -> list[Item]:
-    items: list[Item] = []
+    items: list[Item] = other_fields(old, new, frozenset({"default", "policies"}), "inbound.access.")
     if old.default != new.default:
         items.append(
             modified(
@@ -60,6 +60,7 @@ def diff_access(old: Access, new: Access) -> list[Item]:
                 parts.append(f"action {a.action} -> {b.action}")
             if a.rules != b.rules:
                 parts.append(f"rules {_describe_policy(a.rules)} -> {_describe_policy(b.rules)}")
+            parts += [i.summary for i in other_fields(a, b, frozenset({"name", "action", "rules"}), "")]
             items.append(modified(path, a, b, f'access policy "{name}" ' + ", ".join(parts)))
     return items
 
@@ -98,7 +99,10 @@ def diff_inbound(old: Inbound | None, new: Inbound | None) -> list[Item]:
                 "health check " + ", ".join(policy_phrases(old.health_check, new.health_check)),
             )
         )
-    return items
+    return items + other_fields(old, new, _INBOUND_FIELDS, "inbound.")
+
+
+_INBOUND_FIELDS = frozenset({"service", "access", "protocol", "rate_limit", "health_check"})
 
 
 def diff_gateway(old: Gateway | None, new: Gateway | None) -> list[Item]:
@@ -110,7 +114,7 @@ def diff_gateway(old: Gateway | None, new: Gateway | None) -> list[Item]:
     if old.port != new.port:
         items.append(modified("gateway.port", old.port, new.port, f"port {old.port} -> {new.port}"))
     items.extend(diff_rules(old.rules, new.rules, "gateway.rules", None))
-    return items
+    return items + other_fields(old, new, frozenset({"name", "port", "rules"}), "gateway.")
 
 
 # --- whole sidecars ---------------------------------------------------------------------------
@@ -138,4 +142,8 @@ def diff_sidecar_own(old: SidecarConfig, new: SidecarConfig) -> list[Item]:
             items.append(modified(name, a, b, f"{label} {phrase}"))
     items.extend(diff_inbound(old.inbound, new.inbound))
     items.extend(diff_gateway(old.gateway, new.gateway))
-    return items
+    return items + other_fields(old, new, _SIDECAR_HANDLED, "")
+
+
+# Destinations and `denied` are compared across sidecars (per destination service, `callers`).
+_SIDECAR_HANDLED = frozenset({*_SIDECAR_WIDE, "revision", "name", "destinations", "denied", "inbound", "gateway"})

@@ -97,3 +97,21 @@ def policy_phrases(a: Any, b: Any) -> list[str]:
     if b is None:
         return ["removed"]
     return leaf_changes(a, b)
+
+
+def other_fields(old: BaseModel, new: BaseModel, handled: frozenset[str], base: str, label: str = "") -> list[Item]:
+    """Fields the diff has no special words for (new ones, as the contract grows), compared
+    leaf by leaf: no change to a compiled config goes unreported."""
+    items = []
+    for name in type(new).model_fields:
+        if name in handled:
+            continue
+        a, b = getattr(old, name), getattr(new, name)
+        if a != b:
+            if isinstance(a, BaseModel) or isinstance(b, BaseModel):
+                phrase = ", ".join(leaf_changes(a, b))
+            else:  # a scalar or list: its own name says how to print it (durations for *_ms)
+                phrase = f"{words.scalar(name, a)} -> {words.scalar(name, b)}"
+            summary = f"{label}{words.field_name(name)} {phrase}"
+            items.append(modified(f"{base}{name}", a, b, summary))
+    return items

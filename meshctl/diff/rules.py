@@ -6,7 +6,7 @@ from typing import Any
 
 from meshctl.contract import Destination, GatewayRule, RouteRule
 from meshctl.diff import words
-from meshctl.diff.items import Item, leaf_changes, modified, policy_phrases, to_json
+from meshctl.diff.items import Item, leaf_changes, modified, other_fields, policy_phrases, to_json
 
 # --- route rules ------------------------------------------------------------------------------
 
@@ -201,4 +201,7 @@ def diff_destination(old: Destination, new: Destination) -> list[Item]:
                     f"traffic policy {words.field_name(name)} " + ", ".join(policy_phrases(a, b)),
                 )
             )
-    return items
+    return items + other_fields(old, new, _DESTINATION_FIELDS, "")
+
+
+_DESTINATION_FIELDS = frozenset({"service", "has_route", "rules", "versions", "protocol", "identity", "traffic_policy"})

@@ -189,3 +189,16 @@ def test_markdown_is_capped_for_pull_request_comments() -> None:
     md = REPORTERS["markdown"]("a", "b", diff_meshes(old, new))
     assert len(md) < 65_000
     assert "more; run `meshctl diff` to see them all" in md
+
+
+def test_fields_without_special_words_are_still_reported() -> None:
+    from pydantic import BaseModel
+
+    from meshctl.diff.items import other_fields
+
+    class Future(BaseModel):  # a contract that grew a field the diff does not know yet
+        known: int = 0
+        idle_timeout_ms: int | None = None
+
+    [item] = other_fields(Future(idle_timeout_ms=1000), Future(idle_timeout_ms=1500), frozenset({"known"}), "x.")
+    assert (item.path, item.summary) == ("x.idle_timeout_ms", "idleTimeout 1s -> 1500ms")
