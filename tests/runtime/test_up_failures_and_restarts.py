@@ -9,7 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -137,15 +137,19 @@ def test_foreground_up_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
         [sys.executable, "-m", "meshctl", "up", "--gateway-port", "edge=0"],
         cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
+    lines: list[str] = []
     try:
-        state = root / ".meshctl" / "state.json"
-        wait_until(lambda: state.exists() and all(
-            p["ready"] for p in processes(root).values()) and len(processes(root)) == 3,
-            timeout=120, what="mesh ready")
-        time.sleep(0.5)  # past the readiness wait, into following
+        assert proc.stderr is not None
+        reader = threading.Thread(target=lambda: lines.extend(proc.stderr), daemon=True)  # type: ignore[arg-type]
+        reader.start()
+        wait_until(lambda: any("running in the foreground" in line for line in lines),
+                   timeout=120, what="foreground up ready")
         pids = recorded_pids(root / ".meshctl")
+        assert len(pids) == 3
         proc.send_signal(signal.SIGINT)
-        _, stderr = proc.communicate(timeout=60)
+        proc.wait(timeout=60)
+        reader.join(timeout=10)
+        stderr = "".join(lines)
     finally:
         if proc.poll() is None:
             proc.kill()
