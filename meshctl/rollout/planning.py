@@ -84,6 +84,18 @@ def gate_of(compiled: CompiledMesh) -> tuple[GateSpec, int | str]:
     return spec, (rollout.canary if rollout else 1)
 
 
+def kept_gateway_overrides(old: Plan, gateways: set[str]) -> dict[str, int]:
+    """Gateways `up` put on another port than their own (`--gateway-port`) stay there; the
+    others follow their Gateway's port, which the new revision may change."""
+    own = {g.name: g.port for g in old.topology.gateways}
+    kept = {}
+    for s in old.sidecars:
+        name = s.sidecar.removeprefix("gateway/")
+        if s.is_gateway and name in gateways and s.outbound_port != own.get(name):
+            kept[name] = s.outbound_port or 0
+    return kept
+
+
 def plan_rollout(
     state: StateDir,
     old: Plan,
@@ -96,18 +108,15 @@ def plan_rollout(
     gate: GateSpec | None = None,
 ) -> RolloutPlan:
     ports = PortBook(state.ports)
+    topology = topology_of(compiled.policy)
     new = build_plan(
-        topology_of(compiled.policy),
+        topology,
         policy_dir=Path(old.policy_dir),
         revision=compiled.revision,
         state=state,
         ports=ports,
         workdir=Path(old.policy_dir).parent,
-        gateway_ports={
-            s.sidecar.removeprefix("gateway/"): s.outbound_port or 0
-            for s in old.sidecars
-            if s.is_gateway
-        },
+        gateway_ports=kept_gateway_overrides(old, {g.name for g in topology.gateways}),
         running=running,
     )
     ports.save()
