@@ -15,13 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from meshctl.cli.main import main
 from meshctl.contract import TlsFiles
 from meshctl.identity import (
     MeshCA,
     dns_name,
-    reissue_all,
     write_sidecar_certs,
-    write_trust_bundle,
 )
 from tests.security.conftest import Mesh, client_context, tls_request
 from tests.support.configs import TRUST_DOMAIN, identity
@@ -257,22 +256,26 @@ def server_cert_issuer(mesh: Mesh) -> bytes:
 
 
 def test_rotating_the_ca_keeps_traffic_flowing(mesh: Mesh) -> None:
+    """`meshctl ca rotate`, then `--finish`, under continuous traffic: no failure, no restart."""
     mesh.set_reviews("strict")
+    state = str(mesh.root / "state")
     pids = [sc.proc.pid for sc in mesh.sidecars]
+    old_root = mesh.ca.cert
+    old_client = write_sidecar_certs(mesh.ca, identity("productpage"), mesh.root / "old-client")
     traffic = Traffic(mesh)
     traffic.start()
     try:
         time.sleep(0.5)
-        rotated = mesh.ca.rotate()
-        reissue_all(rotated, mesh.cert_dirs(), settle=1.5)
+        assert main(["ca", "rotate", "--state", state]) == 0  # bundles, 2 s, then certificates
+        rotated = MeshCA.load(mesh.root / "state" / "ca")
+        assert rotated.cert != old_root and len(rotated.bundle) == 2
         deadline = time.monotonic() + 15
         while not rotated.issued_by_current(server_cert_issuer(mesh)):
             assert time.monotonic() < deadline, "reviews did not pick up its new certificate"
             time.sleep(0.2)
-        retired = rotated.retire_previous()
-        for _, directory in mesh.cert_dirs():
-            write_trust_bundle(retired, directory)
-        mesh.ca = retired
+        assert main(["ca", "rotate", "--finish", "--state", state]) == 0
+        mesh.ca = MeshCA.load(mesh.root / "state" / "ca")
+        assert len(mesh.ca.bundle) == 1
         time.sleep(2.5)  # every sidecar reloads its bundle within ~1 s of traffic
         ok_after = traffic.ok
         time.sleep(1.0)
@@ -284,6 +287,11 @@ def test_rotating_the_ca_keeps_traffic_flowing(mesh: Mesh) -> None:
     assert traffic.ok > 20
     assert [sc.proc.pid for sc in mesh.sidecars] == pids  # no restart
     assert all(sc.proc.poll() is None for sc in mesh.sidecars)
+    # a client still holding a certificate from the retired root is refused
+    with pytest.raises(HANDSHAKE_REFUSED):
+        tls_request(
+            mesh.reviews.inbound_address, client_context(old_client, mesh.tls["reviews"].ca_file)
+        )
 
 
 def test_sidecar_logs_hold_no_private_key(mesh: Mesh) -> None:
