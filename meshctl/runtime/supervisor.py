@@ -172,6 +172,8 @@ class Supervisor:
                 m.proc = await self._spawn(m.spec)
             except OSError as exc:
                 log.error("%s: cannot start %s: %s", m.spec.name, m.spec.argv[0], exc)
+                with contextlib.suppress(OSError), open(self.state.log(m.spec.name), "a") as out:
+                    out.write(f"cannot start {m.spec.argv[0]}: {exc}\n")
                 m.proc = None
                 rc: int | None = 127
             else:

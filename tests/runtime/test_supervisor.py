@@ -139,3 +139,18 @@ def test_rotate_log_copies_and_truncates_in_place(tmp_path: Path) -> None:
         writer.flush()
     assert (tmp_path / "x.log.1").read_bytes() == b"a" * 100
     assert log.read_bytes() == b"after\n"
+
+
+def test_a_command_that_does_not_exist_is_named_with_the_reason(
+    state: StateDir, tmp_path: Path
+) -> None:
+    missing = ProcessSpec(
+        name="ghost", role=APP, argv=("no-such-program-here", "--serve"), env={},
+        cwd=str(tmp_path), ready_port=1,
+    )
+    write_plan(state, [missing])
+    daemon = start_daemon(state)
+    with pytest.raises(CheckFailed) as info:
+        wait_ready(state, {"ghost"}, timeout=30, daemon_pid=daemon)
+    assert "ghost (app) exited with code 127" in str(info.value)
+    assert "cannot start no-such-program-here" in str(info.value)
