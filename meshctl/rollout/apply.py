@@ -165,8 +165,10 @@ def _undo(state: StateDir, plan: RolloutPlan, previous: dict[str, str], progress
         missing = wait_for_revision([old_records[n] for n in names], rev, CONFIRM_TIMEOUT_S)
         if missing:
             progress(f"warning: not back on {rev}: {', '.join(missing)}")
+    # Callers forget the endpoints of instances this apply started before those stop.
+    if write_bindings(state, plan.old, tls_of(state, plan.old)) and plan.added:
+        time.sleep(1.0)
     publish_plan(state, plan.old)
-    write_bindings(state, plan.old, tls_of(state, plan.old))
     if not wait_settled(state):
         progress("warning: the supervisor has not stopped every started process yet")
     if previous:
