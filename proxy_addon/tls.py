@@ -314,11 +314,13 @@ class MeshTls:
         current = self._tls()
         if current is None or data.ssl_conn is not None:
             return
-        role = self.roles.get(data.context.client.proxy_mode.full_spec)
-        mtls = self._snapshot().config.mtls
-        if role != "inbound" or mtls == "disabled":
+        if self.roles.get(data.context.client.proxy_mode.full_spec) != "inbound":
             return
-        current.start_inbound(data, mtls == "strict", bool(ctx.options.http2))
+        # Under `disabled` a TLS client is still served with the mesh certificate (and its own
+        # verified, if it sends one) while certificates are bound: callers that still run the
+        # previous mode during a rollout keep working.
+        strict = self._snapshot().config.mtls == "strict"
+        current.start_inbound(data, strict, bool(ctx.options.http2))
 
     def tls_start_server(self, data: tls.TlsData) -> None:
         """Streamed requests to another sidecar: present our certificate, verify theirs."""

@@ -193,6 +193,19 @@ def test_streamed_request_goes_over_mtls_too(mesh: Mesh) -> None:
     assert inbound_log(mesh, "/upload")["connection_security_policy"] == "mutual_tls"
 
 
+def test_disabled_server_still_serves_callers_on_mtls_during_a_rollout(mesh: Mesh) -> None:
+    mesh.set_reviews("disabled")
+    try:
+        status, body = http_get(f"http://{mesh.reviews.inbound_address}/public/plain-disabled")
+        assert status == 200, body
+        # productpage still runs strict (not updated yet): its mTLS call is served
+        status, _, body = via(mesh.productpage.outbound_proxy, "http://reviews/mid-rollout")
+        assert status == 200, body
+        assert inbound_log(mesh, "/mid-rollout")["identity"] == identity("productpage")
+    finally:
+        mesh.set_reviews("strict")
+
+
 # --- the identity header ------------------------------------------------------------------
 
 
