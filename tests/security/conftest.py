@@ -24,13 +24,21 @@ from meshctl.contract import (
     Access,
     AccessPolicy,
     AccessRule,
+    Gateway,
+    GatewayRule,
     Inbound,
     RuntimeBindings,
     SidecarConfig,
     TlsFiles,
 )
 from meshctl.identity import MeshCA, dns_name, write_sidecar_certs
-from tests.support.configs import TRUST_DOMAIN, destination, identity, service_config
+from tests.support.configs import (
+    TRUST_DOMAIN,
+    destination,
+    gateway_config,
+    identity,
+    service_config,
+)
 from tests.support.procs import App, Sidecar, bindings_for, start_app, start_sidecar
 
 _revisions = itertools.count(1)
@@ -42,7 +50,11 @@ PUBLIC = AccessPolicy(name="public", action="allow", rules=(AccessRule(paths=("/
 NO_ADMIN = AccessPolicy(
     name="no-admin", action="deny", rules=(AccessRule(sources=("*",), paths=("/admin*",)),)
 )
-POLICIES = (NO_ADMIN, CALLERS, PUBLIC)
+EDGE = AccessPolicy(
+    name="edge", action="allow",
+    rules=(AccessRule(sources=(identity("public", "gateway"),), paths=("/shop*",)),),
+)
+POLICIES = (NO_ADMIN, CALLERS, PUBLIC, EDGE)
 
 
 @dataclass
@@ -53,20 +65,16 @@ class Mesh:
     reviews: Sidecar
     productpage: Sidecar
     ratings: Sidecar
+    gateway: Sidecar
     tls: dict[str, TlsFiles] = field(default_factory=dict)
 
     @property
     def sidecars(self) -> tuple[Sidecar, ...]:
-        return (self.reviews, self.productpage, self.ratings)
+        return (self.reviews, self.productpage, self.ratings, self.gateway)
 
     def set_reviews(self, mtls: str = "strict") -> None:
         config = reviews_config(mtls, f"sec-{next(_revisions)}")
         self.reviews.reload(config)
-
-    def cert_dirs(self) -> list[tuple[str, Path]]:
-        return [
-            (identity(name), Path(files.cert_file).parent) for name, files in self.tls.items()
-        ]
 
 
 def reviews_config(mtls: str, revision: str) -> SidecarConfig:
@@ -93,8 +101,9 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     root = Path(tmp_path_factory.mktemp("mtls"))
     ca = MeshCA.load_or_create(root / "state" / "ca", TRUST_DOMAIN)
     tls = {
-        name: write_sidecar_certs(ca, identity(name), root / "state" / "sidecars" / name / "tls")
-        for name in ("reviews", "productpage", "ratings")
+        name: write_sidecar_certs(ca, identity(*name.split("/")[::-1]),
+                                  root / "state" / "sidecars" / name.replace("/", "-") / "tls")
+        for name in ("reviews", "productpage", "ratings", "gateway/public")
     }
     app = start_app("reviews")
     started: list[Sidecar] = []
@@ -117,7 +126,19 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
                 with_tls(bindings_for(inbound=False, endpoints=endpoints), tls[name]),
             )
             started.append(callers[name])
-        yield Mesh(root, ca, app, reviews, callers["productpage"], callers["ratings"], tls)
+        gateway = start_sidecar(
+            root / "gateway",
+            gateway_config(
+                "public",
+                Gateway(name="public", port=1, rules=(GatewayRule(name="shop", service="reviews"),)),
+                (destination("reviews"),),
+            ).model_copy(update={"mtls": "strict"}),
+            with_tls(bindings_for(inbound=False, endpoints=endpoints), tls["gateway/public"]),
+        )
+        started.append(gateway)
+        yield Mesh(
+            root, ca, app, reviews, callers["productpage"], callers["ratings"], gateway, tls
+        )
     finally:
         codes = [sc.stop() for sc in started]
         app.stop()

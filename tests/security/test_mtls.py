@@ -76,6 +76,18 @@ def test_permitted_caller_succeeds_and_app_sees_its_identity(mesh: Mesh) -> None
     assert entry["connection_security_policy"] == "mutual_tls"
 
 
+def test_gateway_calls_in_with_its_own_identity(mesh: Mesh) -> None:
+    mesh.set_reviews("strict")
+    status, body = http_get(f"{mesh.gateway.gateway_url}/shop/item")
+    assert status == 200, body
+    seen = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+    assert seen["x-forwarded-client-cert"].endswith(f"URI={identity('public', 'gateway')}")
+    assert inbound_log(mesh, "/shop/item")["access_policy"] == "edge"
+    # the gateway's identity is admitted for /shop* only
+    status, _ = http_get(f"{mesh.gateway.gateway_url}/other")
+    assert status == 403
+
+
 def test_caller_the_policy_does_not_allow_gets_403_rbac(mesh: Mesh) -> None:
     mesh.set_reviews("strict")
     before = app_count(mesh)
