@@ -48,7 +48,7 @@ def version_rows(statuses: list[SidecarStatus]) -> list[dict[str, Any]]:
     for s in statuses:
         if s.record.service and s.record.version:
             groups[(s.record.service, s.record.version)].append(s)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for (service, version), members in sorted(groups.items()):
         windows = [m.traffic for m in members if m.traffic]
         requests = sum(w.requests for w in windows)
@@ -65,8 +65,16 @@ def version_rows(statuses: list[SidecarStatus]) -> list[dict[str, Any]]:
                 else None,
                 "error_rate": round(100.0 * errors / requests, 2) if requests else 0.0,
                 "p99_ms": round(max(p99s), 1) if p99s else None,
+                "requests": int(requests),
             }
         )
+    # Each version's share of its service's requests: the split as it happens.
+    totals: dict[str, int] = defaultdict(int)
+    for row in rows:
+        totals[row["service"]] += row["requests"]
+    for row in rows:
+        total = totals[row["service"]]
+        row["share"] = round(100.0 * row["requests"] / total, 1) if total else None
     return rows
 
 
@@ -91,7 +99,7 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
         state = ("healthy" if gw.healthy else gw.status) if gw else "?"
         rps = _fmt(gw.traffic.rps if gw and gw.traffic and gw.traffic.seconds else None)
         lines.append(f"gateway {name}  {url}  {state}  {rps} req/s")
-    header = ("SERVICE", "VERSION", "INSTANCE", "REVISION", "HEALTH", "REQ/S", "ERR%",
+    header = ("SERVICE", "VERSION", "INSTANCE", "REVISION", "HEALTH", "REQ/S", "SHARE", "ERR%",
               "P50", "P99", "RESTARTS")
     rows: list[tuple[str, ...]] = [header]
     by_version = {(v["service"], v["version"]): v for v in version_rows(statuses)}
@@ -103,16 +111,20 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
     for s in ordered:
         r, t = s.record, s.traffic
         key = (r.service or "", r.version or "")
-        if key != previous and by_version[key]["instances"] > 1:
-            v = by_version[key]
-            rows.append((r.service or "", r.version or "", f"({v['instances']} instances)", "",
-                         f"{v['healthy']}/{v['instances']}", _fmt(v["rps"]),
-                         _fmt(v["error_rate"]), "", _fmt(v["p99_ms"], "ms"), ""))
+        v = by_version[key]
+        share = ""
+        if key != previous:
+            share = _fmt(v["share"], "%")
+            if v["instances"] > 1:
+                rows.append((r.service or "", r.version or "", f"({v['instances']} instances)",
+                             "", f"{v['healthy']}/{v['instances']}", _fmt(v["rps"]), share,
+                             _fmt(v["error_rate"]), "", _fmt(v["p99_ms"], "ms"), ""))
+                share = ""
         previous = key
         rows.append((
             r.service or "", r.version or "", r.instance, (s.revision or "?")[:12],
             "healthy" if s.healthy else s.status,
-            _fmt(t.rps if t and t.seconds else None), _fmt(t.error_rate if t else None),
+            _fmt(t.rps if t and t.seconds else None), share, _fmt(t.error_rate if t else None),
             _fmt(t.p50_ms if t else None, "ms"), _fmt(t.p99_ms if t else None, "ms"),
             str(s.restarts),
         ))
