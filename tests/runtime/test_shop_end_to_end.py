@@ -6,6 +6,7 @@ step builds on the state the previous one left.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -34,6 +35,11 @@ def split_of(port: int, n: int) -> Counter[str]:
         assert status == 200, body
         seen[body["served_by"]["reviews"]] += 1
     return seen
+
+
+def processes(state: Path) -> dict[str, int]:
+    raw = json.loads((state / "state.json").read_text())
+    return {name: p["pid"] for name, p in raw["processes"].items() if p.get("pid")}
 
 
 def status_json(repo: Path) -> dict:  # type: ignore[type-arg]
@@ -134,9 +140,20 @@ def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
         assert load.failures == [] and set(load.statuses) == {200}, Counter(load.statuses)
         st = status_json(repo)
         assert any(s["instance"] == "reviews-v1-1" and s["healthy"] for s in st["sidecars"]), st
+
+        # Scaling in under load: callers forget the replica before it stops.
+        extra = [p for n, p in processes(state).items() if n.startswith("reviews-v1-1")]
+        git(repo, "checkout", "-q", base, "--", "mesh.d")
+        commit_all(repo, "reviews v1: one replica again")
+        with Load(port) as load:
+            shrunk = meshctl(repo, "apply", "--window", "1s")
+        assert shrunk.code == 0, shrunk.stderr
+        assert "stop    reviews-v1-1" in shrunk.stderr
+        assert load.failures == [] and set(load.statuses) == {200}, Counter(load.statuses)
+        assert len(extra) == 2 and not [p for p in extra if pid_alive(p)]
     finally:
         pids = recorded_pids(state)
         down = meshctl(repo, "down")
-    assert len(pids) == 15  # 7 apps, 7 sidecars, 1 gateway
+    assert len(pids) == 13  # 6 apps, 6 sidecars, 1 gateway
     assert down.code == 0, down.stderr
     assert not [p for p in pids if pid_alive(p)], "down left processes behind"
