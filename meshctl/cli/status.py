@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import sys
+import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -141,20 +144,49 @@ def status_command(
     interval: Annotated[
         float, typer.Option(help="Seconds between the two metric scrapes (0: since start).")
     ] = 1.0,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Refresh every interval until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Show each sidecar's revision, health, req/s, error rate and p50/p99."""
     choose(format, ("text", "json"), "--format")
     if interval < 0:
         raise UsageError("--interval must be >= 0")
     sdir = StateDir(resolve_state_dir(policy_dir(None, dir_option), state))
-    plan = load_plan(sdir)
+    load_plan(sdir)  # a clear error when nothing was ever started here
     if sdir.daemon_pid() is None:
         raise UsageError(f"the mesh from {sdir.root} is not running (`meshctl up` starts it)")
-    applied = read_applied(sdir)
-    statuses = observe(sdir, plan, interval)
-    revision = applied.revision if applied else plan.revision
     render = status_json if format == "json" else status_text
-    out(render(plan, revision, statuses))
+    if watch and interval <= 0:
+        raise UsageError("--watch needs an --interval > 0")
+    try:
+        _show(sdir, render, interval, watch)
+    except KeyboardInterrupt:
+        if not watch:
+            raise  # --watch ends with Ctrl-C: that is its normal exit
+
+
+def _show(
+    sdir: StateDir,
+    render: Callable[[Plan, str | None, list[SidecarStatus]], str],
+    interval: float,
+    watch: bool,
+) -> None:
+    while True:
+        plan = load_plan(sdir)  # an apply may have started or stopped instances
+        applied = read_applied(sdir)
+        revision = applied.revision if applied else plan.revision
+        text = render(plan, revision, observe(sdir, plan, interval))
+        if not watch:
+            out(text)
+            return
+        clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+        try:
+            out(f"{clear}{time.strftime('%H:%M:%S')}  {text}")
+        except BrokenPipeError:
+            return
+        if sdir.daemon_pid() is None:
+            raise UsageError("the mesh has stopped")
 
 
 def register(app: typer.Typer) -> None:
