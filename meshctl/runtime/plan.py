@@ -239,6 +239,11 @@ def endpoints_of(plan: Plan) -> dict[str, dict[str, tuple[str, ...]]]:
     return table
 
 
+def plaintext_endpoints_of(plan: Plan) -> tuple[str, ...]:
+    """Static endpoints: no sidecar in front of them, so no mesh certificate (called plain)."""
+    return tuple(sorted({a for ver in plan.topology.versions() if not ver.run for a in ver.endpoints}))
+
+
 def bindings_for(record: SidecarRecord, plan: Plan, tls: TlsFiles | None) -> RuntimeBindings:
     return RuntimeBindings(
         version=record.version,
@@ -252,6 +257,7 @@ def bindings_for(record: SidecarRecord, plan: Plan, tls: TlsFiles | None) -> Run
         app=f"{HOST}:{record.app_port}" if record.app_port else None,
         endpoints=endpoints_of(plan),
         tls=tls,
+        plaintext_endpoints=plaintext_endpoints_of(plan),
     )
 
 

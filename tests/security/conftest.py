@@ -88,7 +88,8 @@ def reviews_config(mtls: str, revision: str) -> SidecarConfig:
 
 def caller_config(name: str) -> SidecarConfig:
     # `details` points at the reviews sidecar too: an endpoint presenting the wrong identity.
-    dests = (destination("reviews"), destination("details"))
+    # `legacy` is the app itself, a static endpoint with no sidecar (plaintext_endpoints).
+    dests = (destination("reviews"), destination("details"), destination("legacy"))
     return service_config(name, dests, revision="r1", mtls="strict", inbound=None)
 
 
@@ -117,13 +118,15 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         endpoints = {
             "reviews": {"v1": (reviews.inbound_address,)},
             "details": {"v1": (reviews.inbound_address,)},
+            "legacy": {"v1": (app.address,)},
         }
         callers = {}
         for name in ("productpage", "ratings"):
+            bindings = bindings_for(inbound=False, endpoints=endpoints).model_copy(
+                update={"plaintext_endpoints": (app.address,)}
+            )
             callers[name] = start_sidecar(
-                root / name,
-                caller_config(name),
-                with_tls(bindings_for(inbound=False, endpoints=endpoints), tls[name]),
+                root / name, caller_config(name), with_tls(bindings, tls[name])
             )
             started.append(callers[name])
         gateway = start_sidecar(

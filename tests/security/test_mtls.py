@@ -117,6 +117,13 @@ def test_outbound_refuses_a_server_with_the_wrong_identity(mesh: Mesh) -> None:
     assert app_count(mesh) == before
 
 
+def test_static_endpoint_without_sidecar_is_called_plain(mesh: Mesh) -> None:
+    status, _, body = via(mesh.productpage.outbound_proxy, "http://legacy/static")
+    assert status == 200, body
+    seen = {k.lower() for k in json.loads(body)["headers"]}
+    assert "x-forwarded-client-cert" not in seen
+
+
 @pytest.mark.parametrize("case", ["no-certificate", "other-ca", "expired"])
 def test_bad_client_certificates_are_refused_in_the_handshake(
     mesh: Mesh, tmp_path: Path, case: str
