@@ -21,7 +21,8 @@ from proxy_addon.inbound import serve_inbound
 from proxy_addon.outbound import serve_destination
 from proxy_addon.responses import client_wants_close, flag_response
 from proxy_addon.runtime import SidecarRuntime
-from proxy_addon.streaming import route_stream
+from proxy_addon.streaming import route_stream, stream_instead
+from proxy_addon.upstream import StreamInstead
 
 logger = logging.getLogger(__name__)
 
@@ -75,14 +76,18 @@ class MeshAddon:
         info: FlowInfo | None = flow.metadata.get(KEY)
         if info is None or info.native or flow.response is not None:
             return
-        if info.role == "outbound":
-            response = await self._outbound(flow, info)
-            if response is None:
-                return  # allow-any pass-through: mitmproxy forwards it
-        elif info.role == "inbound":
-            response = await serve_inbound(self.rt, flow, info)
-        else:
-            response = await serve_gateway(self.rt, flow, info)
+        try:
+            if info.role == "outbound":
+                response = await self._outbound(flow, info)
+                if response is None:
+                    return  # allow-any pass-through: mitmproxy forwards it
+            elif info.role == "inbound":
+                response = await serve_inbound(self.rt, flow, info)
+            else:
+                response = await serve_gateway(self.rt, flow, info)
+        except StreamInstead as signal:
+            stream_instead(flow, info, signal)
+            return
         if self.draining or client_wants_close(flow.request, info.headers):
             response.headers["connection"] = "close"
         flow.response = response
@@ -167,6 +172,7 @@ class MeshAddon:
                     "version": info.version,
                     "upstream": info.endpoint,
                     "attempts": info.attempts,
+                    "streamed": info.native,
                     "duration_ms": round(duration_ms, 2),
                     "source": info.source_workload,
                     "identity": info.identity,

@@ -18,10 +18,17 @@ SOURCE_VERSION_HEADER = "x-mesh-source-version"
 # Never forwarded as received. x-forwarded-client-cert is set by the inbound sidecar from the
 # verified client certificate only, so neither an app nor a caller can forge it.
 XFCC_HEADER = "x-forwarded-client-cert"
-INTERNAL_HEADERS = frozenset({SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER})
+INTERNAL_HEADERS = frozenset(
+    {SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER, "x-mesh-stream"}
+)
 # Bodies above this, upgrades, event streams and chunked uploads go through mitmproxy's own
 # streaming path instead of the pooled client, which buffers (and so could retry).
 STREAM_BODY_THRESHOLD = 1024 * 1024
+# A GET whose answer declares more than this is sent again through the streaming path rather
+# than held in memory (see streaming.stream_instead).
+STREAM_RESPONSE_OVER = 1024 * 1024
+# Set on such a second request so the next sidecar streams it at once; never reaches an app.
+STREAM_HINT_HEADER = "x-mesh-stream"
 
 
 @dataclass(slots=True)
@@ -64,7 +71,7 @@ def request_view(request: http.Request, headers: dict[str, str] | None = None) -
 
 
 def wants_stream(headers: dict[str, str]) -> bool:
-    if "upgrade" in headers:
+    if "upgrade" in headers or STREAM_HINT_HEADER in headers:
         return True
     if "text/event-stream" in headers.get("accept", ""):
         return True

@@ -16,6 +16,7 @@ from proxy_addon.access import decide
 from proxy_addon.flowinfo import (
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
+    STREAM_RESPONSE_OVER,
     XFCC_HEADER,
     FlowInfo,
     forward_headers,
@@ -97,7 +98,8 @@ async def serve_inbound(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo)
     info.attempts = 1
     try:
         result = await rt.app_upstream.send(
-            app, request.path, request.method, headers, request.raw_content or b"", "http"
+            app, request.path, request.method, headers, request.raw_content or b"", "http",
+            stream_over=STREAM_RESPONSE_OVER if request.method == "GET" else None,
         )
     except UpstreamError as exc:
         info.flags.append("UF" if exc.kind == "connect-failure" else "UC")

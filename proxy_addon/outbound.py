@@ -21,6 +21,7 @@ from proxy_addon import routing
 from proxy_addon.flowinfo import (
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
+    STREAM_RESPONSE_OVER,
     FlowInfo,
     forward_headers,
     make_response,
@@ -231,7 +232,8 @@ async def _attempts(
                 async with asyncio.timeout(per_try):
                     tls = rt.peer_tls(info.snapshot, state.service, ep.address)
                     result = await rt.upstream.send(
-                        ep.address, target, method, headers, body, tls=tls
+                        ep.address, target, method, headers, body, tls=tls,
+                        stream_over=STREAM_RESPONSE_OVER if method == "GET" else None,
                     )
             except UpstreamError as exc:
                 result = exc.kind

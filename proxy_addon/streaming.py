@@ -17,6 +17,7 @@ from proxy_addon import routing
 from proxy_addon.flowinfo import (
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
+    STREAM_HINT_HEADER,
     XFCC_HEADER,
     FlowInfo,
     request_view,
@@ -25,6 +26,7 @@ from proxy_addon.inbound import admission, client_cert_header
 from proxy_addon.outbound import choose_backend, lb_hash_key
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.tracing import next_traceparent
+from proxy_addon.upstream import StreamInstead
 
 
 def _point_at(flow: http.HTTPFlow, address: str, scheme: str, host_header: str) -> None:
@@ -36,6 +38,21 @@ def _point_at(flow: http.HTTPFlow, address: str, scheme: str, host_header: str) 
     flow.request.stream = True
 
 
+def stream_instead(flow: http.HTTPFlow, info: FlowInfo, signal: StreamInstead) -> None:
+    """A buffered attempt found a large answer: let mitmproxy fetch it again and stream it,
+    with the headers and target the pooled attempt used (route, rewrite, trace context)."""
+    flow.request.path = signal.target
+    flow.request.headers = http.Headers(
+        [(k.encode("latin-1"), v.encode("latin-1")) for k, v in signal.headers.items()]
+    )
+    if info.role != "inbound":
+        flow.request.headers[STREAM_HINT_HEADER] = "1"
+    info.native = True
+    info.endpoint = signal.address
+    _point_at(flow, signal.address, signal.scheme, signal.headers.get("host", info.service))
+    flow.request.stream = False  # the body (if any) is already read
+
+
 def route_stream(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> None:
     snap = info.snapshot
     if info.role == "inbound":
@@ -45,7 +62,8 @@ def route_stream(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> Non
             return
         if snap.bindings.app is None:
             return
-        for name in (SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER):
+        for name in (SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER,
+                     STREAM_HINT_HEADER):
             flow.request.headers.pop(name, None)
         xfcc = client_cert_header(info)
         if xfcc is not None:

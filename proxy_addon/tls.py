@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -178,7 +179,10 @@ class SidecarTls:
         self._signature = signature
         self.current = fresh
         self.reloads += 1
-        log.info("loaded renewed certificate for %s", fresh.identity)
+        # A lifecycle line like "revision applied": operators see renewals in the sidecar log.
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(fresh.not_after))
+        print(f"meshctl sidecar: certificate for {fresh.identity} loaded, valid until {until}",
+              file=sys.stderr, flush=True)
         return True
 
     def start_inbound(self, data: tls.TlsData, require_client_cert: bool, http2: bool) -> None:

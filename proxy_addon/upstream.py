@@ -44,6 +44,15 @@ class UpstreamError(Exception):
         self.kind = kind
 
 
+class StreamInstead(Exception):  # noqa: N818 (a signal, not an error)
+    """The answer is too large to buffer: send this request again through mitmproxy's
+    streaming path. Raised after the headers only; the body was never read."""
+
+    def __init__(self, address: str, scheme: str, target: str, headers: CIMultiDict[str]) -> None:
+        super().__init__(address)
+        self.address, self.scheme, self.target, self.headers = address, scheme, target, headers
+
+
 @dataclass(slots=True)
 class UpstreamResponse:
     status: int
@@ -90,7 +99,10 @@ class Upstream:
         body: bytes | None,
         scheme: str | None = None,
         tls: PeerTls | None = None,
+        stream_over: int | None = None,
     ) -> UpstreamResponse:
+        """One attempt. `stream_over`: a declared body larger than this raises StreamInstead
+        (only for requests that can be sent again, i.e. GET)."""
         if tls is not None:
             scheme = "https"
         url = URL(f"{scheme or self.scheme}://{address}{target}", encoded=True)
@@ -107,6 +119,9 @@ class Upstream:
                 compress=None,
                 **extra,  # type: ignore[arg-type]
             ) as resp:
+                length = resp.content_length
+                if stream_over is not None and length is not None and length > stream_over:
+                    raise StreamInstead(address, url.scheme, target, headers)
                 data = await resp.read()
                 return UpstreamResponse(
                     resp.status,

@@ -154,6 +154,12 @@ def test_large_bodies_websockets_and_streams_pass_through(mesh: Sidecar) -> None
                 total = time.monotonic() - t0
         return echoed, first, total
 
+    size = 3 * 1024 * 1024  # a large answer to a GET is streamed, not held in memory
+    download = fire(get(f"http://reviews/big?size={size}"), mesh.outbound_proxy)[0]
+    assert download.status == 200 and len(download.body) == size and download.app == "v1"
+    assert [e["streamed"] for e in mesh.access_log() if e["path"].startswith("/big")] == [True]
+    seen = download.json()["headers"]
+    assert not any(h.lower().startswith("x-mesh-") for h in seen), seen
     echoed, first, total = asyncio.run(websocket_and_stream())
     assert echoed == "v1:hello"
     assert first < 1.0 and total > 1.2, (first, total)  # bytes arrive as they are produced
