@@ -318,6 +318,7 @@ def test_rotating_the_ca_keeps_traffic_flowing(mesh: Mesh) -> None:
     assert traffic.failed == [], traffic.failed[:5]
     assert traffic.ok > 20
     assert [sc.proc.pid for sc in mesh.sidecars] == pids  # no restart
+    assert f"certificate for {identity('reviews')} loaded" in mesh.reviews.stderr()
     assert all(sc.proc.poll() is None for sc in mesh.sidecars)
     # a client still holding a certificate from the retired root is refused
     with pytest.raises(HANDSHAKE_REFUSED):
