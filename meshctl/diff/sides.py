@@ -117,14 +117,17 @@ def load_sides(
     cache = BuildCache(repo.git_dir() / "meshctl" / "builds") if use_cache else None
     base_rev = _Revision(repo, base or default_base(repo), cache)
     target_rev = _Revision(repo, target, cache) if target is not None else None
-
-    if target_rev is None:  # read before any fork, so a user mistake stops here, cleanly
-        worktree_files = read_worktree(policy_dir)
-        worktree_rev = worktree_revision(policy_dir)
+    worktree_files: list[PolicyFile] = []
+    if target_rev is None:
+        clean_head = worktree_revision(policy_dir)
+        if clean_head is not None:  # a clean work tree is HEAD: its build may be cached
+            target_rev = _Revision(repo, clean_head, cache)
+        else:  # read before any fork, so a user mistake stops here, cleanly
+            worktree_files = read_worktree(policy_dir)
 
     def build_target() -> Built:
         if target_rev is None:
-            return build_files(worktree_files, worktree_rev)
+            return build_files(worktree_files, None)
         return target_rev.cached or target_rev.build()
 
     if base_rev.cached is not None:
@@ -139,7 +142,7 @@ def load_sides(
         built_target = target_rev.remember(built_target)
     return (
         Side(base_rev.ref, base_rev.commit, built_base),
-        Side(target or WORKTREE, target_rev.commit if target_rev else None, built_target),
+        Side(target or WORKTREE, target_rev.commit if target_rev and target else None, built_target),
         repo,
     )
 

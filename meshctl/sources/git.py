@@ -213,10 +213,20 @@ class PolicyRepo:
     def is_dirty(self) -> bool:
         """True when the work tree or index differs from HEAD under the policy dir.
 
-        Untracked policy files count: `apply` must not skip a file the user forgot to add.
+        Untracked policy files count: `apply` must not skip a file the user forgot to add. So do
+        git-ignored ones that the work-tree reader would read (it does not consult .gitignore).
         """
-        args = ["status", "--porcelain", "-z", "--untracked-files=all", "--", self.prefix or "."]
-        return bool(run_git(args, self.root).stdout.strip(b"\0"))
+        args = ["status", "--porcelain", "-z", "--untracked-files=all", "--ignored=matching", "--", self.prefix or "."]
+        for entry in run_git(args, self.root).stdout.split(b"\0"):
+            if not entry:
+                continue
+            state, path = entry[:2], entry[3:].decode(errors="replace")
+            if state != b"!!":
+                return True
+            rel = path[len(self.prefix) + 1 :] if self.prefix else path
+            if rel.endswith("/") or is_policy_file(rel):  # an ignored directory may hold policy
+                return True
+        return False
 
     # --- refs -----------------------------------------------------------------------------
 

@@ -197,3 +197,18 @@ def test_absolute_policy_dir_from_elsewhere(
     code = main(["diff", "--dir", str(repo.root / POLICY) + "/", "HEAD~1", "HEAD"])
     assert code == 0
     assert 'reviews: rule "default" weights v1 90 -> 80' in capsys.readouterr().out
+
+
+def test_a_clean_work_tree_uses_the_cached_build_of_head(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    run(capsys, "HEAD~1", "HEAD")  # caches both commits' builds
+    builds = repo.root / ".git" / "meshctl" / "builds"
+    before = sorted(p.name for p in builds.iterdir())
+    code, out, _ = run(capsys, "--format", "json", "HEAD~1")
+    doc = json.loads(out)
+    assert (code, doc["target"], len(doc["changes"])) == (0, repo.git("rev-parse", "HEAD"), 4)
+    assert sorted(p.name for p in builds.iterdir()) == before  # nothing new was compiled
+    route = repo.root / POLICY / "routes" / "reviews.yaml"
+    route.write_text(route.read_text().replace("weight: 80", "weight: 75").replace("weight: 20", "weight: 25"))
+    doc = json.loads(run(capsys, "--format", "json", "HEAD")[1])
+    assert doc["target"].endswith("-dirty")
+    assert [c["summary"] for c in doc["changes"]] == ['rule "default" weights v1 80 -> 75, v2 20 -> 25']

@@ -185,3 +185,13 @@ def test_policy_tree_is_the_content_hash_of_the_directory(repo: GitRepo) -> None
     repo.write("deploy/mesh.d", "now a file\n")
     assert src.policy_tree(repo.commit("a file")) is None
     assert PolicyRepo.discover(repo.root).policy_tree(first) == repo.git("rev-parse", "HEAD~2^{tree}")
+
+
+def test_ignored_policy_files_make_the_policy_dir_dirty(repo: GitRepo) -> None:
+    repo.write(".gitignore", "*.swp\nlocal-*.yaml\n")
+    repo.commit("ignore")
+    src = PolicyRepo.discover(repo.root / "deploy" / "mesh.d")
+    repo.write("deploy/mesh.d/routes/.b.yml.swp", "editor junk\n")
+    assert not src.is_dirty()  # ignored, and not something the policy reader would read
+    repo.write("deploy/mesh.d/local-override.yaml", "kind: Route\n")
+    assert src.is_dirty()  # ignored by git, but read by `meshctl` from the work tree
