@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from meshctl import contract as c
+from meshctl.compile import convert
 from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN, Admission, admission, spiffe_id
 from meshctl.model import AccessPolicy, Gateway, MeshPolicy, Route, Service
 from meshctl.model import route as r
@@ -102,53 +103,7 @@ def _context(policy: MeshPolicy, revision: str) -> _Context:
     )
 
 
-# --- small converters ------------------------------------------------------------------------
-
-
-def _string_match(m: object) -> c.StringMatch:
-    return c.StringMatch(**{k: v for k, v in m.model_dump().items() if v is not None})  # type: ignore[attr-defined]
-
-
-def _request_match(m: r.Match) -> c.RequestMatch:
-    return c.RequestMatch(
-        path=_string_match(m.path) if m.path else None,
-        methods=tuple(m.method or ()),
-        headers={k.lower(): _string_match(v) for k, v in sorted((m.headers or {}).items())},
-        query={k: _string_match(v) for k, v in sorted((m.query or {}).items())},
-    )
-
-
-def _matches_for(caller: str, matches: list[r.Match] | None) -> tuple[c.RequestMatch, ...] | None:
-    """The match entries that can hold for `caller`; None when none can (the rule is dropped)."""
-    if not matches:
-        return ()
-    kept = [m for m in matches if m.from_ is None or caller in m.from_]
-    if not kept:
-        return None
-    return tuple(_request_match(m) for m in kept)
-
-
-def _header_ops(ops: r.HeaderOps | None) -> c.HeaderOps:
-    if ops is None:
-        return c.HeaderOps()
-    return c.HeaderOps(
-        set={k.lower(): v for k, v in sorted((ops.set or {}).items())},
-        add={k.lower(): v for k, v in sorted((ops.add or {}).items())},
-        remove=tuple(h.lower() for h in ops.remove or ()),
-    )
-
-
-def _redirect(redirect: r.Redirect | None) -> c.Redirect | None:
-    if redirect is None:
-        return None
-    return c.Redirect(path=redirect.path, host=redirect.host, status=redirect.status)
-
-
-def _respond(respond: r.DirectResponse | None) -> c.DirectResponse | None:
-    if respond is None:
-        return None
-    headers = {k.lower(): v for k, v in sorted((respond.headers or {}).items())}
-    return c.DirectResponse(status=respond.status, body=respond.body, headers=headers)
+# --- defaults ------------------------------------------------------------------------------
 
 
 def _retries(ctx: _Context, own: r.Retries | None) -> c.RetryPolicy:
@@ -179,27 +134,11 @@ def _timeout(ctx: _Context, own: int | None) -> int:
     return DEFAULT_TIMEOUT_MS
 
 
-def _fault(fault: r.Fault | None) -> c.Fault | None:
-    if fault is None or (fault.delay is None and fault.abort is None):
-        return None
-    return c.Fault(
-        delay=c.DelayFault(fixed_ms=fault.delay.fixed, percent=fault.delay.percent) if fault.delay else None,
-        abort=c.AbortFault(status=fault.abort.status, percent=fault.abort.percent) if fault.abort else None,
-    )
-
-
-def _sticky(sticky: r.Sticky | None) -> c.Sticky | None:
-    if sticky is None:
-        return None
-    cookie = c.StickyCookie(name=sticky.cookie.name, ttl_ms=sticky.cookie.ttl) if sticky.cookie else None
-    return c.Sticky(header=sticky.header.lower() if sticky.header else None, cookie=cookie)
-
-
 # --- destinations --------------------------------------------------------------------------
 
 
 def _route_rule(ctx: _Context, caller: str, service: str, rule: r.RouteRule) -> c.RouteRule | None:
-    matches = _matches_for(caller, rule.match)
+    matches = convert.matches_for(caller, rule.match)
     if matches is None:
         return None
     backends = tuple(
@@ -219,16 +158,16 @@ def _route_rule(ctx: _Context, caller: str, service: str, rule: r.RouteRule) -> 
         name=rule.name,
         matches=matches,
         backends=backends,
-        redirect=_redirect(rule.redirect),
-        respond=_respond(rule.respond),
-        sticky=_sticky(rule.sticky),
+        redirect=convert.redirect(rule.redirect),
+        respond=convert.respond(rule.respond),
+        sticky=convert.sticky(rule.sticky),
         timeout_ms=_timeout(ctx, rule.timeout),
         retries=_retries(ctx, rule.retries),
-        fault=_fault(rule.fault),
+        fault=convert.fault(rule.fault),
         mirror=mirror,
         rewrite=rewrite,
-        request_headers=_header_ops(headers.request),
-        response_headers=_header_ops(headers.response),
+        request_headers=convert.header_ops(headers.request),
+        response_headers=convert.header_ops(headers.response),
     )
 
 
@@ -370,12 +309,12 @@ def _gateway(gw: Gateway) -> c.Gateway:
         headers = rule.headers or r.HeaderRules()
         rules.append(c.GatewayRule(
             name=rule.name,
-            matches=tuple(_request_match(m) for m in rule.match or ()),
+            matches=tuple(convert.request_match(m) for m in rule.match or ()),
             service=rule.service,
-            redirect=_redirect(rule.redirect),
-            respond=_respond(rule.respond),
-            request_headers=_header_ops(headers.request),
-            response_headers=_header_ops(headers.response),
+            redirect=convert.redirect(rule.redirect),
+            respond=convert.respond(rule.respond),
+            request_headers=convert.header_ops(headers.request),
+            response_headers=convert.header_ops(headers.response),
         ))
     return c.Gateway(name=gw.metadata.name, port=gw.spec.port, rules=tuple(rules))
 
