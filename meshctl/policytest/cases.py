@@ -65,7 +65,6 @@ class Case:
     url: str
     headers: dict[str, str] = field(default_factory=dict)
     expect: Expect = Expect()
-    source_position: Position = Position(1, 1)
 
 
 def find_test_files(policy_dir: Path) -> list[Path]:
@@ -180,7 +179,6 @@ class _Parser:
             url=url,
             headers={str(k).lower(): str(v) for k, v in headers.items()},
             expect=expect,
-            source_position=self.doc.position((*rpath, "from")),
         )
 
     def expect(self, path: tuple[str | int, ...], raw: Any) -> Expect | None:
