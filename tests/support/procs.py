@@ -1,12 +1,14 @@
 """Real processes for tests: free ports, the test app, and sidecars started from contract objects.
 
-    app = start_app(tmp_path, "v1")                      # tests/support/app.py on a free port
+    app = start_app("v1")                                # tests/support/app.py on a free port
     sc = start_sidecar(tmp_path, config, bindings)       # waits for /ready
-    sc.reload(new_config)                                # atomic write, waits for the revision
-    sc.stop()                                            # SIGTERM; returns the exit code
+    sc.reload(new_config)                                # atomic write, waits until /config has it
+    sc.stop(); app.stop()                                # SIGTERM (exit code returned) / kill
 
-Every process is bound to 127.0.0.1 and killed at the end of the test if still running
-(use the `procs` fixture, or call `stop()`).
+Everything listens on 127.0.0.1 only. Stop what you start (module-scoped fixtures that yield
+and stop keep a test file to a few process starts, which matters on a two-core machine).
+Sidecars run as `python -OO -m proxy_addon` (what `meshctl sidecar` executes) unless
+`via_cli=True`; their access log is `workdir/access.log`, their stderr `workdir/sidecar.err`.
 """
 
 from __future__ import annotations
