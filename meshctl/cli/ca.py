@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from cryptography import x509
 
 from meshctl.cli.common import PolicyDirOption, StateOption, choose, err, out, policy_dir, state_dir
 from meshctl.errors import UsageError
@@ -93,7 +95,24 @@ def _describe(ca: MeshCA) -> dict[str, Any]:
         "current": root(ca.cert),
         "bundle": [root(c) for c in ca.bundle],
         "rotation_in_progress": len(ca.bundle) > 1,
+        "workloads": _workloads(ca),
     }
+
+
+def _workloads(ca: MeshCA) -> list[dict[str, Any]]:
+    """The sidecar certificates under the state directory, soonest expiry first."""
+    rows = []
+    for ident, directory in find_cert_dirs(ca.ca_dir.parent):
+        pem = (directory / "cert.pem").read_bytes()
+        cert = x509.load_pem_x509_certificate(pem)
+        rows.append({
+            "identity": ident,
+            "directory": str(directory),
+            "not_after": cert.not_valid_after_utc.isoformat(),
+            "trusted": ca.verifies(pem),
+            "issued_by_current_root": ca.issued_by_current(pem),
+        })
+    return sorted(rows, key=lambda r: (r["not_after"], r["identity"]))
 
 
 def _print(ca: MeshCA, fmt: str) -> None:
@@ -111,6 +130,13 @@ def _print(ca: MeshCA, fmt: str) -> None:
            if info["rotation_in_progress"] else ""),
     ]
     lines += [f"  {r['fingerprint_sha256']}  until {r['not_after']}" for r in info["bundle"]]
+    lines.append(f"workload certificates: {len(info['workloads'])}")
+    for w in info["workloads"]:
+        note = "" if w["trusted"] else "  NOT TRUSTED (re-issue it)"
+        if w["trusted"] and not w["issued_by_current_root"]:
+            note = "  (previous root)"
+        where = os.path.relpath(w["directory"], Path(info["directory"]).parent)
+        lines.append(f"  {w['identity']}  until {w['not_after']}  {where}{note}")
     out("\n".join(lines) + "\n")
 
 

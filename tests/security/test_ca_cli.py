@@ -60,6 +60,11 @@ def test_issue_and_rotate_reissues_sidecar_certs(tmp_path: Path, capsys: pytest.
     assert new_pem != old_pem and ca.issued_by_current(new_pem)
     assert Path(files["ca_file"]).read_bytes() == ca.bundle_pem  # both roots trusted
 
+    code, out, _ = run(capsys, "ca", "show", "--state", st, "--format", "json")
+    [workload] = json.loads(out)["workloads"]
+    assert workload["identity"] == "spiffe://shop.local/gateway/public"
+    assert workload["trusted"] and workload["issued_by_current_root"]
+
     code, out, _ = run(capsys, "ca", "rotate", "--finish", "--state", st, "--format", "json")
     assert code == 0 and json.loads(out)["rotation_in_progress"] is False
     assert len(x509.load_pem_x509_certificates(Path(files["ca_file"]).read_bytes())) == 1
