@@ -18,7 +18,7 @@ from meshctl.contract import (
 )
 from tests.dataplane.conftest import fire, get
 from tests.support.configs import destination, service_config, split
-from tests.support.procs import Sidecar
+from tests.support.procs import App, Sidecar
 
 _revisions = itertools.count(1)
 
@@ -167,3 +167,18 @@ def test_traceparent_is_propagated_or_created(sidecar: Sidecar) -> None:
     assert sent[1] == "0af7651916cd43dd8448eb211c80319c" and sent[2] != "b7ad6b7169203331"
     new = created.json()["headers"]["traceparent"].split("-")
     assert len(new) == 4 and len(new[1]) == 32 and new[1] != "0" * 32
+
+
+def test_upstream_connections_are_pooled_across_client_connections(
+    sidecar: Sidecar, apps: dict[str, App]
+) -> None:
+    install(sidecar, split("reviews", {"v1": 100}))
+    apps["v1"].configure(reset=True)
+    # Every request on its own client connection (Connection: close), as many apps do.
+    results = fire(get("http://reviews/pooled", 60, {"connection": "close"}),
+                   sidecar.outbound_proxy, concurrency=4)
+    assert all(r.status == 200 for r in results)
+    stats = apps["v1"].stats()
+    assert stats["requests"] == 60
+    # Reused (the pool may hold up to 16 connections from earlier tests), not one per request.
+    assert stats["connections"] <= 20, stats

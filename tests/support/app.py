@@ -6,7 +6,8 @@
 - `/healthz`: 200, or 503 after `POST /__config {"healthy": false}`.
 - `/__config` (POST JSON): `fail_percent` (that share of requests answer 503, evenly
   spread: 50 fails every other request), `delay_ms`, `healthy`.
-- `/__stats`: `{"requests": n, "paths": {path: n}, "hosts": {host: n}}` (not counted).
+- `/__stats`: `{"requests": n, "paths": {path: n}, "hosts": {host: n}, "connections": n}`
+  (not counted; `connections`: distinct client TCP connections seen).
 - `/ws`: WebSocket echo. `/stream?chunks=N&interval_ms=M`: a chunked response in N parts.
 - `/__call?to=URL`: calls URL through `HTTP_PROXY` (as a mesh app calls another service) and
   answers `{"status", "body"}` with the upstream's status; 502 when the call fails.
@@ -29,6 +30,7 @@ class State:
         self.count = 0
         self.paths: Counter[str] = Counter()
         self.hosts: Counter[str] = Counter()
+        self.peers: set[str] = set()  # client "host:port" pairs: one per TCP connection
         self.fail_percent = 0.0
         self.delay_ms = 0
         self.healthy = True
@@ -37,7 +39,8 @@ class State:
 def build(state: State, plain: bool) -> web.Application:
     async def stats(request: web.Request) -> web.Response:
         return web.json_response(
-            {"requests": state.count, "paths": dict(state.paths), "hosts": dict(state.hosts)}
+            {"requests": state.count, "paths": dict(state.paths), "hosts": dict(state.hosts),
+             "connections": len(state.peers)}
         )
 
     async def configure(request: web.Request) -> web.Response:
@@ -49,6 +52,7 @@ def build(state: State, plain: bool) -> web.Application:
             state.count = 0
             state.paths.clear()
             state.hosts.clear()
+            state.peers.clear()
         return web.json_response({"ok": True})
 
     async def call(request: web.Request) -> web.Response:
@@ -92,6 +96,9 @@ def build(state: State, plain: bool) -> web.Application:
         n = state.count
         state.paths[request.path] += 1
         state.hosts[request.host] += 1
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        if peer:
+            state.peers.add(f"{peer[0]}:{peer[1]}")
         if plain:
             return web.Response(text="ok\n", headers={"x-app": state.name})
         body = await request.read()
