@@ -18,7 +18,7 @@ from meshctl.runtime.control import (
     stop_daemon,
     wait_ready,
 )
-from meshctl.runtime.launch import prepare
+from meshctl.runtime.launch import prepare, record_up
 from meshctl.runtime.plan import Plan
 from meshctl.runtime.state import StateDir, resolve_state_dir
 
@@ -97,6 +97,7 @@ def up_command(
         err("stopping what was started")
         stop_daemon(sdir)
         raise
+    record_up(pdir, sdir, prepared)
     out(plan_table(plan))
     gateways = plan.gateway_urls()
     if gateways:

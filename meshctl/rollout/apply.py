@@ -22,7 +22,7 @@ from meshctl.rollout.planning import RolloutPlan
 from meshctl.runtime.applied import append_history, record_applied
 from meshctl.runtime.control import publish_plan, wait_ready, wait_settled
 from meshctl.runtime.launch import check_ports_free, tls_of, write_sidecar_files
-from meshctl.runtime.plan import Plan, write_bindings, write_sidecar_config
+from meshctl.runtime.plan import Plan, write_bindings
 from meshctl.runtime.state import StateDir, write_atomic
 from meshctl.sources.git import PolicyRepo
 
@@ -80,6 +80,7 @@ def execute(
     previous: dict[str, str] = {}  # instance -> the config text it ran before
     records = {s.instance: s for s in plan.new.sidecars}
     compiled = plan.compiled
+    rendered = compiled.rendered()  # each sidecar's JSON once, not once per instance
     try:
         if plan.added:
             interim = _merged(plan.old, plan.new, plan.removed)
@@ -103,7 +104,7 @@ def execute(
             started = time.monotonic()
             for instance in wave:
                 previous[instance] = state.sidecar_config(instance).read_text(encoding="utf-8")
-                write_sidecar_config(state, instance, compiled.configs[records[instance].sidecar])
+                write_atomic(state.sidecar_config(instance), rendered[records[instance].sidecar])
             missing = wait_for_revision([records[n] for n in wave], plan.target, confirm_timeout)
             if missing:
                 shown = ", ".join(f"{n} (runs {rev or 'unknown'})" for n, rev in missing.items())
@@ -139,7 +140,7 @@ def execute(
         _undo(state, plan, previous, progress)
         raise
     write_compiled(compiled, state.compiled(plan.target))
-    record_applied(state, compiled, plan.new, action=action)
+    record_applied(state, compiled, plan.new, action=action, rendered=rendered)
     if repo is not None and plan.commit and plan.commit == plan.target:
         # The applied revision, in git, with its reflog as history (`meshctl diff` reads it).
         repo.update_ref(plan.target, f"meshctl {action} {plan.target}")

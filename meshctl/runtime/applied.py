@@ -26,9 +26,15 @@ def read_applied(state: StateDir) -> Applied | None:
 
 
 def record_applied(
-    state: StateDir, compiled: CompiledMesh, plan: Plan, *, action: str = "up", note: str = ""
+    state: StateDir,
+    compiled: CompiledMesh,
+    plan: Plan,
+    *,
+    action: str = "up",
+    note: str = "",
+    rendered: dict[str, str] | None = None,
 ) -> None:
-    rendered = compiled.rendered()
+    rendered = rendered if rendered is not None else compiled.rendered()
     write_json(
         state.applied,
         {

@@ -1,7 +1,7 @@
 """Preparing a mesh to run: compile, lay out the plan, check ports, issue certificates, write files.
 
-`up` calls `prepare` and then starts the daemon; `apply` calls `extend` when a revision adds
-or removes instances, and `write_sidecar_files` for the sidecars of new instances.
+`up` calls `prepare`, starts the daemon, and once everything is ready `record_up`; `apply`
+calls `write_sidecar_files` for the sidecars of new instances.
 """
 
 from __future__ import annotations
@@ -71,9 +71,13 @@ def prepare(
     write_compiled(compiled, state.compiled(compiled.revision))
     write_sidecar_files(state, plan, compiled, (s.instance for s in plan.sidecars))
     write_json(state.plan, plan.to_json())
-    record_applied(state, compiled, plan)
-    _record_ref(policy_dir, compiled.revision)
     return Prepared(plan=plan, compiled=compiled, warnings=warnings)
+
+
+def record_up(policy_dir: Path, state: StateDir, prepared: Prepared) -> None:
+    """The revision `up` started is the applied one, once it runs."""
+    record_applied(state, prepared.compiled, prepared.plan)
+    _record_ref(policy_dir, prepared.compiled.revision)
 
 
 def _record_ref(policy_dir: Path, revision: str) -> None:

@@ -117,3 +117,30 @@ def test_port_book_keeps_free_ports_and_replaces_taken_ones(tmp_path: Path) -> N
         assert not port_is_free(other)
         third = PortBook(tmp_path / "ports.json")
         assert third.assign("b/inbound") != other
+
+
+def test_ports_come_from_below_the_ephemeral_range_and_meshes_do_not_share_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshctl.runtime import ports as ports_module
+
+    monkeypatch.setenv("MESHCTL_PORT_CLAIMS", str(tmp_path / "claims"))
+    monkeypatch.setattr(ports_module, "assignable_range", lambda: range(20_000, 20_040))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    one, two = PortBook(tmp_path / "a" / "ports.json"), PortBook(tmp_path / "b" / "ports.json")
+    mine = {one.assign(f"k{i}") for i in range(15)}
+    theirs = {two.assign(f"k{i}") for i in range(15)}
+    assert mine.isdisjoint(theirs) and mine | theirs <= set(range(20_000, 20_040))
+    one.save()
+    two.save()
+    # A mesh whose state directory is gone (and whose claims are old) gives its ports back.
+    import os
+    import shutil
+
+    shutil.rmtree(tmp_path / "a")
+    for claim in (tmp_path / "claims").iterdir():
+        os.utime(claim, (0, 0))
+    three = PortBook(tmp_path / "c-ports.json")
+    got = {three.assign(f"k{i}") for i in range(20)}
+    assert got.isdisjoint(theirs) and got & mine
