@@ -18,6 +18,7 @@ from meshctl.contract import (
     Backend,
     Destination,
     GatewayRule,
+    HeaderOps,
     RequestMatch,
     RouteRule,
     SidecarConfig,
@@ -348,6 +349,10 @@ def text_report(exp: Explanation) -> str:
             rows.append(("mirror", words.mirror(rule.mirror, exp.destination)))
         if rule.rewrite:
             rows.append(("rewrite", f"{exp.upstream_host or ''}{exp.upstream_target}"))
+        if rule.request_headers != HeaderOps():
+            rows.append(("request headers", words.header_ops(rule.request_headers)))
+        if rule.response_headers != HeaderOps():
+            rows.append(("response headers", words.header_ops(rule.response_headers)))
     rows.append(("access", f"{exp.access} ({exp.access_reason})" if exp.access_reason else exp.access))
     outcome = (
         f"sidecar answers {exp.status}" + (f" [{','.join(exp.flags)}]" if exp.flags else "")

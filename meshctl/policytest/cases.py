@@ -27,6 +27,7 @@ UNSET: Any = object()  # an expectation the test does not state (null is a state
 
 _REQUEST_KEYS = {"from", "method", "url", "headers"}
 _EXPECT_KEYS = {
+    "upstream",
     "rule",
     "backend",
     "split",
@@ -52,6 +53,7 @@ class Expect:
     timeout_ms: Any = UNSET  # int | None
     retries: Any = UNSET  # int (attempts)
     location: Any = UNSET  # str
+    upstream: Any = UNSET  # str: the path (and query) the backend receives, after rewrites
     destination: Any = UNSET  # str
 
 
@@ -203,6 +205,11 @@ class _Parser:
         check("backend", isinstance(raw.get("backend"), str), "backend must be service/version")
         check("destination", isinstance(raw.get("destination"), str), "destination: a service")
         check("location", isinstance(raw.get("location"), str), "location must be a URL")
+        check(
+            "upstream",
+            isinstance(raw.get("upstream"), str) and raw.get("upstream", "").startswith("/"),
+            "upstream must be the path the backend receives, e.g. /api/items",
+        )
         check(
             "status",
             status is None or (isinstance(status, int) and 100 <= status <= 599 and not isinstance(status, bool)),

@@ -103,4 +103,7 @@ def check(expect: Expect, got: Explanation) -> list[str]:
             failures.append(f"expected retries {expect.retries}, got {attempts}")
     if expect.location is not UNSET and expect.location != got.location:
         failures.append(f"expected location {expect.location}, got {got.location}")
+    if expect.upstream is not UNSET and expect.upstream != got.upstream_target:
+        what = got.upstream_target or f"nothing forwarded (status {_status(got)})"
+        failures.append(f"expected upstream path {expect.upstream}, got {what}")
     return failures

@@ -78,3 +78,20 @@ def test_rewrite_and_no_rule() -> None:
     assert (exp.upstream_target, exp.upstream_host) == ("/v2/items?page=2", "reviews.internal")
     none = ask(configs, "http://reviews/other")
     assert (none.rule, none.status, none.flags) == (None, 404, ["NR"])
+
+
+def test_policy_test_expectation_on_the_upstream_path() -> None:
+    from meshctl.policytest.cases import Expect
+    from meshctl.policytest.runner import check
+
+    api = rule(
+        "api", ("v3", 100), matches=(RequestMatch(path=StringMatch(prefix="/api")),), rewrite=Rewrite(path_prefix="/v2")
+    )
+    configs = mesh(sidecar("web", dest("reviews", api)), sidecar("reviews"))
+    got = ask(configs, "http://reviews/api/items")
+    assert check(Expect(upstream="/v2/items"), got) == []
+    assert check(Expect(upstream="/api/items"), got) == ["expected upstream path /api/items, got /v2/items"]
+    missing = ask(configs, "http://reviews/nothing")
+    assert check(Expect(upstream="/x"), missing) == [
+        "expected upstream path /x, got nothing forwarded (status 404 [NR])"
+    ]
