@@ -182,3 +182,11 @@ def test_upstream_connections_are_pooled_across_client_connections(
     assert stats["requests"] == 60
     # Reused (the pool may hold up to 16 connections from earlier tests), not one per request.
     assert stats["connections"] <= 20, stats
+
+
+def test_allow_any_passes_unknown_hosts_through(sidecar: Sidecar, apps: dict[str, App]) -> None:
+    install(sidecar, split("reviews", {"v1": 100}), outbound_policy="allow-any")
+    outside = fire(get(f"http://{apps['v2'].address}/outside"), sidecar.outbound_proxy)[0]
+    assert outside.status == 200 and outside.app == "v2"
+    entry = [e for e in sidecar.access_log() if e["path"] == "/outside"][-1]
+    assert entry["service"] == "PassthroughCluster"
