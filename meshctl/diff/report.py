@@ -64,8 +64,12 @@ def text_report(base: str, target: str, changes: list[Change]) -> str:
     return "\n".join(lines) + "\n"
 
 
+_MD_SPECIAL = str.maketrans({c: f"\\{c}" for c in "\\`*_[]|<"})
+
+
 def _md_escape(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;")
+    """Literal text in markdown: `/ratings/*` must not start emphasis, `<x>` not become HTML."""
+    return text.translate(_MD_SPECIAL)
 
 
 def markdown_report(base: str, target: str, changes: list[Change]) -> str:

@@ -202,3 +202,12 @@ def test_fields_without_special_words_are_still_reported() -> None:
 
     [item] = other_fields(Future(idle_timeout_ms=1000), Future(idle_timeout_ms=1500), frozenset({"known"}), "x.")
     assert (item.path, item.summary) == ("x.idle_timeout_ms", "idleTimeout 1s -> 1500ms")
+
+
+def test_markdown_escapes_what_would_render_as_markup() -> None:
+    old = mesh(sidecar("s", access=Access(policies=(allow("s", "a"),))))
+    new = mesh(sidecar("s", access=Access(policies=(allow("s", "a", methods=("GET",)),))))
+    changes = diff_meshes(old, new)
+    changes[0] = type(changes[0])(**{**changes[0].__dict__, "summary": "paths /r/* and /x_y/* <b>"})
+    md = REPORTERS["markdown"]("a", "b", changes)
+    assert r"paths /r/\* and /x\_y/\* \<b>" in md
