@@ -76,76 +76,109 @@ def execute(
     confirm_timeout: float = CONFIRM_TIMEOUT_S,
     action: str = "apply",
 ) -> ApplyOutcome:
-    outcome = ApplyOutcome(ok=False, revision=plan.target)
-    previous: dict[str, str] = {}  # instance -> the config text it ran before
-    records = {s.instance: s for s in plan.new.sidecars}
-    compiled = plan.compiled
-    rendered = compiled.rendered()  # each sidecar's JSON once, not once per instance
+    run = _Run(state, plan, progress, confirm_timeout)
     try:
-        if plan.added:
-            interim = _merged(plan.old, plan.new, plan.removed)
-            check_ports_free(interim, skip=[s.instance for s in plan.old.sidecars])
-            write_sidecar_files(state, interim, compiled, plan.added, all_bindings=False)
-            publish_plan(state, interim)
-            names = {p.name for p in interim.processes}
-            starting = {n for n in names if n.split(".")[0] in set(plan.added)}
-            progress(f"starting {len(starting)} new processes")
-            wait_ready(state, starting, timeout=START_TIMEOUT_S)
-            # Only now, with the new instances ready, do callers learn their endpoints.
-            write_bindings(state, interim, tls_of(state, interim))
-        elif plan.restarted:
-            publish_plan(state, _merged(plan.old, plan.new, plan.removed))
-        if plan.restarted:
-            progress(f"restarting {len(plan.restarted)} process(es) with a new command or env")
-            wait_ready(state, set(plan.restarted), timeout=START_TIMEOUT_S)
+        run.start_new_processes()
         for i, wave in enumerate(plan.waves):
             label = "canary" if i == 0 and len(plan.waves) > 1 else f"wave {i + 1}"
-            progress(f"{label}: updating {len(wave)} sidecar(s): {', '.join(wave)}")
-            started = time.monotonic()
-            for instance in wave:
-                previous[instance] = state.sidecar_config(instance).read_text(encoding="utf-8")
-                write_atomic(state.sidecar_config(instance), rendered[records[instance].sidecar])
-            missing = wait_for_revision([records[n] for n in wave], plan.target, confirm_timeout)
-            if missing:
-                shown = ", ".join(f"{n} (runs {rev or 'unknown'})" for n, rev in missing.items())
-                raise _Failed(f"not confirmed on {plan.target} after {confirm_timeout:g}s: {shown}")
-            took = time.monotonic() - started
-            outcome.seconds_to_confirm.append(took)
-            progress(f"{label}: {len(wave)} sidecar(s) confirmed on the new revision in {took:.2f}s")
-            if plan.gate.window_ms == 0:
-                progress(f"{label}: no gate (window 0)")
-                continue
-            updated = [records[n] for n in previous]
-            result = watch(plan.gate, updated, progress=progress)
-            outcome.gates.append(result)
-            if not result.ok:
-                raise _Failed(f"{label} failed the gate: {result.summary()}")
-            progress(f"{label}: gate passed ({result.summary()})")
-        if plan.removed:
-            # Callers first forget the endpoints, then the processes go.
-            write_bindings(state, plan.new, tls_of(state, plan.new))
-            time.sleep(1.0)
-            progress(f"stopping {len(plan.removed)} instance(s): {', '.join(plan.removed)}")
-        publish_plan(state, plan.new)
-        write_bindings(state, plan.new, tls_of(state, plan.new))
-        if not wait_settled(state):
-            progress("warning: the supervisor has not stopped every removed process yet")
+            run.update_wave(label, wave)
+        run.stop_removed()
     except (_Failed, CheckFailed) as exc:
         progress(f"rolling back: {exc}")
-        _undo(state, plan, previous, progress)
+        _undo(state, plan, run.previous, progress)
         append_history(state, plan.target, action=f"{action}-failed", note=str(exc).split("\n")[0])
         raise CheckFailed(f"{action} of {plan.target} failed and was rolled back: {exc}") from None
     except BaseException:
         progress("interrupted: rolling back")
-        _undo(state, plan, previous, progress)
+        _undo(state, plan, run.previous, progress)
         raise
-    write_compiled(compiled, state.compiled(plan.target))
-    record_applied(state, compiled, plan.new, action=action, rendered=rendered)
+    write_compiled(plan.compiled, state.compiled(plan.target))
+    record_applied(state, plan.compiled, plan.new, action=action, rendered=run.rendered)
     if repo is not None and plan.commit and plan.commit == plan.target:
         # The applied revision, in git, with its reflog as history (`meshctl diff` reads it).
         repo.update_ref(plan.target, f"meshctl {action} {plan.target}")
-    outcome.ok = True
-    return outcome
+    run.outcome.ok = True
+    return run.outcome
+
+
+class _Run:
+    """One apply in progress: what it changed so far, so that it can be undone."""
+
+    def __init__(
+        self, state: StateDir, plan: RolloutPlan, progress: Progress, confirm_timeout: float
+    ) -> None:
+        self.state = state
+        self.plan = plan
+        self.progress = progress
+        self.confirm_timeout = confirm_timeout
+        self.outcome = ApplyOutcome(ok=False, revision=plan.target)
+        self.previous: dict[str, str] = {}  # instance -> the config text it ran before
+        self.records = {s.instance: s for s in plan.new.sidecars}
+        self.rendered = plan.compiled.rendered()  # each sidecar's JSON once, not per instance
+
+    def start_new_processes(self) -> None:
+        """New instances first, ready before any caller learns of them; then restarts."""
+        state, plan = self.state, self.plan
+        interim = _merged(plan.old, plan.new, plan.removed)
+        if plan.added:
+            check_ports_free(interim, skip=[s.instance for s in plan.old.sidecars])
+            write_sidecar_files(state, interim, plan.compiled, plan.added, all_bindings=False)
+            publish_plan(state, interim)
+            added = set(plan.added)
+            starting = {p.name for p in interim.processes if p.name.split(".")[0] in added}
+            self.progress(f"starting {len(starting)} new processes")
+            wait_ready(state, starting, timeout=START_TIMEOUT_S)
+            write_bindings(state, interim, tls_of(state, interim))
+        elif plan.restarted:
+            publish_plan(state, interim)
+        if plan.restarted:
+            self.progress(
+                f"restarting {len(plan.restarted)} process(es) with a new command or env"
+            )
+            wait_ready(state, set(plan.restarted), timeout=START_TIMEOUT_S)
+
+    def update_wave(self, label: str, wave: list[str]) -> None:
+        """New configs for one wave, confirmed by every sidecar in it, then the gate."""
+        plan = self.plan
+        self.progress(f"{label}: updating {len(wave)} sidecar(s): {', '.join(wave)}")
+        started = time.monotonic()
+        for instance in wave:
+            path = self.state.sidecar_config(instance)
+            self.previous[instance] = path.read_text(encoding="utf-8")
+            write_atomic(path, self.rendered[self.records[instance].sidecar])
+        records = [self.records[n] for n in wave]
+        missing = wait_for_revision(records, plan.target, self.confirm_timeout)
+        if missing:
+            shown = ", ".join(f"{n} (runs {rev or 'unknown'})" for n, rev in missing.items())
+            raise _Failed(
+                f"not confirmed on {plan.target} after {self.confirm_timeout:g}s: {shown}"
+            )
+        took = time.monotonic() - started
+        self.outcome.seconds_to_confirm.append(took)
+        self.progress(
+            f"{label}: {len(wave)} sidecar(s) confirmed on the new revision in {took:.2f}s"
+        )
+        if plan.gate.window_ms == 0:
+            self.progress(f"{label}: no gate (window 0)")
+            return
+        updated = [self.records[n] for n in self.previous]
+        result = watch(plan.gate, updated, progress=self.progress)
+        self.outcome.gates.append(result)
+        if not result.ok:
+            raise _Failed(f"{label} failed the gate: {result.summary()}")
+        self.progress(f"{label}: gate passed ({result.summary()})")
+
+    def stop_removed(self) -> None:
+        """Callers first forget the endpoints of removed instances, then those stop."""
+        state, plan = self.state, self.plan
+        if plan.removed:
+            write_bindings(state, plan.new, tls_of(state, plan.new))
+            time.sleep(1.0)  # sidecars reload bindings within a second
+            self.progress(f"stopping {len(plan.removed)} instance(s): {', '.join(plan.removed)}")
+        publish_plan(state, plan.new)
+        write_bindings(state, plan.new, tls_of(state, plan.new))
+        if not wait_settled(state):
+            self.progress("warning: the supervisor has not stopped every removed process yet")
 
 
 class _Failed(Exception):
