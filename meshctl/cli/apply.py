@@ -65,6 +65,7 @@ def roll_out(
     window: str | None,
     canary: str | None,
     action: str,
+    fmt: str = "text",
 ) -> None:
     old = load_plan(sdir)
     if sdir.daemon_pid() is None:
@@ -82,7 +83,7 @@ def roll_out(
             running=running, canary=_canary(canary), gate=_gate(default_gate, window),
         )
         if dry_run:
-            out(describe(plan))
+            out(json.dumps(plan.to_json(), indent=2) + "\n" if fmt == "json" else describe(plan))
             return
         err(describe(plan).rstrip())
         started = time.monotonic()
@@ -112,11 +113,13 @@ def apply_command(
     ] = False,
     window: WindowOption = None,
     canary: CanaryOption = None,
+    format: Annotated[str, typer.Option("--format", help="text | json (--dry-run plan).")] = "text",
 ) -> None:
     """Validate, compile, and roll a revision out to the changed sidecars in gated waves."""
+    choose(format, ("text", "json"), "--format")
     pdir, sdir = _state(dir_option, state)
     roll_out(pdir, sdir, rev, allow_dirty=allow_dirty, dry_run=dry_run, window=window,
-             canary=canary, action="apply")
+             canary=canary, action="apply", fmt=format)
 
 
 def previous_revision(sdir: StateDir) -> str:

@@ -53,6 +53,9 @@ def test_apply_starts_new_and_stops_removed_services(tmp_path: Path) -> None:
 
         ratings.write_text(RATINGS % "[python, -m, shop.ratings]")
         added = commit_all(root, "ratings")
+        dry = meshctl(root, "apply", "--dry-run", "--format", "json")
+        assert dry.code == 0, dry.stderr
+        assert dry.json()["added"] == ["ratings-v1-0"] and dry.json()["target"] == added
         applied = meshctl(root, "apply", "--window", "1s")
         assert applied.code == 0, applied.stderr
         assert "start   ratings-v1-0" in applied.stderr
