@@ -211,3 +211,16 @@ def test_markdown_escapes_what_would_render_as_markup() -> None:
     changes[0] = type(changes[0])(**{**changes[0].__dict__, "summary": "paths /r/* and /x_y/* <b>"})
     md = REPORTERS["markdown"]("a", "b", changes)
     assert r"paths /r/\* and /x\_y/\* \<b>" in md
+
+
+def test_sticky_weight_change_says_how_many_users_move() -> None:
+    from meshctl.contract import Sticky
+
+    def sticky(w1: int, w3: int) -> SidecarConfig:
+        return sidecar("p", dest("reviews", rule("default", ("v1", w1), ("v3", w3), sticky=Sticky(header="u"))))
+
+    [change] = diff_meshes(mesh(sticky(90, 10)), mesh(sticky(80, 20)))
+    prefix = 'rule "default" weights v1 90 -> 80, v3 10 -> 20 (sticky: about '
+    assert change.summary.startswith(prefix) and change.summary.endswith("% of users change backend)")
+    moved = int(change.summary[len(prefix) :].split("%")[0])
+    assert 7 <= moved <= 13  # a 10-point shift moves about a tenth of the users, not all of them
