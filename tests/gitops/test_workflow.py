@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,8 @@ def test_diff_step_writes_the_markdown_summary(pull_request: tuple[GitRepo, dict
     assert "### meshctl diff" in summary
     assert 'rule "default" weights v1 90 -> 80, v2 10 -> 20' in summary
     assert summary.rstrip().endswith("<!-- meshctl-diff -->")  # the comment step finds it by this
+    doc = json.loads((repo.root / "meshctl-diff.json").read_text())
+    assert doc["target"] == env["HEAD_SHA"] and doc["changes"]
 
 
 def test_diff_step_reports_an_invalid_head(pull_request: tuple[GitRepo, dict[str, str]]) -> None:
