@@ -9,7 +9,7 @@ import typer
 from meshctl.cli.common import PolicyDirOption, choose, err, out, policy_dir
 from meshctl.diff import REPORTERS, diff_meshes
 from meshctl.diff.sides import Side, load_sides
-from meshctl.errors import CheckFailed, PolicyInvalid
+from meshctl.errors import CheckFailed, PolicyInvalid, UsageError
 from meshctl.validate.report import as_text
 
 
@@ -37,6 +37,9 @@ def diff(
     exit_code: Annotated[
         bool, typer.Option("--exit-code", help="Exit 1 when there are changes (as git diff).")
     ] = False,
+    staged: Annotated[
+        bool, typer.Option("--staged", "--cached", help="Compare BASE with the index (what a commit would record).")
+    ] = False,
     no_cache: Annotated[
         bool,
         typer.Option("--no-cache", help="Compile every revision again, ignoring cached builds."),
@@ -44,7 +47,11 @@ def diff(
 ) -> None:
     """Compile BASE and TARGET and show what changes for each sidecar."""
     choose(output_format, tuple(REPORTERS), "--format")
-    base_side, target_side, repo = load_sides(policy_dir(None, dir_option), base, target, use_cache=not no_cache)
+    if staged and target is not None:
+        raise UsageError("give either a TARGET revision or --staged, not both")
+    base_side, target_side, repo = load_sides(
+        policy_dir(None, dir_option), base, target, use_cache=not no_cache, staged=staged
+    )
     base_label, target_label = base_side.label(repo), target_side.label(repo)
     _require_valid(base_side, "base", base_label)
     _require_valid(target_side, "target", target_label)

@@ -31,6 +31,7 @@ from meshctl.sources.worktree import read_worktree
 from meshctl.validate.diagnostics import Diagnostic
 
 WORKTREE = "work tree"
+INDEX = "index"
 
 
 @dataclass
@@ -59,7 +60,7 @@ class Side:
 
     def label(self, repo: PolicyRepo | None) -> str:
         if self.commit is None:
-            return WORKTREE
+            return self.ref  # "work tree" or "index"
         short = repo.short(self.commit) if repo is not None else self.commit[:12]
         return short if self.ref in (self.commit, short) else f"{self.ref} ({short})"
 
@@ -89,34 +90,40 @@ class _Revision:
     removed) is an empty mesh: every sidecar of the other side shows as added or removed.
     """
 
-    def __init__(self, repo: PolicyRepo, ref: str, cache: BuildCache | None) -> None:
+    def __init__(self, repo: PolicyRepo, ref: str, cache: BuildCache | None, *, tree_ish: str | None = None) -> None:
         self.repo, self.ref, self.cache = repo, ref, cache
-        self.commit = repo.resolve(ref)
-        self.tree = repo.policy_tree(self.commit) or EMPTY_TREE
+        self.commit = repo.resolve(ref) if tree_ish is None else None
+        self.source = self.commit or tree_ish or ref  # what git reads the files from
+        self.tree = repo.policy_tree(self.source) or EMPTY_TREE
+        self.name = self.commit or f"{self.tree[:12]}-staged"  # the revision the build is named by
         self.spelling = repo.display_path("")
         self.cached: Built | None = None
         if self.tree == EMPTY_TREE:
-            self.cached = Built(self.commit, {}, [])
+            self.cached = Built(self.name, {}, [])
         elif cache is not None:
             self.cached = cache.get(self.tree, self.spelling)
 
     def build(self) -> Built:
-        return build_files(self.repo.read_policy(self.commit), self.commit)
+        return build_files(self.repo.read_policy(self.source), self.name)
 
     def remember(self, built: Built) -> Built:
         if self.cache is not None and self.cached is None:
             self.cache.put(self.tree, self.spelling, built)
         # A cached build may come from another commit with the same tree: name this one.
-        return Built(self.commit if built.ok else None, built.configs, built.diagnostics)
+        return Built(self.name if built.ok else None, built.configs, built.diagnostics)
 
 
 def load_sides(
-    policy_dir: Path, base: str | None, target: str | None, *, use_cache: bool = True
+    policy_dir: Path, base: str | None, target: str | None, *, use_cache: bool = True, staged: bool = False
 ) -> tuple[Side, Side, PolicyRepo]:
+    """The two sides; TARGET None is the work tree, or with `staged` the index (what `git commit`
+    would record now)."""
     repo = PolicyRepo.discover(policy_dir)
     cache = BuildCache(repo.git_dir() / "meshctl" / "builds") if use_cache else None
     base_rev = _Revision(repo, base or default_base(repo), cache)
     target_rev = _Revision(repo, target, cache) if target is not None else None
+    if staged:
+        target, target_rev = INDEX, _Revision(repo, INDEX, cache, tree_ish=repo.index_tree())
     worktree_files: list[PolicyFile] = []
     if target_rev is None:
         clean_head = worktree_revision(policy_dir)

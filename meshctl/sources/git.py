@@ -145,6 +145,14 @@ class PolicyRepo:
         fields = meta.split(" ")
         return fields[2] if len(fields) == 3 and fields[1] == "tree" else None
 
+    def index_tree(self) -> str:
+        """A tree of what the index holds now (`git write-tree`: objects only, no ref moves)."""
+        proc = run_git(["write-tree"], self.root, check=False)
+        if proc.returncode != 0:
+            detail = proc.stderr.decode(errors="replace").strip()
+            raise GitError(f"cannot read the index (unresolved merge conflicts?): {detail}")
+        return _out(proc)
+
     def has_policy_dir(self, commit: str) -> bool:
         return self.policy_tree(commit) is not None
 

@@ -212,3 +212,21 @@ def test_a_clean_work_tree_uses_the_cached_build_of_head(repo: GitRepo, capsys: 
     doc = json.loads(run(capsys, "--format", "json", "HEAD")[1])
     assert doc["target"].endswith("-dirty")
     assert [c["summary"] for c in doc["changes"]] == ['rule "default" weights v1 80 -> 75, v2 20 -> 25']
+
+
+def test_staged_compares_with_the_index(repo: GitRepo, capsys: pytest.CaptureFixture[str]) -> None:
+    route = repo.root / POLICY / "routes" / "reviews.yaml"
+    staged_text = route.read_text().replace("weight: 80", "weight: 70").replace("weight: 20", "weight: 30")
+    route.write_text(staged_text)
+    repo.git("add", str(route))
+    route.write_text(staged_text.replace("weight: 70", "weight: 60").replace("weight: 30", "weight: 40"))
+    code, out, _ = run(capsys, "--staged", "HEAD")
+    assert code == 0
+    assert out.splitlines()[0] == '~ reviews: rule "default" weights v1 80 -> 70, v2 20 -> 30'
+    assert out.splitlines()[-1].endswith("(HEAD (" + repo.git("rev-parse", "--short", "HEAD") + ") -> index)")
+    doc = json.loads(run(capsys, "--staged", "--format", "json", "HEAD")[1])
+    assert doc["target"].endswith("-staged")
+    assert run(capsys, "HEAD")[1].splitlines()[0] == '~ reviews: rule "default" weights v1 80 -> 60, v2 20 -> 40'
+    assert route.read_text().count("weight: 60") == 1  # the work tree is left as it was
+    code, _, err = run(capsys, "--staged", "HEAD~1", "HEAD")
+    assert code == 2 and "not both" in err
