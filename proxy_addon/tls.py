@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import ssl
 import sys
 import time
@@ -358,9 +359,21 @@ class MeshTls:
                 "direction": "inbound",
                 "event": "tls_handshake_failed",
                 "peer": f"{peer[0]}:{peer[1]}" if peer else None,
-                "error": data.conn.error,
-                "connection_security_policy": "mutual_tls",
+                "reason": handshake_reason(data.conn.error or ""),
             })
+
+
+_OPENSSL_REASON = re.compile(r"\('[^']*', '[^']*', '([^']+)'\)")
+_IN_PARENS = re.compile(r"\((.*)\)\s*$")
+
+
+def handshake_reason(error: str) -> str:
+    """OpenSSL's own words ("peer did not return a certificate", "certificate has expired"),
+    not the guess mitmproxy wraps them in (it blames the client for distrusting the proxy)."""
+    found = _IN_PARENS.search(error)
+    inner = found.group(1) if found else error
+    reasons = _OPENSSL_REASON.findall(inner)
+    return "; ".join(reasons) if reasons else inner
 
 
 def identity_at(snap: Any, address: str) -> str | None:

@@ -155,6 +155,13 @@ def test_bad_client_certificates_are_refused_in_the_handshake(
     while counter(mesh.reviews.metrics(), "meshctl_tls_handshake_failures_total") <= failures_before:
         assert time.monotonic() < deadline, "handshake failure not counted"
         time.sleep(0.05)
+    refused = [e for e in mesh.reviews.access_log() if e.get("event") == "tls_handshake_failed"]
+    expected = {
+        "no-certificate": "peer did not return a certificate",
+        "other-ca": "unable to get local issuer certificate",
+        "expired": "certificate has expired",
+    }[case]
+    assert expected in str(refused[-1]["reason"]), refused[-1]
 
 
 def test_valid_client_certificate_passes_the_handshake(mesh: Mesh) -> None:

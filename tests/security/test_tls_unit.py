@@ -100,3 +100,16 @@ def test_sidecar_refuses_to_start_mtls_without_certificates(tmp_path: Path, mtls
     assert proc.returncode == 2
     assert f"mtls is {mtls} but `tls` names no certificates" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_handshake_reason_keeps_openssls_words() -> None:
+    error = (
+        "The client may not trust the proxy's certificate for reviews.service.test.local "
+        "(OpenSSL Error([('SSL routines', '', 'peer did not return a certificate')]))"
+    )
+    assert tls.handshake_reason(error) == "peer did not return a certificate"
+    assert tls.handshake_reason("connection reset") == "connection reset"
+    assert tls.handshake_reason(
+        "The client may not trust the proxy's certificate for x (Certificate verify failed: "
+        "certificate has expired)"
+    ) == "Certificate verify failed: certificate has expired"
