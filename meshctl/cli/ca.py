@@ -225,6 +225,12 @@ def issue(
 ) -> None:
     """Issue a workload certificate (for a sidecar run by hand, or a test client)."""
     lifetime = _ttl(ttl, "--ttl")
+    policy = policy_dir(None, directory).resolve()
+    if out_dir.resolve().is_relative_to(policy):
+        raise UsageError(
+            f"refusing to write a private key into the policy directory {policy}: "
+            "keys never go into mesh.d/ (choose another --out)"
+        )
     ca = MeshCA.load(_ca_dir(state, directory))
     if identity.startswith("spiffe://"):
         ident = identity

@@ -78,6 +78,7 @@ def test_issue_and_rotate_reissues_sidecar_certs(tmp_path: Path, capsys: pytest.
         (("ca", "issue", "spiffe://other.local/service/a", "--out", "x"), "outside"),
         (("ca", "init", "--trust-domain", "Not A Domain"), "trust domain"),
         (("ca", "show", "--format", "yaml"), "--format"),
+        (("ca", "issue", "a", "--out", "mesh.d/certs"), "policy directory"),
     ],
 )
 def test_bad_input_is_exit_2(
