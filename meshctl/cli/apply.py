@@ -158,10 +158,13 @@ def history_command(
 ) -> None:
     """List the revisions applied to the local mesh, newest first."""
     choose(format, ("text", "json"), "--format")
-    _, sdir = _state(dir_option, state)
+    pdir, sdir = _state(dir_option, state)
     entries = list(reversed(read_history(sdir)))
     applied = read_applied(sdir)
     current = applied.revision if applied else None
+    subjects = commit_subjects(pdir, [str(e["revision"]) for e in entries])
+    for entry in entries:
+        entry["subject"] = subjects.get(str(entry["revision"]))
     if format == "json":
         out(json.dumps({"current": current, "entries": entries}, indent=2) + "\n")
         return
@@ -171,8 +174,28 @@ def history_command(
     for entry in entries:
         at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["at"]))
         mark = "*" if entry["revision"] == current and entry is _first_ok(entries) else " "
-        note = f"  {entry['note']}" if entry.get("note") else ""
-        out(f"{mark} {at}  {entry['action']:<16} {entry['revision']}{note}\n")
+        subject = f"  {entry['subject']}" if entry.get("subject") else ""
+        note = f"\n    {entry['note']}" if entry.get("note") else ""
+        out(f"{mark} {at}  {entry['action']:<16} {str(entry['revision'])[:12]}{subject}{note}\n")
+
+
+def commit_subjects(policy_dir: Path, revisions: list[str]) -> dict[str, str]:
+    """Commit id -> subject line, for the revisions that are commits of the policy's repo."""
+    from meshctl.sources.git import GitError, PolicyRepo, run_git
+
+    commits = sorted({r for r in revisions if r and not r.endswith("-dirty")})
+    if not commits:
+        return {}
+    try:
+        repo = PolicyRepo.discover(policy_dir)
+    except GitError:
+        return {}
+    proc = run_git(["log", "--no-walk=unsorted", "--format=%H%x00%s", *commits], repo.root,
+                   check=False)
+    if proc.returncode != 0:  # a revision no longer in the repository: no subjects at all
+        return {}
+    rows = (line.partition("\0") for line in proc.stdout.decode(errors="replace").splitlines())
+    return {commit: subject for commit, _, subject in rows}
 
 
 def _first_ok(entries: list[dict[str, object]]) -> dict[str, object] | None:
