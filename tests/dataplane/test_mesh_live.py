@@ -107,10 +107,14 @@ def test_inbound_rate_limit_answers_429_rl(mesh: Sidecar, inbound: Sidecar) -> N
     inbound.reload(service_config("reviews", inbound=Inbound(
         service="reviews", rate_limit=RateLimit(requests_per_second=2, burst=5)),
         revision="ratelimit"))
+    t0 = time.monotonic()
     results = fire(get("http://reviews/rl", 30), mesh.outbound_proxy, concurrency=10)
+    elapsed = time.monotonic() - t0
     limited = [r for r in results if r.status == 429]
     assert all(r.flags == "RL" for r in limited)
-    assert 20 <= len(limited) <= 25, len(limited)
+    admitted = len(results) - len(limited)
+    # The burst of 5, plus 2 per second of the (machine-dependent) time the requests took.
+    assert 5 <= admitted <= 6 + 2 * elapsed, (admitted, elapsed)
     inbound.reload(service_config("reviews", revision="open"))
 
 

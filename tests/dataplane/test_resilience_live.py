@@ -188,7 +188,7 @@ def test_delay_counts_against_the_caller_timeout_without_blocking_others(
         delayed, others = results[0], results[1:]
         assert (delayed.status, delayed.flags) == (504, "UT")
         assert 0.9 <= delayed.elapsed < 3.0, delayed.elapsed
-        assert all(r.status == 200 and r.elapsed < 1.0 for r in others)
+        assert all(r.status == 200 and r.elapsed < 2.5 for r in others)  # not held by the 7 s
     finally:
         front.stop()
 
@@ -196,7 +196,7 @@ def test_delay_counts_against_the_caller_timeout_without_blocking_others(
 def test_circuit_breaker_overflow_gives_503_uo(caller: Sidecar) -> None:
     install(caller, rule(), policy=TrafficPolicy(
         connection_pool=ConnectionPool(max_connections=1, max_pending_requests=1)))
-    results = fire(get("http://orders/cb?delay_ms=400", 6), caller.outbound_proxy, concurrency=6)
+    results = fire(get("http://orders/cb?delay_ms=1500", 6), caller.outbound_proxy, concurrency=6)
     overflow = [r for r in results if r.status == 503]
     assert all(r.flags == "UO" for r in overflow)
     assert len(overflow) >= 3 and sum(r.status == 200 for r in results) >= 2
