@@ -118,6 +118,7 @@ def plan_rollout(
         workdir=Path(old.policy_dir).parent,
         gateway_ports=kept_gateway_overrides(old, {g.name for g in topology.gateways}),
         running=running,
+        python=old.python,
     )
     ports.save()
     old_names = {s.instance for s in old.sidecars}

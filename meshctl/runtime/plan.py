@@ -72,6 +72,9 @@ class Plan:
     topology: Topology
     sidecars: list[SidecarRecord] = field(default_factory=list)
     processes: list[ProcessSpec] = field(default_factory=list)
+    # The interpreter of every Python process, fixed at `up`: `meshctl` and `python -m meshctl`
+    # may name it differently (python3, python), and that alone must not restart anything.
+    python: str = field(default_factory=lambda: sys.executable)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,6 +83,7 @@ class Plan:
             "topology": self.topology.to_json(),
             "sidecars": [asdict(s) for s in self.sidecars],
             "processes": [asdict(p) for p in self.processes],
+            "python": self.python,
         }
 
     @classmethod
@@ -90,6 +94,7 @@ class Plan:
             topology=Topology.from_json(raw["topology"]),
             sidecars=[SidecarRecord(**s) for s in raw["sidecars"]],
             processes=[ProcessSpec.from_json(p) for p in raw["processes"]],
+            python=raw.get("python") or sys.executable,
         )
 
     def sidecar(self, instance: str) -> SidecarRecord | None:
@@ -103,18 +108,18 @@ class Plan:
         }
 
 
-def python_argv(run: tuple[str, ...]) -> tuple[str, ...]:
-    """`python` in a run command means this interpreter: the shop apps need its packages."""
+def python_argv(run: tuple[str, ...], python: str) -> tuple[str, ...]:
+    """`python` in a run command means meshctl's interpreter: the shop apps need its packages."""
     if run and run[0] in ("python", "python3"):
-        return (sys.executable, *run[1:])
+        return (python, *run[1:])
     return run
 
 
-def sidecar_argv(state: StateDir, instance: str) -> tuple[str, ...]:
+def sidecar_argv(state: StateDir, instance: str, python: str) -> tuple[str, ...]:
     """What `meshctl sidecar` executes, started directly: without the CLI's imports a mesh of
     fifty sidecars start seconds sooner. -OO as there: no asserts, no docstrings."""
     return (
-        sys.executable,
+        python,
         "-OO",
         "-m",
         "proxy_addon",
@@ -137,9 +142,14 @@ def build_plan(
     workdir: Path,
     gateway_ports: Mapping[str, int] | None = None,
     running: frozenset[str] = frozenset(),
+    python: str | None = None,
 ) -> Plan:
-    """Assign ports and lay out processes. `running`: processes alive now (ports held by them)."""
-    plan = Plan(policy_dir=str(policy_dir), revision=revision, topology=topology)
+    """Assign ports and lay out processes. `running`: processes alive now (ports held by them);
+    `python`: the interpreter the running mesh uses (default: this one)."""
+    plan = Plan(
+        policy_dir=str(policy_dir), revision=revision, topology=topology,
+        python=python or sys.executable,
+    )
     unknown = set(gateway_ports or {}) - {g.name for g in topology.gateways}
     if unknown:
         known = ", ".join(sorted(g.name for g in topology.gateways)) or "none"
@@ -163,7 +173,7 @@ def build_plan(
         )
         plan.processes.append(
             ProcessSpec(
-                name=name, role=GATEWAY, argv=sidecar_argv(state, name), env={},
+                name=name, role=GATEWAY, argv=sidecar_argv(state, name, plan.python), env={},
                 cwd=str(workdir), ready_url=f"http://{HOST}:{admin}/ready",
                 tls_dir=str(state.sidecar_dir(name) / "tls"),
             )
@@ -202,13 +212,13 @@ def _add_instance(
     app_ready = f"http://{HOST}:{app_port}{health_path}" if health_path else None
     plan.processes.append(
         ProcessSpec(
-            name=instance, role=APP, argv=python_argv(ver.run), env=env, cwd=str(workdir),
+            name=instance, role=APP, argv=python_argv(ver.run, plan.python), env=env, cwd=str(workdir),
             ready_url=app_ready, ready_port=None if app_ready else app_port,
         )
     )
     plan.processes.append(
         ProcessSpec(
-            name=sidecar_process, role=SIDECAR, argv=sidecar_argv(state, instance), env={},
+            name=sidecar_process, role=SIDECAR, argv=sidecar_argv(state, instance, plan.python), env={},
             cwd=str(workdir), ready_url=f"http://{HOST}:{admin}/ready",
             tls_dir=str(state.sidecar_dir(instance) / "tls"),
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from meshctl.compile.compiler import CompiledMesh
@@ -82,9 +83,13 @@ def test_only_callers_of_a_changed_route_are_updated_canary_first(tmp_path: Path
 
 def test_a_new_revision_with_the_same_policy_changes_nothing(tmp_path: Path) -> None:
     state, old = running(tmp_path, BASE, "r1")
+    # Started through another name of the interpreter (the `meshctl` script says python3).
+    old.python = "/opt/venv/bin/python3"
+    for i, p in enumerate(old.processes):
+        old.processes[i] = replace(p, argv=(old.python, *p.argv[1:]))
     plan = plan_rollout(state, old, compiled(BASE, "r2"), base="r1", commit="r2",
                         running=frozenset())
-    assert plan.empty and plan.waves == []
+    assert plan.empty and plan.waves == [] and plan.restarted == []
     assert "nothing to roll out" in describe(plan)
 
 

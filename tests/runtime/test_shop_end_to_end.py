@@ -127,6 +127,7 @@ def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
         assert [e["action"] for e in history["entries"]][:4] == [
             "rollback", "apply-failed", "apply", "up"
         ]
+        assert [e["subject"] for e in history["entries"]][1:3] == ["reviews v3", "reviews: 50/50"]
 
         # Scaling out under load: the new replica takes traffic only once it is ready.
         git(repo, "checkout", "-q", base, "--", "mesh.d")
