@@ -207,7 +207,7 @@ def test_killed_endpoint_is_ejected_and_traffic_continues(caller: Sidecar, tmp_p
     try:
         install(
             caller,
-            rule(retries=RetryPolicy(attempts=2, on=("connect-failure",),
+            rule(retries=RetryPolicy(attempts=2, on=("connect-failure", "reset"),
                                      backoff=Backoff(base_ms=1, max_ms=2))),
             policy=TrafficPolicy(outlier_detection=OutlierDetection(
                 consecutive_5xx=2, base_ejection_time_ms=30_000, max_ejection_percent=50)),
