@@ -182,43 +182,45 @@ def test_renewal_after_rotation_writes_only_the_bundle_first(tmp_path: Path) -> 
     assert renew_if_due(rotated, ident, tmp_path / "a") is False
 
 
-def test_a_workload_key_cannot_mint_identities(tmp_path: Path) -> None:
-    """A stolen sidecar key signs a certificate for another identity: not a CA, refused."""
-    import datetime as _dt
-
+def forge_with_workload_key(thief: TlsFiles, identity: str, out_dir: Path) -> TlsFiles:
+    """A certificate for `identity` signed with a sidecar's (stolen) key, chained to its cert."""
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
 
-    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
-    server = write_sidecar_certs(ca, spiffe_id(TD, "service", "reviews"), tmp_path / "s")
-    thief = write_sidecar_certs(ca, spiffe_id(TD, "service", "a"), tmp_path / "a")
     thief_cert = x509.load_pem_x509_certificate(Path(thief.cert_file).read_bytes())
     thief_key = serialization.load_pem_private_key(Path(thief.key_file).read_bytes(), None)
     key = ec.generate_private_key(ec.SECP256R1())
-    now = _dt.datetime.now(_dt.UTC)
+    now = dt.datetime.now(dt.UTC)
     forged = (
         x509.CertificateBuilder()
         .subject_name(x509.Name([]))
         .issuer_name(thief_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _dt.timedelta(minutes=1))
-        .not_valid_after(now + _dt.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.UniformResourceIdentifier(spiffe_id(TD, "service", "admin"))]), critical=False)
+        .not_valid_before(now - dt.timedelta(minutes=1))
+        .not_valid_after(now + dt.timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(identity)]),
+                       critical=False)
         .sign(thief_key, hashes.SHA256())  # type: ignore[arg-type]
     )
-    forged_dir = tmp_path / "forged"
-    forged_dir.mkdir()
-    (forged_dir / "cert.pem").write_bytes(
+    out_dir.mkdir(parents=True)
+    (out_dir / "cert.pem").write_bytes(
         forged.public_bytes(serialization.Encoding.PEM) + Path(thief.cert_file).read_bytes()
     )
-    (forged_dir / "key.pem").write_bytes(key.private_bytes(
+    (out_dir / "key.pem").write_bytes(key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     ))
-    files = TlsFiles(cert_file=str(forged_dir / "cert.pem"),
-                     key_file=str(forged_dir / "key.pem"), ca_file=thief.ca_file)
+    return TlsFiles(cert_file=str(out_dir / "cert.pem"), key_file=str(out_dir / "key.pem"),
+                    ca_file=thief.ca_file)
+
+
+def test_a_workload_key_cannot_mint_identities(tmp_path: Path) -> None:
+    """A stolen sidecar key signs a certificate for another identity: not a CA, refused."""
+    ca = MeshCA.load_or_create(tmp_path / "ca", TD)
+    server = write_sidecar_certs(ca, spiffe_id(TD, "service", "reviews"), tmp_path / "s")
+    thief = write_sidecar_certs(ca, spiffe_id(TD, "service", "a"), tmp_path / "a")
+    files = forge_with_workload_key(thief, spiffe_id(TD, "service", "admin"), tmp_path / "f")
     # The server's verification rejects the chain: a workload certificate is no CA.
     with pytest.raises(ssl.SSLError, match="UNKNOWN_CA"):
         _handshake(server, files, expect=spiffe_id(TD, "service", "reviews"))

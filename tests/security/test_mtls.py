@@ -23,6 +23,7 @@ from meshctl.identity import (
     write_sidecar_certs,
 )
 from tests.security.conftest import Mesh, client_context, tls_request
+from tests.security.test_ca import forge_with_workload_key
 from tests.support.configs import TRUST_DOMAIN, identity
 from tests.support.procs import http_get
 
@@ -124,7 +125,7 @@ def test_static_endpoint_without_sidecar_is_called_plain(mesh: Mesh) -> None:
     assert "x-forwarded-client-cert" not in seen
 
 
-@pytest.mark.parametrize("case", ["no-certificate", "other-ca", "expired"])
+@pytest.mark.parametrize("case", ["no-certificate", "other-ca", "expired", "workload-signed"])
 def test_bad_client_certificates_are_refused_in_the_handshake(
     mesh: Mesh, tmp_path: Path, case: str
 ) -> None:
@@ -132,6 +133,9 @@ def test_bad_client_certificates_are_refused_in_the_handshake(
     ca_file = mesh.tls["reviews"].ca_file
     if case == "no-certificate":
         files = None
+    elif case == "workload-signed":
+        # signed with productpage's own key (as if stolen), claiming another identity
+        files = forge_with_workload_key(mesh.tls["productpage"], identity("admin"), tmp_path / "f")
     elif case == "other-ca":
         other = MeshCA.load_or_create(tmp_path / "other-ca", TRUST_DOMAIN)
         files = write_sidecar_certs(other, identity("productpage"), tmp_path / "c")
@@ -160,6 +164,7 @@ def test_bad_client_certificates_are_refused_in_the_handshake(
         "no-certificate": "peer did not return a certificate",
         "other-ca": "unable to get local issuer certificate",
         "expired": "certificate has expired",
+        "workload-signed": "invalid CA certificate",
     }[case]
     assert expected in str(refused[-1]["reason"]), refused[-1]
 
