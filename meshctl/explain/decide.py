@@ -10,134 +10,12 @@ then the access policy of the backend's service.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
-from urllib.parse import urlsplit
 
-from meshctl.contract import (
-    Backend,
-    Destination,
-    GatewayRule,
-    HeaderOps,
-    RequestMatch,
-    RouteRule,
-    SidecarConfig,
-)
+from meshctl.contract import Destination, GatewayRule, RequestMatch, RouteRule, SidecarConfig
 from meshctl.diff import words
-from meshctl.errors import UsageError
+from meshctl.explain.result import ExplainError, Explanation, Request, split_url
 from proxy_addon import routing
 from proxy_addon.access import decide
-
-
-class ExplainError(UsageError):
-    """The question cannot be asked: unknown caller, malformed URL or header."""
-
-
-@dataclass(frozen=True)
-class Request:
-    source: str  # sidecar name: "productpage" or "gateway/public"
-    method: str
-    url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Explanation:
-    source: str
-    method: str
-    url: str
-    destination: str | None = None  # the service whose route applies
-    gateway_rule: str | None = None
-    rule: str | None = None
-    matched: str | None = None  # the match entry that held, in words
-    status: int | None = None  # when the sidecar answers itself
-    flags: list[str] = field(default_factory=list)
-    location: str | None = None  # redirect target
-    split: list[tuple[Backend, float]] = field(default_factory=list)  # the rule's weights
-    backends: list[tuple[Backend, float]] = field(default_factory=list)  # for this request
-    sticky: str | None = None  # how the sticky key is taken, in words
-    sticky_key: str | None = None
-    rule_obj: RouteRule | None = None
-    upstream_target: str | None = None  # path after rewrites
-    upstream_host: str | None = None
-    access: str = "allow"
-    access_reason: str = ""
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def backend(self) -> Backend | None:
-        """The backend this request gets, when that is decided (sticky, or a single backend)."""
-        certain = [b for b, p in self.backends if p >= 1.0]
-        return certain[0] if len(certain) == 1 else None
-
-    def as_dict(self) -> dict[str, Any]:
-        rule = self.rule_obj
-        return {
-            "source": self.source,
-            "method": self.method,
-            "url": self.url,
-            "destination": self.destination,
-            "gateway_rule": self.gateway_rule,
-            "rule": self.rule,
-            "matched": self.matched,
-            "status": self.status,
-            "flags": list(self.flags),
-            "location": self.location,
-            "backends": [_backend_json(b, p) for b, p in self.backends],
-            "split": [_backend_json(b, p) for b, p in self.split],
-            "backend": backend_name(self.backend) if self.backend else None,
-            "sticky": {"by": self.sticky, "key": self.sticky_key} if self.sticky else None,
-            "timeout": words.duration(rule.timeout_ms) if rule and rule.timeout_ms else None,
-            "timeout_ms": rule.timeout_ms if rule else None,
-            "retries": rule.retries.model_dump(mode="json") if rule else None,
-            "fault": rule.fault.model_dump(mode="json") if rule and rule.fault else None,
-            "mirror": rule.mirror.model_dump(mode="json") if rule and rule.mirror else None,
-            "upstream": {"host": self.upstream_host, "target": self.upstream_target}
-            if self.upstream_target is not None
-            else None,
-            "access": self.access,
-            "access_reason": self.access_reason,
-            "notes": list(self.notes),
-        }
-
-
-def backend_name(backend: Backend) -> str:
-    return f"{backend.service}/{backend.version}" if backend.version else backend.service
-
-
-def _backend_json(backend: Backend, probability: float) -> dict[str, Any]:
-    return {
-        "service": backend.service,
-        "version": backend.version,
-        "probability": round(probability, 6),
-    }
-
-
-# --- the request --------------------------------------------------------------------------------
-
-
-def parse_header(text: str) -> tuple[str, str]:
-    """'end-user: jason' -> ('end-user', 'jason')."""
-    name, sep, value = text.partition(":")
-    if not sep or not name.strip() or " " in name.strip():
-        raise ExplainError(f"header {text!r} must look like 'name: value'")
-    return name.strip().lower(), value.strip()
-
-
-def _split_url(url: str) -> tuple[str, str]:
-    """(host without port, origin-form target) of an absolute URL, or ("", target) of a path."""
-    if url.startswith("/"):
-        return "", url
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ExplainError(f"URL {url!r} must be http://<service>/<path> (or a path for a gateway)")
-    target = parts.path or "/"
-    if parts.query:
-        target += f"?{parts.query}"
-    return parts.hostname.lower(), target
-
-
-# --- the decisions ------------------------------------------------------------------------------
 
 
 def explain(configs: Mapping[str, SidecarConfig], request: Request) -> Explanation:
@@ -146,7 +24,7 @@ def explain(configs: Mapping[str, SidecarConfig], request: Request) -> Explanati
         known = ", ".join(sorted(configs)) or "none"
         raise ExplainError(f"no sidecar named {request.source!r} (known: {known})")
     method = request.method.upper()
-    host, target = _split_url(request.url)
+    host, target = split_url(request.url)
     headers = {k.lower(): v for k, v in request.headers.items()}
     if host:
         headers.setdefault("host", host)
@@ -307,59 +185,3 @@ def _access(configs: Mapping[str, SidecarConfig], caller: SidecarConfig, result:
     if result.access == "deny" and result.status is None:
         result.status = 403
         result.flags.append("RBAC")
-
-
-# --- text --------------------------------------------------------------------------------------
-
-
-def _percent(p: float) -> str:
-    return f"{p * 100:.4g}%"
-
-
-def text_report(exp: Explanation) -> str:
-    rows: list[tuple[str, str]] = [("request", f"{exp.method} {exp.url} from {exp.source}")]
-    if exp.gateway_rule:
-        rows.append(("gateway rule", exp.gateway_rule))
-    if exp.destination:
-        rows.append(("destination", exp.destination))
-    rows.append(("rule", f"{exp.rule} (matched {exp.matched})" if exp.rule else "none"))
-    if exp.split and exp.split != exp.backends:  # the weights, when this request does not use them all
-        rows.append(("split", ", ".join(f"{backend_name(b)} {_percent(p)}" for b, p in exp.split)))
-    if exp.backends:
-        rows.append(("backends", ", ".join(f"{backend_name(b)} {_percent(p)}" for b, p in exp.backends)))
-    if exp.sticky:
-        who = f"this user ({exp.sticky_key}) gets" if exp.sticky_key else "no key in the request"
-        chosen = f" {backend_name(exp.backend)}" if exp.sticky_key and exp.backend else ""
-        rows.append(("sticky", f"{exp.sticky}: {who}{chosen}"))
-    rule = exp.rule_obj
-    if rule is not None:
-        rows.append(("timeout", words.duration(rule.timeout_ms)))
-        r = rule.retries
-        retry = (
-            "none"
-            if not r.attempts
-            else (
-                f"{r.attempts} on {', '.join(r.on) or 'nothing'}"
-                + (f", per try {words.duration(r.per_try_timeout_ms)}" if r.per_try_timeout_ms else "")
-            )
-        )
-        rows.append(("retries", retry))
-        rows.append(("fault", words.fault(rule.fault)))
-        if rule.mirror:
-            rows.append(("mirror", words.mirror(rule.mirror, exp.destination)))
-        if rule.rewrite:
-            rows.append(("rewrite", f"{exp.upstream_host or ''}{exp.upstream_target}"))
-        if rule.request_headers != HeaderOps():
-            rows.append(("request headers", words.header_ops(rule.request_headers)))
-        if rule.response_headers != HeaderOps():
-            rows.append(("response headers", words.header_ops(rule.response_headers)))
-    rows.append(("access", f"{exp.access} ({exp.access_reason})" if exp.access_reason else exp.access))
-    outcome = (
-        f"sidecar answers {exp.status}" + (f" [{','.join(exp.flags)}]" if exp.flags else "")
-        if exp.status is not None
-        else "forwarded"
-    )
-    rows.append(("result", outcome))
-    rows += [("note", note) for note in exp.notes]
-    width = max(len(k) for k, _ in rows) + 1
-    return "".join(f"{k + ':':<{width}} {v}\n" for k, v in rows)
