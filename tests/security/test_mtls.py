@@ -75,6 +75,8 @@ def test_permitted_caller_succeeds_and_app_sees_its_identity(mesh: Mesh) -> None
     assert entry["identity"] == identity("productpage")
     assert entry["access_policy"] == "callers"
     assert entry["connection_security_policy"] == "mutual_tls"
+    expiry = counter(mesh.reviews.metrics(), "meshctl_certificate_expiry_timestamp_seconds")
+    assert time.time() < expiry < time.time() + 25 * 3600  # a short-lived certificate
 
 
 def test_gateway_calls_in_with_its_own_identity(mesh: Mesh) -> None:
