@@ -137,6 +137,13 @@ def _make_root(
     return cert, key
 
 
+def _checked_domain(trust_domain: str) -> str:
+    try:
+        return spiffe.check_trust_domain(trust_domain)
+    except spiffe.SpiffeIdError as exc:
+        raise CAError(str(exc)) from None
+
+
 class MeshCA:
     """A loaded mesh CA. Instances are immutable; `rotate` returns the new CA."""
 
@@ -171,7 +178,7 @@ class MeshCA:
         Raises CAError when the existing CA belongs to another trust domain: its identities
         would not match the policy (rotate with the new trust domain to switch).
         """
-        spiffe.check_trust_domain(trust_domain)
+        _checked_domain(trust_domain)
         ensure_private_dir(ca_dir)
         with locked(ca_dir):
             if not cls.exists(ca_dir):
@@ -229,7 +236,7 @@ class MeshCA:
         self, *, trust_domain: str | None = None, validity: dt.timedelta = DEFAULT_CA_VALIDITY
     ) -> MeshCA:
         """Make a new root; the bundle trusts it and the current root until `retire_previous`."""
-        domain = spiffe.check_trust_domain(trust_domain or self.trust_domain)
+        domain = _checked_domain(trust_domain or self.trust_domain)
         with locked(self.ca_dir):
             cert, key = _make_root(domain, validity)
             now = _now()

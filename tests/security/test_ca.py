@@ -224,3 +224,8 @@ def test_a_workload_key_cannot_mint_identities(tmp_path: Path) -> None:
     # The server's verification rejects the chain: a workload certificate is no CA.
     with pytest.raises(ssl.SSLError, match="UNKNOWN_CA"):
         _handshake(server, files, expect=spiffe_id(TD, "service", "reviews"))
+
+
+def test_bad_trust_domain_is_a_ca_error(tmp_path: Path) -> None:
+    with pytest.raises(CAError, match="trust domain"):
+        MeshCA.load_or_create(tmp_path / "ca", "a..b")
