@@ -135,8 +135,8 @@ def test_outside_git_is_exit_2(
 def test_whole_process_exit_codes(repo: GitRepo) -> None:
     cmd = [sys.executable, "-m", "meshctl", "diff", "--dir", POLICY, "--exit-code"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    changed = subprocess.run([*cmd, "HEAD~1", "HEAD"], capture_output=True, text=True, env=env)
-    same = subprocess.run([*cmd, "HEAD", "HEAD"], capture_output=True, text=True, env=env)
+    changed = subprocess.run([*cmd, "HEAD~1", "HEAD"], capture_output=True, text=True, env=env, timeout=180)
+    same = subprocess.run([*cmd, "HEAD", "HEAD"], capture_output=True, text=True, env=env, timeout=180)
     assert changed.returncode == 1, changed.stderr
     assert same.returncode == 0, same.stderr
     assert "weights v1 90 -> 80" in changed.stdout

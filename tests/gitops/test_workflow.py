@@ -35,7 +35,9 @@ def _steps() -> dict[str, dict[str, object]]:
 def _run_step(name: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     script = str(_steps()[name]["run"])
     assert "${{" not in script  # expressions belong in env:, where this test can set them
-    return subprocess.run(["bash", "-eo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        ["bash", "-eo", "pipefail", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=180
+    )
 
 
 @pytest.fixture
