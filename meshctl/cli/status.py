@@ -84,7 +84,12 @@ def version_rows(statuses: list[SidecarStatus]) -> list[dict[str, Any]]:
 def status_json(plan: Plan, revision: str | None, statuses: list[SidecarStatus]) -> str:
     data = {
         "revision": revision,
-        "gateways": [{"name": n, "url": u} for n, u in sorted(plan.gateway_urls().items())],
+        "gateways": [
+            {"name": n, "url": u, "healthy": any(
+                s.healthy for s in statuses if s.record.sidecar == f"gateway/{n}"
+            )}
+            for n, u in sorted(plan.gateway_urls().items())
+        ],
         "sidecars": [sidecar_json(s) for s in statuses],
         "versions": version_rows(statuses),
     }
