@@ -22,6 +22,7 @@ from proxy_addon.outbound import serve_destination
 from proxy_addon.responses import client_wants_close, flag_response
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.streaming import route_stream, stream_instead
+from proxy_addon.tcp import TcpTunnels
 from proxy_addon.upstream import StreamInstead
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ class MeshAddon:
         self.in_flight = 0
         self.draining = False
         self._on_running = on_running
+        self.tcp: TcpTunnels | None = None  # set by the server when it loads the tcp addon
         self._tasks: set[asyncio.Task[None]] = set()
 
     def running(self) -> None:
@@ -112,7 +114,10 @@ class MeshAddon:
         )
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
-        """Tunnels carry no L7 policy: only outside hosts under allow-any may open one."""
+        """Tunnels carry no L7 policy: only `protocol: tcp` services, and outside hosts under
+        allow-any, may be reached through one."""
+        if self.tcp is not None and self.tcp.open(flow):
+            return
         config = self.rt.snapshot.config
         host = flow.request.host.lower()
         if host in config.destinations or host in config.denied:

@@ -33,6 +33,7 @@ from proxy_addon.dispatch import LeanAddonManager
 from proxy_addon.health import HealthChecker
 from proxy_addon.reload import Watcher
 from proxy_addon.runtime import SidecarRuntime
+from proxy_addon.tcp import TcpTunnels
 from proxy_addon.tls import MeshTls
 
 logger = logging.getLogger("meshctl.sidecar")
@@ -58,7 +59,9 @@ def listener_roles(config: SidecarConfig, bindings: RuntimeBindings) -> dict[str
             specs[f"regular@{host}:{bindings.listeners.outbound}"] = "outbound"
         if bindings.listeners.inbound is not None:
             app = bindings.app or UNROUTABLE
-            specs[f"reverse:http://{app}@{host}:{bindings.listeners.inbound}"] = "inbound"
+            tcp = config.inbound is not None and config.inbound.protocol == "tcp"
+            scheme = "tcp" if tcp else "http"  # tcp: a byte relay, no L7 policy
+            specs[f"reverse:{scheme}://{app}@{host}:{bindings.listeners.inbound}"] = "inbound"
     return {mode_specs.ProxyMode.parse(s).full_spec: role for s, role in specs.items()}
 
 
@@ -96,6 +99,8 @@ class Sidecar:
         self.rt = SidecarRuntime(config, bindings)
         self.roles = listener_roles(config, bindings)
         self.addon = MeshAddon(self.rt, self.roles, self.started)
+        self.tcp = TcpTunnels(self.rt.state)
+        self.addon.tcp = self.tcp
         self.ready = False
         self._own_confdir = confdir is None
         self.confdir = confdir or Path(tempfile.mkdtemp(prefix="meshctl-sidecar-"))
@@ -141,6 +146,7 @@ class Sidecar:
         master.addons.add(
             core.Core(),
             proxyserver.Proxyserver(),
+            self.tcp,  # before NextLayer: it decides tunnels to tcp services
             next_layer.NextLayer(),
             # before TlsConfig: mesh mTLS sets the connection, TlsConfig then leaves it alone
             MeshTls(

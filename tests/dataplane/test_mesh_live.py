@@ -202,3 +202,42 @@ def test_gateway_applies_its_rules_then_the_route(gateway: Sidecar) -> None:
     assert (nothing.status, nothing.flags) == (404, "NR")
     entry = [e for e in gateway.access_log() if e["path"] == "/shop/items"][-1]
     assert entry["rule"] == "shop/all" and entry["source"] == "gateway/public"
+
+
+def test_tcp_service_bytes_pass_through_a_connect_tunnel(tmp_path: Path, mesh: Sidecar) -> None:
+    import socket
+    import socketserver
+    import threading
+
+    class Echo(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            while data := self.request.recv(65536):
+                self.request.sendall(data.upper())
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    echo = f"127.0.0.1:{server.server_address[1]}"
+    db = start_sidecar(tmp_path / "db", service_config(
+        "db", inbound=Inbound(service="db", protocol="tcp"), revision="db"),
+        bindings_for(outbound=False, app=echo))
+    try:
+        mesh.bindings = mesh.bindings.model_copy(update={"endpoints": {
+            **mesh.bindings.endpoints, "db": {"v1": (db.inbound_address,)}}})
+        write_atomic(mesh.bindings_path, dump_json(mesh.bindings))
+        tcp_dest = destination("db").model_copy(update={"protocol": "tcp"})
+        mesh.reload(service_config("productpage", (destination("reviews", ("v1", "v2")),
+                                                   tcp_dest), revision="tcp"))
+        port = mesh.bindings.listeners.outbound
+        assert port is not None
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"CONNECT db:5432 HTTP/1.1\r\nHost: db:5432\r\n\r\n")
+            assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+            conn.sendall(b"\x00\x01raw bytes, not http\n")
+            received = b""
+            while len(received) < 22:
+                received += conn.recv(4096)
+        assert received == b"\x00\x01RAW BYTES, NOT HTTP\n"
+    finally:
+        db.stop()
+        server.shutdown()
