@@ -51,7 +51,7 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def wait_port(port: int, timeout: float = 15.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+def wait_port(port: int, timeout: float = 60.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
@@ -152,7 +152,7 @@ class Sidecar:
         port = self.bindings.listeners.outbound or self.config.gateway.port
         return f"http://127.0.0.1:{port}"
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
+    def wait_ready(self, timeout: float = 90.0) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -174,7 +174,7 @@ class Sidecar:
         self,
         config: SidecarConfig | None = None,
         bindings: RuntimeBindings | None = None,
-        timeout: float = 10.0,
+        timeout: float = 30.0,
     ) -> None:
         """Write new files atomically; wait until /config shows the new revision."""
         if bindings is not None:
