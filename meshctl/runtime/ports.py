@@ -107,7 +107,9 @@ class PortBook:
                 owner = path.read_text(encoding="utf-8").strip()
             except OSError:
                 return False
-            if owner != self.owner and (_fresh(path) or _still_holds(owner, port)):
+            if owner == self.owner:
+                return True
+            if _fresh(path) or _still_holds(owner, port):
                 return False
             path.write_text(self.owner + "\n", encoding="utf-8")
             return True
