@@ -184,10 +184,13 @@ class Sidecar:
             self.config = config
             write_atomic(self.config_path, dump_json(config))
         deadline = time.monotonic() + timeout
+        wanted = self.config.model_dump(mode="json")
         while time.monotonic() < deadline:
-            running = self.running_config()
-            if running["config"] == self.config.model_dump(mode="json"):
-                return
+            try:
+                if self.running_config()["config"] == wanted:
+                    return
+            except OSError:
+                pass  # admin slow to answer on a busy machine: ask again
             time.sleep(0.05)
         raise TimeoutError("sidecar did not apply the new config")
 
