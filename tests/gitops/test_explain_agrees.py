@@ -1,7 +1,10 @@
 """`meshctl explain` and a running sidecar agree: same rule, same backend, same answers.
 
-One real sidecar (the compiled `productpage` config, as `meshctl compile` makes it) in front of
-real apps; every request goes through the sidecar and through `explain`, and the two are compared.
+Real sidecars run the compiled configs (as `meshctl compile` makes them): `productpage`'s
+outbound side, the `edge` gateway, and `ratings`' inbound side (its access policy). Every request
+goes through a sidecar and through `explain`; the two are compared. The backend a sidecar chose
+is the `service`/`version` of its access-log entry (the addon tells versions apart by endpoint
+address, so each version has its own app).
 """
 
 from __future__ import annotations
@@ -61,6 +64,15 @@ spec:
       match: [{path: {prefix: /ratings}}]
       backends: [{version: v1, weight: 100}]
 """,
+    "access.yaml": """\
+apiVersion: meshctl/v1alpha1
+kind: AccessPolicy
+metadata: {name: ratings}
+spec:
+  service: ratings
+  rules:
+    - methods: [GET]
+""",
     "gateway.yaml": """\
 apiVersion: meshctl/v1alpha1
 kind: Gateway
@@ -80,8 +92,6 @@ spec:
 """,
 }
 
-APPS = ("reviews/v1", "reviews/v2", "reviews/v3", "ratings/v1")
-
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SidecarConfig]:
@@ -94,31 +104,56 @@ def compiled(tmp_path_factory: pytest.TempPathFactory) -> dict[str, SidecarConfi
     return result.compiled.configs
 
 
+READY_TIMEOUT = 120.0  # generous: the machine may be busy
+
+
 @pytest.fixture(scope="module")
 def mesh(
     tmp_path_factory: pytest.TempPathFactory, compiled: dict[str, SidecarConfig]
-) -> Iterator[tuple[Sidecar, Sidecar, dict[str, App]]]:
-    apps = {name: start_app(name) for name in APPS}
-    endpoints: dict[str, dict[str, tuple[str, ...]]] = {}
-    for name, app in apps.items():
-        svc, version = name.split("/")
-        endpoints.setdefault(svc, {})[version] = (app.address,)
-    endpoints["productpage"] = {"v1": ("127.0.0.1:9",)}  # never called here
-    sidecar = start_sidecar(
-        tmp_path_factory.mktemp("sidecar"),
-        compiled["productpage"],
-        bindings_for(inbound=False, endpoints=endpoints),
-    )
-    gateway = start_sidecar(
-        tmp_path_factory.mktemp("gateway"),
-        compiled["gateway/edge"],
-        bindings_for(inbound=False, endpoints=endpoints, version=None, instance="edge-0"),
-    )
-    yield sidecar, gateway, apps
-    gateway.stop()
-    sidecar.stop()
-    for app in apps.values():
-        app.stop()
+) -> Iterator[tuple[Sidecar, Sidecar, list[App]]]:
+    apps = {v: start_app(f"reviews-{v}") for v in ("v1", "v2", "v3")}
+    started: list[Sidecar] = []
+    try:
+        # ratings is reached through its own sidecar, which enforces its access policy.
+        ratings = start_sidecar(
+            tmp_path_factory.mktemp("ratings"),
+            compiled["ratings"],
+            bindings_for(outbound=False, app=apps["v1"].address, instance="ratings-0"),
+            wait=False,
+        )
+        started.append(ratings)
+        endpoints: dict[str, dict[str, tuple[str, ...]]] = {
+            "productpage": {"v1": ("127.0.0.1:9",)},  # never called here
+            "reviews": {v: (app.address,) for v, app in apps.items()},
+            "ratings": {"v1": (ratings.inbound_address,)},
+        }
+        sidecar = start_sidecar(
+            tmp_path_factory.mktemp("sidecar"),
+            compiled["productpage"],
+            bindings_for(inbound=False, endpoints=endpoints),
+            wait=False,
+        )
+        started.append(sidecar)
+        gateway = start_sidecar(
+            tmp_path_factory.mktemp("gateway"),
+            compiled["gateway/edge"],
+            bindings_for(inbound=False, endpoints=endpoints, version=None, instance="edge-0"),
+            wait=False,
+        )
+        started.append(gateway)
+        for sc in started:
+            sc.wait_ready(timeout=READY_TIMEOUT)
+        yield sidecar, gateway, list(apps.values())
+    finally:
+        for sc in reversed(started):
+            sc.stop()
+        for app in apps.values():
+            app.stop()
+
+
+def chosen(entry: dict[str, object]) -> str | None:
+    """The backend a sidecar sent a request to, from its access-log entry."""
+    return f"{entry['service']}/{entry['version']}" if entry.get("version") else None
 
 
 def both(
@@ -139,7 +174,7 @@ def both(
 
 
 def test_rule_backend_and_answers_agree(
-    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, dict[str, App]]
+    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, list[App]]
 ) -> None:
     sidecar, _, _ = mesh
     users = [{"end-user": f"shopper-{i}"} for i in range(40)]
@@ -151,6 +186,7 @@ def test_rule_backend_and_answers_agree(
         ("GET", "http://reviews/old/page", {}),
         ("GET", "http://ratings/ratings/7", {}),
         ("GET", "http://ratings/elsewhere", {}),
+        ("POST", "http://ratings/ratings/8", {}),  # refused by ratings' access policy
         ("GET", "http://nowhere/", {}),
         *[("GET", "http://reviews/reviews/2", u) for u in users],
     ]
@@ -160,7 +196,9 @@ def test_rule_backend_and_answers_agree(
         if exp.status is None:
             assert got.status == 200, (where, got.status, got.body[:200])
             assert exp.backend is not None, where  # every request here has one certain backend
-            assert got.app == backend_name(exp.backend), where
+            assert chosen(entry) == backend_name(exp.backend), (where, entry)
+            if exp.backend.service == "reviews":  # and the app of that version answered
+                assert got.app == f"reviews-{exp.backend.version}", where
             assert entry.get("rule") == exp.rule, (where, entry)
             if exp.upstream_target is not None:
                 assert json.loads(got.body)["path"] == exp.upstream_target, where
@@ -174,7 +212,10 @@ def test_rule_backend_and_answers_agree(
             if exp.rule:
                 assert entry.get("rule") == exp.rule, (where, entry)
             checked["answered by the sidecar"] += 1
-    assert checked == {"forwarded": 44, "answered by the sidecar": 4}
+            if exp.access == "deny":
+                assert (got.status, got.flags) == (403, "RBAC"), where
+                checked["refused by the access policy"] += 1
+    assert checked == {"forwarded": 44, "answered by the sidecar": 5, "refused by the access policy": 1}
     sticky_versions = Counter(
         backend_name(e.backend)
         for u in users
@@ -184,25 +225,24 @@ def test_rule_backend_and_answers_agree(
 
 
 def test_split_probabilities_agree(
-    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, dict[str, App]]
+    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, list[App]]
 ) -> None:
     sidecar, _, _ = mesh
     n = 600
-    exp = explain(compiled, Request("productpage", "GET", "http://reviews/reviews/9"))
+    exp = explain(compiled, Request("productpage", "GET", "http://reviews/split-check"))
     assert exp.rule == "default" and exp.backend is None
     predicted = {backend_name(b): p for b, p in exp.backends}
     assert predicted == {"reviews/v1": 0.5, "reviews/v2": 0.3, "reviews/v3": 0.2}
-    results = fire([("GET", "http://reviews/reviews/9", {}, None)] * n, sidecar.outbound_proxy)
-    seen = Counter(r.app for r in results)
+    results = fire([("GET", "http://reviews/split-check", {}, None)] * n, sidecar.outbound_proxy)
+    assert all(r.status == 200 for r in results), Counter(r.status for r in results)
+    seen = Counter(chosen(e) for e in sidecar.access_log() if e["path"] == "/split-check")
     assert sum(seen.values()) == n and set(seen) == set(predicted), seen
     for name, p in predicted.items():
         # Binomial standard deviation at n=600 is at most 2 points; allow 4.5 sigma.
         assert abs(seen[name] / n - p) < 0.09, (name, seen)
 
 
-def test_gateway_decisions_agree(
-    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, dict[str, App]]
-) -> None:
+def test_gateway_decisions_agree(compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, list[App]]) -> None:
     _, gateway, _ = mesh
     paths = ["/healthz", "/beta/page", "/ratings/3", "/other"]
     results = fire([("GET", f"{gateway.gateway_url}{p}", {}, None) for p in paths], concurrency=1)
@@ -212,7 +252,7 @@ def test_gateway_decisions_agree(
         exp = explain(compiled, Request("gateway/edge", "GET", path))
         if exp.status is None:
             assert exp.backend is not None
-            assert (got.status, got.app) == (200, backend_name(exp.backend)), path
+            assert (got.status, chosen(log[path])) == (200, backend_name(exp.backend)), path
         else:
             assert got.status == exp.status, (path, got.status, exp.notes)
         assert log[path].get("rule") == exp.rule, (path, log[path])
