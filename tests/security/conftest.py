@@ -74,7 +74,7 @@ class Mesh:
 
     def set_reviews(self, mtls: str = "strict") -> None:
         config = reviews_config(mtls, f"sec-{next(_revisions)}")
-        self.reviews.reload(config)
+        self.reviews.reload(config, timeout=60)
 
 
 def reviews_config(mtls: str, revision: str) -> SidecarConfig:
@@ -109,10 +109,13 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     app = start_app("reviews")
     started: list[Sidecar] = []
     try:
+        # All four start at once (their ports are chosen up front); then wait for each, with
+        # room for a machine busy with other suites.
         reviews = start_sidecar(
             root / "reviews",
             reviews_config("strict", "sec-0"),
             with_tls(bindings_for(outbound=False, app=app.address), tls["reviews"]),
+            wait=False,
         )
         started.append(reviews)
         endpoints = {
@@ -126,7 +129,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
                 update={"plaintext_endpoints": (app.address,)}
             )
             callers[name] = start_sidecar(
-                root / name, caller_config(name), with_tls(bindings, tls[name])
+                root / name, caller_config(name), with_tls(bindings, tls[name]), wait=False
             )
             started.append(callers[name])
         gateway = start_sidecar(
@@ -137,8 +140,11 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
                 (destination("reviews"),),
             ).model_copy(update={"mtls": "strict"}),
             with_tls(bindings_for(inbound=False, endpoints=endpoints), tls["gateway/public"]),
+            wait=False,
         )
         started.append(gateway)
+        for sidecar in started:
+            sidecar.wait_ready(timeout=120)
         yield Mesh(
             root, ca, app, reviews, callers["productpage"], callers["ratings"], gateway, tls
         )
