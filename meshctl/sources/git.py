@@ -65,6 +65,8 @@ def run_git(
             check=False,
         )
     except FileNotFoundError:
+        if not cwd.is_dir():
+            raise GitError(f"{cwd} does not exist") from None
         raise GitError("git is not installed (or not on PATH); it is needed to read revisions") from None
     except NotADirectoryError:
         raise GitError(f"{cwd} is not a directory") from None

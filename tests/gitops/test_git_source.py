@@ -195,3 +195,10 @@ def test_ignored_policy_files_make_the_policy_dir_dirty(repo: GitRepo) -> None:
     assert not src.is_dirty()  # ignored, and not something the policy reader would read
     repo.write("deploy/mesh.d/local-override.yaml", "kind: Route\n")
     assert src.is_dirty()  # ignored by git, but read by `meshctl` from the work tree
+
+
+def test_missing_git_binary_is_said_plainly(repo: GitRepo, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = PolicyRepo.discover(repo.root / "deploy" / "mesh.d")
+    monkeypatch.setenv("PATH", str(repo.root))  # no git here
+    with pytest.raises(GitError, match="git is not installed"):
+        src.resolve("HEAD")
