@@ -10,7 +10,8 @@ from meshctl.model.documents import Envelope
 from meshctl.model.route import Retries
 from meshctl.model.values import Duration, Percent, Spec
 
-TRUST_DOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+# DNS name: dot-separated labels (SPIFFE trust domains are lower case).
+TRUST_DOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 
 
 class RetryBudget(Spec):

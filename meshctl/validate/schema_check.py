@@ -16,12 +16,14 @@ from jsonschema.exceptions import ValidationError, best_match
 from pydantic import ValidationError as ModelError
 
 from meshctl.model import API_VERSION, KINDS
+from meshctl.model.mesh import TRUST_DOMAIN_PATTERN
 from meshctl.model.values import DURATION_PATTERN, NAME_PATTERN
 from meshctl.schemas import load_kind_schemas
 from meshctl.validate.diagnostics import Diagnostic, at, at_position, format_path
 from meshctl.yamlio import Document
 
 PATTERN_HINTS = {
+    TRUST_DOMAIN_PATTERN: "is not a trust domain: a DNS name of lower-case labels, like shop.local",
     r"^[A-Z]+$": "is not an HTTP method: write it in upper case, like GET or POST",
     DURATION_PATTERN: "is not a duration: write an integer and a unit, like 250ms, 2s, 1m or 1h",
     NAME_PATTERN: (
