@@ -97,9 +97,6 @@ class Plan:
             python=raw.get("python") or sys.executable,
         )
 
-    def sidecar(self, instance: str) -> SidecarRecord | None:
-        return next((s for s in self.sidecars if s.instance == instance), None)
-
     def gateway_urls(self) -> dict[str, str]:
         return {
             s.sidecar.removeprefix("gateway/"): f"http://{HOST}:{s.outbound_port}"

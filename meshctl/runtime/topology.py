@@ -56,9 +56,6 @@ class Topology:
     def versions(self) -> list[VersionSpec]:
         return [v for s in self.services for v in s.versions]
 
-    def service(self, name: str) -> ServiceSpec | None:
-        return next((s for s in self.services if s.name == name), None)
-
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 
