@@ -12,7 +12,7 @@ import fcntl
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from meshctl.compile.output import write_compiled
 from meshctl.errors import CheckFailed, UsageError
@@ -22,7 +22,7 @@ from meshctl.rollout.planning import RolloutPlan
 from meshctl.runtime.applied import append_history, record_applied
 from meshctl.runtime.control import publish_plan, wait_ready, wait_settled
 from meshctl.runtime.launch import check_ports_free, tls_of, write_sidecar_files
-from meshctl.runtime.plan import Plan, write_bindings
+from meshctl.runtime.plan import Plan, ProcessSpec, write_bindings
 from meshctl.runtime.state import StateDir, write_atomic
 from meshctl.sources.git import PolicyRepo
 
@@ -119,7 +119,12 @@ class _Run:
     def start_new_processes(self) -> None:
         """New instances first, ready before any caller learns of them; then restarts."""
         state, plan = self.state, self.plan
-        interim = _merged(plan.old, plan.new, plan.removed)
+        # Processes to restart keep their old command until their turn comes.
+        old_specs = {p.name: p for p in plan.old.processes}
+        interim = _with_specs(
+            _merged(plan.old, plan.new, plan.removed),
+            [old_specs[n] for n in plan.restarted],
+        )
         if plan.added:
             check_ports_free(interim, skip=[s.instance for s in plan.old.sidecars])
             write_sidecar_files(state, interim, plan.compiled, plan.added, all_bindings=False)
@@ -129,13 +134,32 @@ class _Run:
             self.progress(f"starting {len(starting)} new processes")
             wait_ready(state, starting, timeout=START_TIMEOUT_S)
             write_bindings(state, interim, tls_of(state, interim))
-        elif plan.restarted:
-            publish_plan(state, interim)
         if plan.restarted:
-            self.progress(
-                f"restarting {len(plan.restarted)} process(es) with a new command or env"
-            )
-            wait_ready(state, set(plan.restarted), timeout=START_TIMEOUT_S)
+            self.restart_one_by_one(interim)
+
+    def restart_one_by_one(self, current: Plan) -> None:
+        """Instances whose command or environment changed, one at a time: callers stop sending
+        to the instance (when its version has another), it restarts, it takes traffic again."""
+        state, plan = self.state, self.plan
+        new_specs = {p.name: p for p in plan.new.processes}
+        by_instance: dict[str, list[str]] = {}
+        for name in plan.restarted:
+            by_instance.setdefault(name.split(".")[0], []).append(name)
+        tls = tls_of(state, current)
+        for instance, names in sorted(by_instance.items()):
+            record = next((s for s in current.sidecars if s.instance == instance), None)
+            siblings = [
+                s for s in current.sidecars
+                if record and s.instance != instance
+                and (s.service, s.version) == (record.service, record.version)
+            ]
+            if siblings and write_bindings(state, current, tls, draining={instance}):
+                time.sleep(1.0)  # sidecars reload bindings within a second
+            self.progress(f"restarting {instance} (new command or environment)")
+            current = _with_specs(current, [new_specs[n] for n in names])
+            publish_plan(state, current)
+            wait_ready(state, set(names), timeout=START_TIMEOUT_S)
+            write_bindings(state, current, tls)
 
     def update_wave(self, label: str, wave: list[str]) -> None:
         """New configs for one wave, confirmed by every sidecar in it, then the gate."""
@@ -179,6 +203,12 @@ class _Run:
         write_bindings(state, plan.new, tls_of(state, plan.new))
         if not wait_settled(state):
             self.progress("warning: the supervisor has not stopped every removed process yet")
+
+
+def _with_specs(plan: Plan, specs: list[ProcessSpec]) -> Plan:
+    """`plan` with these processes' specs swapped in (by name)."""
+    swap = {p.name: p for p in specs}
+    return replace(plan, processes=[swap.get(p.name, p) for p in plan.processes])
 
 
 class _Failed(Exception):

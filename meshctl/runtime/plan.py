@@ -230,8 +230,11 @@ def _add_instance(
     )
 
 
-def endpoints_of(plan: Plan) -> dict[str, dict[str, tuple[str, ...]]]:
-    """service -> version -> inbound listener addresses (or the policy's static endpoints)."""
+def endpoints_of(
+    plan: Plan, draining: Collection[str] = ()
+) -> dict[str, dict[str, tuple[str, ...]]]:
+    """service -> version -> inbound listener addresses (or the policy's static endpoints).
+    Instances `draining` (about to restart) are left out: callers stop sending them requests."""
     table: dict[str, dict[str, tuple[str, ...]]] = {}
     for ver in plan.topology.versions():
         if ver.run:
@@ -239,6 +242,7 @@ def endpoints_of(plan: Plan) -> dict[str, dict[str, tuple[str, ...]]]:
                 f"{HOST}:{s.inbound_port}"
                 for s in plan.sidecars
                 if s.service == ver.service and s.version == ver.version
+                and s.instance not in draining
             )
         else:
             addrs = ver.endpoints
@@ -251,7 +255,9 @@ def plaintext_endpoints_of(plan: Plan) -> tuple[str, ...]:
     return tuple(sorted({a for ver in plan.topology.versions() if not ver.run for a in ver.endpoints}))
 
 
-def bindings_for(record: SidecarRecord, plan: Plan, tls: TlsFiles | None) -> RuntimeBindings:
+def bindings_for(
+    record: SidecarRecord, plan: Plan, tls: TlsFiles | None, draining: Collection[str] = ()
+) -> RuntimeBindings:
     return RuntimeBindings(
         version=record.version,
         instance=record.instance,
@@ -262,7 +268,7 @@ def bindings_for(record: SidecarRecord, plan: Plan, tls: TlsFiles | None) -> Run
             admin=record.admin_port,
         ),
         app=f"{HOST}:{record.app_port}" if record.app_port else None,
-        endpoints=endpoints_of(plan),
+        endpoints=endpoints_of(plan, draining),
         tls=tls,
         plaintext_endpoints=plaintext_endpoints_of(plan),
     )
@@ -273,6 +279,7 @@ def write_bindings(
     plan: Plan,
     tls: Mapping[str, TlsFiles],
     only: Collection[str] | None = None,
+    draining: Collection[str] = (),
 ) -> list[str]:
     """Write the bindings of every sidecar (or of `only`); return the instances whose file
     changed. Running sidecars reload them: new endpoints take traffic from then on."""
@@ -281,7 +288,7 @@ def write_bindings(
         if only is not None and record.instance not in only:
             continue
         path = state.sidecar_bindings(record.instance)
-        text = dump_json(bindings_for(record, plan, tls.get(record.instance)))
+        text = dump_json(bindings_for(record, plan, tls.get(record.instance), draining))
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             (state.sidecar_dir(record.instance) / "confdir").mkdir(parents=True, exist_ok=True)
             write_atomic(path, text)

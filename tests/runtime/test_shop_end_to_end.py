@@ -155,6 +155,20 @@ def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
         assert "stop    reviews-v1-1" in shrunk.stderr
         assert load.failures == [] and set(load.statuses) == {200}, Counter(load.statuses)
         assert len(extra) == 2 and not [p for p in extra if pid_alive(p)]
+
+        # A new environment restarts the frontend replicas one at a time, drained first.
+        before = processes(state)
+        edit(repo / "mesh.d/services/frontend.yaml", "      run: [python, -m, shop.frontend]",
+             '      run: [python, -m, shop.frontend]\n      env: {DELAY_MS: "1"}')
+        commit_all(repo, "frontend: a little slower")
+        with Load(port) as load:
+            restarted = meshctl(repo, "apply", "--window", "1s")
+        assert restarted.code == 0, restarted.stderr
+        assert "restarting frontend-v1-0" in restarted.stderr
+        assert load.failures == [] and set(load.statuses) == {200}, Counter(load.statuses)
+        after = processes(state)
+        assert all(after[f"frontend-v1-{i}"] != before[f"frontend-v1-{i}"] for i in (0, 1))
+        assert after["frontend-v1-0.sidecar"] == before["frontend-v1-0.sidecar"]
     finally:
         pids = recorded_pids(state)
         down = meshctl(repo, "down")
