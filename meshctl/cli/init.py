@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from meshctl.cli.common import out
-from meshctl.compile.output import write_text_atomic
 from meshctl.errors import UsageError
+from meshctl.fsio import write_atomic
 from meshctl.schemas import SCHEMA_BASE
 from meshctl.templating import render
 
@@ -29,7 +29,7 @@ def init(
         raise UsageError(f"{directory} already holds policy files; use --force to overwrite")
     context = {"mesh_name": mesh_name, "gateway_port": gateway_port, "schema_base": SCHEMA_BASE}
     for name in INIT_FILES:
-        write_text_atomic(directory / name, render(f"init/{name}.j2", context))
+        write_atomic(directory / name, render(f"init/{name}.j2", context))
     out(f"wrote {len(INIT_FILES)} files to {directory}; check them with: meshctl validate {directory}\n")
 
 

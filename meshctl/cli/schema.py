@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from meshctl.cli.common import out
-from meshctl.compile.output import write_text_atomic
 from meshctl.errors import UsageError
+from meshctl.fsio import write_atomic
 from meshctl.schemas import SIDECAR_SCHEMA_FILE, all_schema_files, schema_file
 
 
@@ -21,7 +21,7 @@ def schema(
     files = all_schema_files()
     if out_dir is not None:
         for name, text in files.items():
-            write_text_atomic(out_dir / name, text)
+            write_atomic(out_dir / name, text)
         out(f"wrote {len(files)} schemas to {out_dir}\n")
         return
     if kind is None:

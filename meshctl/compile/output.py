@@ -31,19 +31,6 @@ def manifest(compiled: CompiledMesh, rendered: dict[str, str]) -> dict[str, obje
     }
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_compiled(compiled: CompiledMesh, out_dir: Path) -> dict[str, object]:
     """Replace `out_dir` with the compiled output; returns the manifest written."""
     rendered = compiled.rendered()

@@ -28,14 +28,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from meshctl.errors import UsageError
+from meshctl.fsio import PUBLIC_FILE, write_atomic
 from meshctl.identity import spiffe
-from meshctl.identity.files import (
-    PRIVATE_FILE,
-    PUBLIC_FILE,
-    ensure_private_dir,
-    locked,
-    write_atomic,
-)
+from meshctl.identity.files import PRIVATE_FILE, ensure_private_dir, locked
 
 DEFAULT_CA_VALIDITY = dt.timedelta(days=365)
 DEFAULT_TTL = dt.timedelta(hours=24)

@@ -11,12 +11,12 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from meshctl.fsio import write_atomic
+
 PRIVATE_FILE = 0o600
-PUBLIC_FILE = 0o644
 PRIVATE_DIR = 0o700
 
 
@@ -29,22 +29,6 @@ def ensure_private_dir(path: Path) -> Path:
     if not ignore.exists():
         write_atomic(ignore, b"# private keys: never commit this directory\n*\n")
     return path
-
-
-def write_atomic(path: Path, data: bytes, mode: int = PUBLIC_FILE) -> None:
-    """Replace `path` with `data` in one rename; the file has `mode` from its creation."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 @contextlib.contextmanager

@@ -20,8 +20,9 @@ from pathlib import Path
 from cryptography import x509
 
 from meshctl.contract import TlsFiles
+from meshctl.fsio import PUBLIC_FILE, write_atomic
 from meshctl.identity.ca import DEFAULT_TTL, MeshCA
-from meshctl.identity.files import PRIVATE_FILE, PUBLIC_FILE, ensure_private_dir, write_atomic
+from meshctl.identity.files import PRIVATE_FILE, ensure_private_dir
 
 CERT_FILE = "cert.pem"
 KEY_FILE = "key.pem"

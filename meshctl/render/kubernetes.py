@@ -12,7 +12,7 @@ from pathlib import Path
 
 from meshctl import contract
 from meshctl.compile.compiler import CompiledMesh
-from meshctl.compile.output import write_text_atomic
+from meshctl.fsio import write_atomic
 from meshctl.model import Service
 from meshctl.templating import render
 
@@ -148,4 +148,4 @@ def render_manifests(compiled: CompiledMesh, options: RenderOptions) -> dict[str
 
 def write_manifests(files: dict[str, str], out_dir: Path) -> None:
     for name, text in files.items():
-        write_text_atomic(out_dir / name, text)
+        write_atomic(out_dir / name, text)

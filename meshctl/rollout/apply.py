@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from meshctl.compile.output import write_compiled
 from meshctl.errors import CheckFailed, UsageError
+from meshctl.fsio import write_atomic
 from meshctl.rollout.confirm import wait_for_revision
 from meshctl.rollout.gate import GateResult, watch
 from meshctl.rollout.planning import RolloutPlan
@@ -23,7 +24,7 @@ from meshctl.runtime.applied import append_history, record_applied
 from meshctl.runtime.control import publish_plan, wait_ready, wait_settled
 from meshctl.runtime.launch import check_ports_free, tls_of, write_sidecar_files
 from meshctl.runtime.plan import Plan, ProcessSpec, write_bindings
-from meshctl.runtime.state import StateDir, write_atomic
+from meshctl.runtime.state import StateDir
 from meshctl.sources.git import PolicyRepo
 
 Progress = Callable[[str], None]

@@ -14,8 +14,9 @@ from typing import Any
 
 from meshctl.contract import Listeners, RuntimeBindings, SidecarConfig, TlsFiles, dump_json
 from meshctl.errors import UsageError
+from meshctl.fsio import write_atomic
 from meshctl.runtime.ports import HOST, PortBook
-from meshctl.runtime.state import StateDir, write_atomic
+from meshctl.runtime.state import StateDir
 from meshctl.runtime.topology import Topology, VersionSpec
 
 APP, SIDECAR, GATEWAY = "app", "sidecar", "gateway"

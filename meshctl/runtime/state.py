@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from meshctl.fsio import write_atomic
 
 STATE_ENV = "MESHCTL_STATE"
 
@@ -33,19 +34,6 @@ def resolve_state_dir(policy_dir: Path, state: Path | None) -> Path:
     if env:
         return Path(env).resolve()
     return (policy_dir.resolve().parent / ".meshctl").resolve()
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Readers never see a half-written file: write a sibling temp file, then rename over."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_json(path: Path, data: Any) -> None:
