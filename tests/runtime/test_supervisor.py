@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from meshctl.runtime.plan import APP, Plan, ProcessSpec
 from meshctl.runtime.ports import PortBook, port_is_free
 from meshctl.runtime.state import StateDir, write_json
 from meshctl.runtime.topology import Topology
+from tests.runtime.helpers import pid_alive, wait_until
 
 
 def http_server(name: str, port: int, cwd: Path) -> ProcessSpec:
@@ -43,25 +43,6 @@ def write_plan(state: StateDir, processes: list[ProcessSpec]) -> None:
     write_json(state.plan, plan.to_json())
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A zombie is gone for our purposes.
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
-
-
-def wait_for(predicate, timeout: float = 20.0) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 @pytest.fixture
 def state(tmp_path: Path):  # type: ignore[no-untyped-def]
     sdir = StateDir(tmp_path / "state")
@@ -80,8 +61,8 @@ def test_restarts_a_killed_process_and_stops_everything(state: StateDir, tmp_pat
     assert first.pid is not None and first.restarts == 0
 
     os.killpg(first.pid, signal.SIGKILL)
-    wait_for(lambda: read_processes(state)["a"].restarts == 1)
-    wait_for(lambda: read_processes(state)["a"].ready)
+    wait_until(lambda: read_processes(state)["a"].restarts == 1, timeout=20)
+    wait_until(lambda: read_processes(state)["a"].ready, timeout=20)
     again = read_processes(state)["a"]
     assert again.pid is not None and again.pid != first.pid
     assert again.last_exit == -signal.SIGKILL
@@ -89,7 +70,7 @@ def test_restarts_a_killed_process_and_stops_everything(state: StateDir, tmp_pat
 
     pids = [again.pid, read_processes(state)["b"].pid]
     assert stop_daemon(state, timeout=20)
-    assert not any(alive(p) for p in pids if p)
+    assert not any(pid_alive(p) for p in pids if p)
     assert read_processes(state)["a"].status == "stopped"
     assert port_is_free(p1) and port_is_free(p2)
 
@@ -122,8 +103,8 @@ def test_follows_a_rewritten_plan(state: StateDir, tmp_path: Path) -> None:
     pid_a = read_processes(state)["a"].pid
     write_plan(state, [http_server("b", p2, tmp_path)])  # a removed, b added
     wait_ready(state, {"b"}, timeout=30, daemon_pid=daemon)
-    wait_for(lambda: "a" not in read_processes(state))
-    assert pid_a is not None and not alive(pid_a)
+    wait_until(lambda: "a" not in read_processes(state), timeout=20)
+    assert pid_a is not None and not pid_alive(pid_a)
 
 
 def test_rotate_log_copies_and_truncates_in_place(tmp_path: Path) -> None:
