@@ -49,7 +49,7 @@ class FlowInfo:
     traceparent: str = ""
     identity: str | None = None  # the caller's verified SPIFFE ID (inbound)
     access_policy: str | None = None  # the AccessPolicy that decided; None: the default did
-    set_cookie: str | None = None
+    set_cookies: list[str] = field(default_factory=list)  # Set-Cookie values for the client
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names, read once
 
 

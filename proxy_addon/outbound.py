@@ -16,7 +16,7 @@ import uuid
 from mitmproxy import http
 from multidict import CIMultiDict
 
-from meshctl.contract import Backend, Destination, HeaderOps, RouteRule, TrafficPolicy
+from meshctl.contract import Backend, Destination, HeaderOps, RouteRule, StickyCookie, TrafficPolicy
 from proxy_addon import routing
 from proxy_addon.flowinfo import (
     SOURCE_VERSION_HEADER,
@@ -64,11 +64,7 @@ def choose_backend(
     """Sticky users keep their backend; a cookie-sticky user without a cookie gets one."""
     key = routing.sticky_key(rule.sticky, view)
     if key is None and rule.sticky is not None and rule.sticky.cookie is not None:
-        key = uuid.uuid4().hex
-        cookie = rule.sticky.cookie
-        info.set_cookie = (
-            f"{cookie.name}={key}; Max-Age={cookie.ttl_ms // 1000}; Path=/; HttpOnly"
-        )
+        key = issue_cookie(rule.sticky.cookie, info)
     if key is not None:
         return routing.pick_sticky(rule.backends, key)
     if len(rule.backends) == 1:
@@ -76,12 +72,24 @@ def choose_backend(
     return routing.pick_weighted(rule.backends, random.random())
 
 
-def lb_hash_key(policy: TrafficPolicy, view: RequestView) -> str | None:
+def issue_cookie(cookie: StickyCookie, info: FlowInfo) -> str:
+    """A new random key, sent back to the client as `cookie` so its next requests carry it."""
+    key = uuid.uuid4().hex
+    info.set_cookies.append(f"{cookie.name}={key}; Max-Age={cookie.ttl_ms // 1000}; Path=/; HttpOnly")
+    return key
+
+
+def lb_hash_key(policy: TrafficPolicy, view: RequestView, info: FlowInfo | None = None) -> str | None:
+    """The key a hash load balancer hashes on. With `info`, a client without the hash cookie
+    gets one (as Istio's consistentHash httpCookie with a ttl), so it keeps its endpoint."""
     lb = policy.load_balancer
     if lb.hash_header:
         return view.headers.get(lb.hash_header.lower())
     if lb.hash_cookie:
-        return view.cookies.get(lb.hash_cookie.name)
+        key = view.cookies.get(lb.hash_cookie.name)
+        if key is None and info is not None:
+            key = issue_cookie(lb.hash_cookie, info)
+        return key
     return None
 
 
@@ -147,8 +155,8 @@ async def serve_destination(
         info.flags.append("UT")
         return flag_response(504, info.flags)
     apply_response_ops(response.headers, rule.response_headers)
-    if info.set_cookie:
-        response.headers.add("set-cookie", info.set_cookie)
+    for cookie in info.set_cookies:
+        response.headers.add("set-cookie", cookie)
     return response
 
 
@@ -200,7 +208,7 @@ async def _attempts(
     retries = rule.retries
     tries = 1 + (retries.attempts if may_retry_request(retries, method, len(body)) else 0)
     per_try = retries.per_try_timeout_ms / 1000.0 if retries.per_try_timeout_ms else None
-    hash_key = lb_hash_key(policy, view)
+    hash_key = lb_hash_key(policy, view, info)
     od = policy.outlier_detection
     avoid: set[str] = set()
     result: UpstreamResponse | str | None = None

@@ -8,6 +8,7 @@ from collections import Counter
 from meshctl.contract import (
     DirectResponse,
     HeaderOps,
+    LoadBalancer,
     Redirect,
     RequestMatch,
     Rewrite,
@@ -15,6 +16,7 @@ from meshctl.contract import (
     Sticky,
     StickyCookie,
     StringMatch,
+    TrafficPolicy,
 )
 from tests.dataplane.conftest import fire, get
 from tests.support.configs import destination, service_config, split
@@ -78,6 +80,27 @@ def test_sticky_cookie_is_set_once_and_then_honoured(sidecar: Sidecar) -> None:
     again = fire(get("http://reviews/c", 20, {"cookie": value}), sidecar.outbound_proxy)
     assert {r.app for r in again} == {first.app}
     assert all("Set-Cookie" not in r.headers for r in again)
+
+
+def test_hash_cookie_load_balancer_gives_a_new_client_a_cookie_and_keeps_it_on_one_endpoint(
+    sidecar: Sidecar,
+) -> None:
+    """`loadBalancer: {hash: {cookie: ...}}` over every version's endpoints, as Istio's httpCookie."""
+    lb = TrafficPolicy(load_balancer=LoadBalancer(
+        policy="hash", hash_cookie=StickyCookie(name="lb", ttl_ms=60_000)))
+    config = service_config("productpage", (destination("reviews", ("v1", "v2"), traffic_policy=lb),),
+                            revision=f"routing-{next(_revisions)}")
+    sidecar.reload(config)
+    # one fire() per request: each is a new client with an empty cookie jar
+    firsts = [fire(get("http://reviews/lb"), sidecar.outbound_proxy)[0] for _ in range(16)]
+    cookies = [r.headers.get("Set-Cookie", "") for r in firsts]
+    assert all(c.startswith("lb=") and "Max-Age=60" in c for c in cookies), cookies
+    assert len({c.split(";")[0] for c in cookies}) == 16  # one new key per new client
+    assert {r.app for r in firsts} == {"v1", "v2"}  # the keys spread over both endpoints
+    for first, cookie in zip(firsts[:4], cookies[:4], strict=True):
+        again = fire(get("http://reviews/lb", 10, {"cookie": cookie.split(";")[0]}), sidecar.outbound_proxy)
+        assert {r.app for r in again} == {first.app}
+        assert all("Set-Cookie" not in r.headers for r in again)
 
 
 def test_matches_choose_rules_in_order_and_unmatched_gets_404_nr(sidecar: Sidecar) -> None:
