@@ -25,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
 
     cache_optimized_bytecode()
     skip_default_addons()
+    from proxy_addon.errorpage import install_error_pages
+
+    install_error_pages()
     from proxy_addon.reload import load_pair
 
     try:

@@ -20,6 +20,7 @@ _MESSAGES = {
     "RL": "rate limited",
     "RBAC": "access denied",
     "DC": "proxy draining",
+    "DPE": "malformed request",
 }
 
 
