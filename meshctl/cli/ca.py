@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 
-from meshctl.cli.common import PolicyDirOption, StateOption, choose, err, out, policy_dir, state_dir
+from meshctl.cli.common import PolicyDirOption, StateOption, choose, err, out, policy_dir
 from meshctl.errors import UsageError
 from meshctl.identity import (
     MeshCA,
@@ -27,6 +27,7 @@ from meshctl.identity import (
     write_trust_bundle,
 )
 from meshctl.identity.spiffe import SpiffeIdError, check_trust_domain, parse
+from meshctl.runtime.state import resolve_state_dir
 
 # Sidecars look at their certificate files about once a second.
 SIDECAR_POLL_SECONDS = 2.0
@@ -43,7 +44,7 @@ FormatOption = Annotated[str, typer.Option("--format", help="text or json.")]
 
 
 def _ca_dir(state: Path | None, directory: Path | None) -> Path:
-    return state_dir(state, policy_dir(None, directory)) / "ca"
+    return resolve_state_dir(policy_dir(None, directory), state) / "ca"
 
 
 def _policy_trust_domain(directory: Path | None) -> str:

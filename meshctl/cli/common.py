@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -34,12 +33,6 @@ def policy_dir(argument: Path | None = None, option: Path | None = None) -> Path
     return argument or option or DEFAULT_POLICY_DIR
 
 
-def state_dir(state: Path | None, policy: Path) -> Path:
-    if state is not None:
-        return state
-    return policy.resolve().parent / ".meshctl"
-
-
 def choose(value: str, allowed: tuple[str, ...], option: str) -> str:
     if value not in allowed:
         raise UsageError(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
@@ -53,7 +46,3 @@ def out(text: str) -> None:
 
 def err(text: str) -> None:
     print(text, file=sys.stderr)
-
-
-def color_enabled() -> bool:
-    return sys.stderr.isatty() and "NO_COLOR" not in os.environ
