@@ -73,15 +73,11 @@ class Backoff(Frozen):
     max_ms: int = 250
 
 
-RetryOn = Literal[
-    "5xx", "gateway-error", "connect-failure", "reset", "refused-stream", "retriable-4xx",
-]
-
-
 class RetryPolicy(Frozen):
     attempts: int = 0  # retries after the first try
     per_try_timeout_ms: int | None = None
-    on: tuple[str, ...] = ()  # RetryOn names, or status codes as strings ("503")
+    on: tuple[str, ...] = ()  # 5xx, gateway-error, connect-failure, reset, refused-stream,
+    # retriable-4xx, or a status code as a string ("503")
     backoff: Backoff = Backoff()
     non_idempotent: bool = False
 

@@ -35,7 +35,6 @@ class LoadResult:
     policy: MeshPolicy
     diagnostics: list[Diagnostic]
     source_digest: str
-    document_count: int = 0
 
     @property
     def ok(self) -> bool:
@@ -83,7 +82,7 @@ def load_policy(files: list[PolicyFile]) -> LoadResult:
     policy.sort()
     diagnostics.extend(check_policy(policy))
     digest = hashlib.sha256("\n".join(sorted(canonical)).encode()).hexdigest()
-    return LoadResult(policy, sorted(set(diagnostics)), f"sha256:{digest}", count)
+    return LoadResult(policy, sorted(set(diagnostics)), f"sha256:{digest}")
 
 
 def build(files: list[PolicyFile], revision: str | None = None) -> BuildResult:

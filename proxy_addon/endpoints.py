@@ -39,7 +39,6 @@ class EndpointSet:
         self.service = service
         self._by_address: dict[str, Endpoint] = {}
         self._rr = 0
-        self.ejections_total = 0
 
     def get(self, address: str, version: str) -> Endpoint:
         ep = self._by_address.get(address)
@@ -103,5 +102,4 @@ class EndpointSet:
         ep.consecutive_5xx = 0
         duration = min(od.base_ejection_time_ms / 1000.0 * ep.ejections, MAX_EJECTION_S)
         ep.ejected_until = now + duration
-        self.ejections_total += 1
         return True

@@ -28,7 +28,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from cryptography import x509
 from mitmproxy import connection, ctx, tls
@@ -41,10 +41,8 @@ from meshctl.identity.spiffe import SpiffeIdError, dns_name
 
 log = logging.getLogger(__name__)
 
-XFCC = "x-forwarded-client-cert"
 RELOAD_INTERVAL_S = 1.0
 
-SecurityPolicy = Literal["mutual_tls", "none"]
 
 
 class TlsError(Exception):
@@ -233,11 +231,6 @@ def peer_identity(client: connection.Client) -> str | None:
     if not client.tls_established or not client.certificate_list:
         return None
     return identity_of(client.certificate_list[0].to_cryptography())
-
-
-def security_policy(client: connection.Client) -> SecurityPolicy:
-    """Istio's `connection_security_policy` label of an inbound connection."""
-    return "mutual_tls" if peer_identity(client) is not None else "none"
 
 
 def xfcc_value(own_identity: str | None, peer: str) -> str:

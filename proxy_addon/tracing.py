@@ -29,8 +29,3 @@ def next_traceparent(incoming: str | None, sampling: float) -> str:
             return f"00-{parts[1]}-{span}-{parts[3]}"
     sampled = "01" if random.random() < sampling else "00"
     return f"00-{random.getrandbits(128) or 1:032x}-{span}-{sampled}"
-
-
-def trace_id(traceparent: str) -> str:
-    parts = traceparent.split("-")
-    return parts[1] if len(parts) > 1 else ""

@@ -41,12 +41,6 @@ class MeshPolicy:
                 return located.obj
         return None
 
-    def route_for(self, service: str) -> Route | None:
-        for located in self.routes:
-            if located.obj.spec.service == service:
-                return located.obj
-        return None
-
     def sort(self) -> None:
         for items in (self.meshes, self.services, self.routes, self.access_policies, self.gateways):
             items.sort(key=lambda loc: (loc.obj.metadata.name, loc.doc.file, loc.doc.index))  # type: ignore[attr-defined]
