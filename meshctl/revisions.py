@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from meshctl.errors import UsageError
 from meshctl.sources import PolicyFile
 from meshctl.sources.git import GitError, PolicyRepo
 from meshctl.sources.worktree import read_worktree
@@ -30,5 +31,7 @@ def read_policy(policy_dir: Path, rev: str | None = None) -> tuple[list[PolicyFi
     if rev is not None:
         repo = PolicyRepo.discover(policy_dir)
         commit = repo.resolve(rev)
+        if not repo.has_policy_dir(commit):
+            raise UsageError(f"revision {rev} has no {repo.prefix or 'policy'} directory")
         return repo.read_policy(commit), commit
     return read_worktree(policy_dir), worktree_revision(policy_dir)

@@ -36,6 +36,17 @@ def test_compile_a_revision_without_touching_the_work_tree(tmp_path: Path) -> No
     assert unknown.returncode == 2 and "no-such-branch" in unknown.stderr and "Traceback" not in unknown.stderr
 
 
+def test_a_revision_without_the_policy_directory_is_a_usage_error(tmp_path: Path) -> None:
+    repo = GitRepo(tmp_path / "repo")
+    repo.write("README", "before the mesh\n")
+    repo.commit("no policy yet")
+    shutil.copytree(MINIMAL, repo.root / "mesh.d")
+    repo.commit("add the mesh")
+    proc = run_meshctl("compile", "--rev", "HEAD~1", "--out", str(tmp_path / "out"), cwd=repo.root)
+    assert proc.returncode == 2 and "has no mesh.d directory" in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_clean_work_tree_is_named_by_its_commit(tmp_path: Path) -> None:
     repo = GitRepo(tmp_path / "repo")
     shutil.copytree(MINIMAL, repo.root / "mesh.d")
