@@ -37,7 +37,7 @@ from OpenSSL import SSL
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from meshctl.contract import TlsFiles
-from meshctl.identity.spiffe import SpiffeIdError, dns_name
+from meshctl.spiffe import SpiffeIdError, dns_name
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from tests.conftest import REPO
 
 FORBIDDEN_IN_SIDECAR = ("typer", "jinja2", "ruamel", "jsonschema", "meshctl.cli", "meshctl.model",
-                        "meshctl.validate", "meshctl.compile", "yaml")
+                        "meshctl.validate", "meshctl.compile", "meshctl.identity", "yaml")
 
 
 def test_import_linter_contracts_hold() -> None:

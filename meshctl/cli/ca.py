@@ -26,8 +26,8 @@ from meshctl.identity import (
     write_sidecar_certs,
     write_trust_bundle,
 )
-from meshctl.identity.spiffe import SpiffeIdError, check_trust_domain, parse
 from meshctl.runtime.state import resolve_state_dir
+from meshctl.spiffe import SpiffeIdError, check_trust_domain, parse
 
 # Sidecars look at their certificate files about once a second.
 SIDECAR_POLL_SECONDS = 2.0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from meshctl import contract as c
 from meshctl.compile import convert
-from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN, Admission, admission, spiffe_id
+from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN, Admission, admission, source_identity
 from meshctl.model import AccessPolicy, Gateway, MeshPolicy, Route, Service
 from meshctl.model import route as r
 from meshctl.model.mesh import MeshSpec
@@ -69,7 +69,7 @@ class _Context:
     destination_cache: dict[tuple[str, str], c.Destination] = field(default_factory=dict)
 
     def identity(self, source: str) -> str:
-        return spiffe_id(self.trust_domain, source)
+        return source_identity(self.trust_domain, source)
 
 
 def _context(policy: MeshPolicy, revision: str) -> _Context:

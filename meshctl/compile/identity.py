@@ -1,20 +1,21 @@
-"""SPIFFE identities of mesh workloads, and who may ever reach whom (to prune outbound tables)."""
+"""Identities of policy sources, and who may ever reach whom (to prune outbound tables)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from meshctl import spiffe
 from meshctl.model import AccessPolicy
 
 DEFAULT_TRUST_DOMAIN = "cluster.local"
 
 
-def spiffe_id(trust_domain: str, source: str) -> str:
-    """'reviews' -> spiffe://td/service/reviews; 'gateway/public' -> spiffe://td/gateway/public."""
-    if source.startswith("gateway/"):
-        return f"spiffe://{trust_domain}/gateway/{source.removeprefix('gateway/')}"
-    return f"spiffe://{trust_domain}/service/{source}"
+def source_identity(trust_domain: str, source: str) -> str:
+    """A policy source as a SPIFFE ID: 'reviews' -> spiffe://td/service/reviews,
+    'gateway/public' -> spiffe://td/gateway/public."""
+    kind, _, name = source.rpartition("/")
+    return spiffe.spiffe_id(trust_domain, kind or "service", name)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from meshctl.identity.renew import (
     write_sidecar_certs,
     write_trust_bundle,
 )
-from meshctl.identity.spiffe import SpiffeIdError, dns_name, spiffe_id
+from meshctl.spiffe import SpiffeIdError, dns_name, spiffe_id
 
 __all__ = [
     "DEFAULT_TTL",

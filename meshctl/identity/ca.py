@@ -10,7 +10,7 @@ by either verify everywhere while workloads are re-issued; `retire_previous()` e
 overlap. The previous root's key is deleted at rotation: nothing signs with it again.
 
 Workload certificates (X.509-SVIDs) carry the SPIFFE ID as URI SAN and its DNS mirror (see
-`meshctl.identity.spiffe`), are valid for both TLS server and client auth, and are short-lived
+`meshctl.spiffe`), are valid for both TLS server and client auth, and are short-lived
 (24 hours by default): a runtime renews them before expiry with `meshctl.identity.renew`.
 """
 
@@ -27,9 +27,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from meshctl import spiffe
 from meshctl.errors import UsageError
 from meshctl.fsio import PUBLIC_FILE, write_atomic
-from meshctl.identity import spiffe
 from meshctl.identity.files import PRIVATE_FILE, ensure_private_dir, locked
 
 DEFAULT_CA_VALIDITY = dt.timedelta(days=365)

@@ -25,7 +25,7 @@ from meshctl.identity import (
     write_sidecar_certs,
     write_trust_bundle,
 )
-from meshctl.identity.spiffe import SpiffeIdError, parse
+from meshctl.spiffe import SpiffeIdError, parse
 
 TD = "shop.local"
 

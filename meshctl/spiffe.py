@@ -6,7 +6,8 @@ a one-to-one spelling of the same identity: a client checks the server's identit
 standard library's hostname verification (`server_hostname=dns_name(expected_id)`), so the
 check happens inside the TLS handshake and no connection is used before it passed.
 
-Standard library only: the sidecar imports this module.
+Standard library only, outside the identity package (which holds the CA): the sidecar imports
+this module and nothing else of meshctl but the contract.
 """
 
 from __future__ import annotations
