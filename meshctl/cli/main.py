@@ -96,6 +96,10 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except Exit as exc:
         return int(getattr(exc, "exit_code", 0) or 0)
+    except OSError as exc:  # the environment refused: unwritable directory, full disk, ...
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"meshctl: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except ClickException as exc:  # usage errors found by the argument parser
         exc.show()
         return 2

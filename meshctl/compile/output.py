@@ -33,8 +33,14 @@ def manifest(compiled: CompiledMesh, rendered: dict[str, str]) -> dict[str, obje
 
 def write_compiled(compiled: CompiledMesh, out_dir: Path) -> dict[str, object]:
     """Replace `out_dir` with the compiled output; returns the manifest written."""
+    try:
+        return _replace_output(compiled, out_dir.resolve())
+    except OSError as exc:
+        raise UsageError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
+
+
+def _replace_output(compiled: CompiledMesh, out_dir: Path) -> dict[str, object]:
     rendered = compiled.rendered()
-    out_dir = out_dir.resolve()
     if out_dir.exists() and not (out_dir / MANIFEST).is_file() and any(out_dir.iterdir()):
         raise UsageError(f"{out_dir} exists and is not a meshctl compile output; refusing to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)

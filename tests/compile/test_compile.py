@@ -214,3 +214,12 @@ def test_compile_replaces_output_whole_and_refuses_foreign_directories(tmp_path:
     (foreign / "notes.txt").write_text("mine")
     refused = run_meshctl("compile", "--out", "docs", cwd=tmp_path)
     assert refused.returncode == 2 and (foreign / "notes.txt").read_text() == "mine"
+
+
+def test_unwritable_output_is_an_environment_error_not_a_traceback(tmp_path: Path) -> None:
+    shutil.copytree(CASES / "minimal" / "mesh.d", tmp_path / "mesh.d")
+    (tmp_path / "plain-file").write_text("not a directory")
+    for command in (("compile", "--out", "plain-file/out"), ("render", "kubernetes", "--out", "plain-file/k8s")):
+        proc = run_meshctl(*command, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr and "plain-file" in proc.stderr
