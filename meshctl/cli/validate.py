@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -34,5 +33,3 @@ def validate(
 def register(app: typer.Typer) -> None:
     app.command("validate")(validate)
 
-
-__all__ = ["register", "Path"]
