@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from meshctl.model import Located, MeshPolicy, Route, Service
+from meshctl.model.gateway import GatewayRule
 from meshctl.model.route import Match, Redirect, RouteRule
 from meshctl.model.values import format_duration_ms
 from meshctl.validate.diagnostics import Diagnostic, at
 from meshctl.yamlio import Document, Path
 
+AnyRule = RouteRule | GatewayRule
+
 DEFAULT_TIMEOUT_MS = 15_000  # as Envoy's route default; Mesh.spec.defaults.timeout overrides
-DEFAULT_RETRY_ATTEMPTS = 2
 _RE2_UNSUPPORTED = re.compile(r"\(\?[=!]|\(\?<[=!]|\\[1-9]|\(\?P=")
 
 
@@ -79,8 +81,8 @@ def _check_source(
         yield at(doc, path, "MESH011", f"unknown service '{source}'{_known(services)}")
 
 
-def _known(names: object) -> str:
-    listed = sorted(names)  # type: ignore[call-overload]
+def _known(names: Iterable[str]) -> str:
+    listed = sorted(names)
     if not listed:
         return ""
     shown = ", ".join(listed[:8]) + (", ..." if len(listed) > 8 else "")
@@ -104,16 +106,16 @@ def _check_matches(
 
 
 def _check_reachability(
-    doc: Document, rules_path: Path, rules: Sequence[RouteRule] | Sequence[object], *, warn_no_catch_all: bool
+    doc: Document, rules_path: Path, rules: Sequence[AnyRule], *, warn_no_catch_all: bool
 ) -> Iterator[Diagnostic]:
     catch_all_at: int | None = None
     for i, rule in enumerate(rules):
-        name = rule.name  # type: ignore[attr-defined]
+        name = rule.name
         if catch_all_at is not None:
-            earlier = rules[catch_all_at].name  # type: ignore[attr-defined]
+            earlier = rules[catch_all_at].name
             yield at(doc, (*rules_path, i), "MESH015",
                      f"rule '{name}' is unreachable: rule '{earlier}' before it matches every request")
-        elif is_catch_all(rule.match):  # type: ignore[attr-defined]
+        elif is_catch_all(rule.match):
             catch_all_at = i
     if warn_no_catch_all and catch_all_at is None and rules:
         last = len(rules) - 1
@@ -122,10 +124,10 @@ def _check_reachability(
                  "add a final rule without 'match' if that is not intended", severity="warning")
 
 
-def _duplicate_rule_names(doc: Document, rules_path: Path, rules: Sequence[object]) -> Iterator[Diagnostic]:
+def _duplicate_rule_names(doc: Document, rules_path: Path, rules: Sequence[AnyRule]) -> Iterator[Diagnostic]:
     seen: set[str] = set()
     for i, rule in enumerate(rules):
-        name = rule.name  # type: ignore[attr-defined]
+        name = rule.name
         if name in seen:
             yield at(doc, (*rules_path, i, "name"), "MESH010", f"duplicate rule name '{name}'")
         seen.add(name)
