@@ -29,7 +29,7 @@ class Frozen(BaseModel):
 # --- matching -----------------------------------------------------------------------------
 
 
-class StringMatch(Frozen):
+class CompiledStringMatch(Frozen):
     """Exactly one of the fields is set. `regex` is a full match (RE2-compatible subset)."""
 
     exact: str | None = None
@@ -41,34 +41,34 @@ class StringMatch(Frozen):
 class RequestMatch(Frozen):
     """All present conditions must hold. Header names are lower-case."""
 
-    path: StringMatch | None = None
+    path: CompiledStringMatch | None = None
     methods: tuple[str, ...] = ()
-    headers: dict[str, StringMatch] = {}
-    query: dict[str, StringMatch] = {}
+    headers: dict[str, CompiledStringMatch] = {}
+    query: dict[str, CompiledStringMatch] = {}
 
 
 # --- route rules --------------------------------------------------------------------------
 
 
-class Backend(Frozen):
+class CompiledBackend(Frozen):
     service: str
     version: str | None = None  # None: every version of `service`, spread by its load balancer
     weight: int
 
 
-class StickyCookie(Frozen):
+class CompiledStickyCookie(Frozen):
     name: str
     ttl_ms: int
 
 
-class Sticky(Frozen):
+class CompiledSticky(Frozen):
     """Exactly one of header / cookie."""
 
     header: str | None = None
-    cookie: StickyCookie | None = None
+    cookie: CompiledStickyCookie | None = None
 
 
-class Backoff(Frozen):
+class CompiledBackoff(Frozen):
     base_ms: int = 25
     max_ms: int = 250
 
@@ -78,7 +78,7 @@ class RetryPolicy(Frozen):
     per_try_timeout_ms: int | None = None
     on: tuple[str, ...] = ()  # 5xx, gateway-error, connect-failure, reset, refused-stream,
     # retriable-4xx, or a status code as a string ("503")
-    backoff: Backoff = Backoff()
+    backoff: CompiledBackoff = CompiledBackoff()
     non_idempotent: bool = False
 
 
@@ -92,41 +92,41 @@ class AbortFault(Frozen):
     percent: float
 
 
-class Fault(Frozen):
+class CompiledFault(Frozen):
     delay: DelayFault | None = None
     abort: AbortFault | None = None
 
 
-class Mirror(Frozen):
+class CompiledMirror(Frozen):
     service: str
     version: str | None = None
     percent: float = 100.0
 
 
-class Rewrite(Frozen):
+class CompiledRewrite(Frozen):
     path_prefix: str | None = None
     host: str | None = None
 
 
-class HeaderOps(Frozen):
+class CompiledHeaderOps(Frozen):
     set: dict[str, str] = {}
     add: dict[str, str] = {}
     remove: tuple[str, ...] = ()
 
 
-class Redirect(Frozen):
+class CompiledRedirect(Frozen):
     path: str | None = None
     host: str | None = None
     status: int = 301
 
 
-class DirectResponse(Frozen):
+class CompiledDirectResponse(Frozen):
     status: int
     body: str = ""
     headers: dict[str, str] = {}
 
 
-class RouteRule(Frozen):
+class CompiledRouteRule(Frozen):
     """One rule of a destination's route. `matches` empty means it matches every request.
 
     Exactly one of `backends` (non-empty), `redirect`, `respond` decides what happens.
@@ -134,17 +134,17 @@ class RouteRule(Frozen):
 
     name: str
     matches: tuple[RequestMatch, ...] = ()
-    backends: tuple[Backend, ...] = ()
-    redirect: Redirect | None = None
-    respond: DirectResponse | None = None
-    sticky: Sticky | None = None
+    backends: tuple[CompiledBackend, ...] = ()
+    redirect: CompiledRedirect | None = None
+    respond: CompiledDirectResponse | None = None
+    sticky: CompiledSticky | None = None
     timeout_ms: int | None = None  # whole request, retries included; None: no timeout
     retries: RetryPolicy = RetryPolicy()
-    fault: Fault | None = None
-    mirror: Mirror | None = None
-    rewrite: Rewrite | None = None
-    request_headers: HeaderOps = HeaderOps()
-    response_headers: HeaderOps = HeaderOps()
+    fault: CompiledFault | None = None
+    mirror: CompiledMirror | None = None
+    rewrite: CompiledRewrite | None = None
+    request_headers: CompiledHeaderOps = CompiledHeaderOps()
+    response_headers: CompiledHeaderOps = CompiledHeaderOps()
 
 
 # --- destinations (the outbound view of another service) ------------------------------------
@@ -153,23 +153,23 @@ class RouteRule(Frozen):
 class LoadBalancer(Frozen):
     policy: Literal["round-robin", "least-request", "random", "hash"] = "round-robin"
     hash_header: str | None = None
-    hash_cookie: StickyCookie | None = None
+    hash_cookie: CompiledStickyCookie | None = None
 
 
-class ConnectionPool(Frozen):
+class CompiledConnectionPool(Frozen):
     max_connections: int | None = None
     max_pending_requests: int | None = None
     max_requests: int | None = None
 
 
-class OutlierDetection(Frozen):
+class CompiledOutlierDetection(Frozen):
     consecutive_5xx: int = 5
     interval_ms: int = 10_000
     base_ejection_time_ms: int = 30_000
     max_ejection_percent: float = 50.0
 
 
-class HealthCheck(Frozen):
+class CompiledHealthCheck(Frozen):
     path: str
     interval_ms: int = 5_000
     timeout_ms: int = 1_000
@@ -177,11 +177,11 @@ class HealthCheck(Frozen):
     healthy_threshold: int = 1
 
 
-class TrafficPolicy(Frozen):
+class CompiledTrafficPolicy(Frozen):
     load_balancer: LoadBalancer = LoadBalancer()
-    connection_pool: ConnectionPool | None = None
-    outlier_detection: OutlierDetection | None = None
-    health_check: HealthCheck | None = None
+    connection_pool: CompiledConnectionPool | None = None
+    outlier_detection: CompiledOutlierDetection | None = None
+    health_check: CompiledHealthCheck | None = None
 
 
 class Destination(Frozen):
@@ -197,14 +197,14 @@ class Destination(Frozen):
     identity: str  # SPIFFE ID the destination must present
     versions: tuple[str, ...]
     has_route: bool
-    rules: tuple[RouteRule, ...]
-    traffic_policy: TrafficPolicy = TrafficPolicy()
+    rules: tuple[CompiledRouteRule, ...]
+    traffic_policy: CompiledTrafficPolicy = CompiledTrafficPolicy()
 
 
 # --- inbound (this sidecar's own service) ---------------------------------------------------
 
 
-class AccessRule(Frozen):
+class CompiledAccessRule(Frozen):
     """`sources` None means any caller, with or without identity; "*" any mesh identity."""
 
     sources: tuple[str, ...] | None = None  # SPIFFE IDs or "*"
@@ -212,18 +212,18 @@ class AccessRule(Frozen):
     paths: tuple[str, ...] = ()  # exact, "prefix*" or "*suffix"
 
 
-class AccessPolicy(Frozen):
+class CompiledAccessPolicy(Frozen):
     name: str
     action: Literal["allow", "deny"] = "allow"
-    rules: tuple[AccessRule, ...] = ()
+    rules: tuple[CompiledAccessRule, ...] = ()
 
 
 class Access(Frozen):
     default: Literal["allow", "deny"] = "allow"
-    policies: tuple[AccessPolicy, ...] = ()
+    policies: tuple[CompiledAccessPolicy, ...] = ()
 
 
-class RateLimit(Frozen):
+class CompiledRateLimit(Frozen):
     requests_per_second: float
     burst: int
 
@@ -232,40 +232,40 @@ class Inbound(Frozen):
     service: str
     protocol: Literal["http", "grpc", "tcp"] = "http"
     access: Access = Access()
-    rate_limit: RateLimit | None = None
-    health_check: HealthCheck | None = None
+    rate_limit: CompiledRateLimit | None = None
+    health_check: CompiledHealthCheck | None = None
 
 
 # --- gateway ------------------------------------------------------------------------------
 
 
-class GatewayRule(Frozen):
+class CompiledGatewayRule(Frozen):
     """Exactly one of `service`, `redirect`, `respond`."""
 
     name: str
     matches: tuple[RequestMatch, ...] = ()
     service: str | None = None
-    redirect: Redirect | None = None
-    respond: DirectResponse | None = None
-    request_headers: HeaderOps = HeaderOps()
-    response_headers: HeaderOps = HeaderOps()
+    redirect: CompiledRedirect | None = None
+    respond: CompiledDirectResponse | None = None
+    request_headers: CompiledHeaderOps = CompiledHeaderOps()
+    response_headers: CompiledHeaderOps = CompiledHeaderOps()
 
 
-class Gateway(Frozen):
+class CompiledGateway(Frozen):
     name: str
     port: int
-    rules: tuple[GatewayRule, ...]
+    rules: tuple[CompiledGatewayRule, ...]
 
 
 # --- the whole sidecar config ---------------------------------------------------------------
 
 
-class RetryBudget(Frozen):
+class CompiledRetryBudget(Frozen):
     percent: float = 20.0
     min_per_second: int = 10
 
 
-class Telemetry(Frozen):
+class CompiledTelemetry(Frozen):
     access_log: Literal["json", "off"] = "json"
     tracing_sampling: float = 1.0
 
@@ -280,10 +280,10 @@ class SidecarConfig(Frozen):
     identity: str  # this sidecar's SPIFFE ID
     mtls: Literal["strict", "permissive", "disabled"] = "strict"
     outbound_policy: Literal["registry-only", "allow-any"] = "registry-only"
-    retry_budget: RetryBudget = RetryBudget()
-    telemetry: Telemetry = Telemetry()
+    retry_budget: CompiledRetryBudget = CompiledRetryBudget()
+    telemetry: CompiledTelemetry = CompiledTelemetry()
     inbound: Inbound | None = None  # kind == "service"
-    gateway: Gateway | None = None  # kind == "gateway"
+    gateway: CompiledGateway | None = None  # kind == "gateway"
     # Services this sidecar may call, by name. Mesh services absent here are refused at the
     # source with 403 RBAC (their access policy can never admit this caller); see `denied`.
     destinations: dict[str, Destination] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from meshctl.contract import Access, AccessRule
+from meshctl.contract import Access, CompiledAccessRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +36,7 @@ def path_matches(pattern: str, path: str) -> bool:
     return path == pattern
 
 
-def rule_matches(rule: AccessRule, identity: str | None, method: str, path: str) -> bool:
+def rule_matches(rule: CompiledAccessRule, identity: str | None, method: str, path: str) -> bool:
     if rule.sources is not None:
         if identity is None:
             return False

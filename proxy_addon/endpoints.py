@@ -10,7 +10,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from meshctl.contract import LoadBalancer, OutlierDetection
+from meshctl.contract import CompiledOutlierDetection, LoadBalancer
 from proxy_addon.routing import rendezvous_index
 
 MAX_EJECTION_S = 300.0
@@ -84,7 +84,7 @@ class EndpointSet:
         return pool[self._rr % len(pool)]
 
     def record(
-        self, ep: Endpoint, failed_5xx: bool, now: float, od: OutlierDetection | None,
+        self, ep: Endpoint, failed_5xx: bool, now: float, od: CompiledOutlierDetection | None,
         total: int,
     ) -> bool:
         """Count one result; return True when it ejected the endpoint."""

@@ -14,7 +14,7 @@ import time
 
 from multidict import CIMultiDict
 
-from meshctl.contract import HealthCheck
+from meshctl.contract import CompiledHealthCheck
 from proxy_addon.endpoints import Endpoint
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.upstream import UpstreamError
@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 TICK_S = 0.1
 
 
-def record_probe(ep: Endpoint, ok: bool, check: HealthCheck) -> bool:
+def record_probe(ep: Endpoint, ok: bool, check: CompiledHealthCheck) -> bool:
     """Count one probe result; return True when the endpoint's health changed."""
     if ok:
         ep.hc_failures = 0
@@ -72,7 +72,7 @@ class HealthChecker:
                 self._probes.add(task)
                 task.add_done_callback(self._probes.discard)
 
-    async def _probe(self, service: str, ep: Endpoint, check: HealthCheck) -> None:
+    async def _probe(self, service: str, ep: Endpoint, check: CompiledHealthCheck) -> None:
         snap = self.rt.snapshot
         headers: CIMultiDict[str] = CIMultiDict(host=service, **{"user-agent": "meshctl-health"})
         try:

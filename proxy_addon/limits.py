@@ -6,7 +6,7 @@ import asyncio
 import time
 from collections import deque
 
-from meshctl.contract import ConnectionPool, RateLimit
+from meshctl.contract import CompiledConnectionPool, CompiledRateLimit
 
 
 class Overflow(Exception):
@@ -20,12 +20,12 @@ class PoolGate:
     maxConnections and maxRequests. Beyond capacity + pending, requests overflow at once.
     """
 
-    def __init__(self, spec: ConnectionPool | None) -> None:
+    def __init__(self, spec: CompiledConnectionPool | None) -> None:
         self.active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self.configure(spec)
 
-    def configure(self, spec: ConnectionPool | None) -> None:
+    def configure(self, spec: CompiledConnectionPool | None) -> None:
         limits = [v for v in (spec.max_connections, spec.max_requests) if v] if spec else []
         self.capacity = min(limits) if limits else None
         self.max_pending = spec.max_pending_requests if spec else None
@@ -59,7 +59,7 @@ class PoolGate:
 class TokenBucket:
     """`rate` tokens per second, at most `burst` saved; one token per request."""
 
-    def __init__(self, spec: RateLimit) -> None:
+    def __init__(self, spec: CompiledRateLimit) -> None:
         self.rate = spec.requests_per_second
         self.burst = max(spec.burst, 1)
         self.tokens = float(self.burst)

@@ -16,7 +16,14 @@ import uuid
 from mitmproxy import http
 from multidict import CIMultiDict
 
-from meshctl.contract import Backend, Destination, HeaderOps, RouteRule, StickyCookie, TrafficPolicy
+from meshctl.contract import (
+    CompiledBackend,
+    CompiledHeaderOps,
+    CompiledRouteRule,
+    CompiledStickyCookie,
+    CompiledTrafficPolicy,
+    Destination,
+)
 from proxy_addon import routing
 from proxy_addon.flowinfo import (
     SOURCE_VERSION_HEADER,
@@ -40,7 +47,7 @@ logger = logging.getLogger(__name__)
 _ERROR_STATUS = {"connect-failure": (503, "UF"), "reset": (503, "UC"), "timeout": (504, "UT")}
 
 
-def apply_request_ops(headers: CIMultiDict[str], ops: HeaderOps) -> None:
+def apply_request_ops(headers: CIMultiDict[str], ops: CompiledHeaderOps) -> None:
     for name in ops.remove:
         headers.popall(name, None)
     for name, value in ops.set.items():
@@ -49,7 +56,7 @@ def apply_request_ops(headers: CIMultiDict[str], ops: HeaderOps) -> None:
         headers.add(name, value)
 
 
-def apply_response_ops(headers: http.Headers, ops: HeaderOps) -> None:
+def apply_response_ops(headers: http.Headers, ops: CompiledHeaderOps) -> None:
     for name in ops.remove:
         headers.pop(name, None)
     for name, value in ops.set.items():
@@ -59,8 +66,8 @@ def apply_response_ops(headers: http.Headers, ops: HeaderOps) -> None:
 
 
 def choose_backend(
-    rule: RouteRule, view: RequestView, info: FlowInfo
-) -> Backend:
+    rule: CompiledRouteRule, view: RequestView, info: FlowInfo
+) -> CompiledBackend:
     """Sticky users keep their backend; a cookie-sticky user without a cookie gets one."""
     key = routing.sticky_key(rule.sticky, view)
     if key is None and rule.sticky is not None and rule.sticky.cookie is not None:
@@ -72,14 +79,14 @@ def choose_backend(
     return routing.pick_weighted(rule.backends, random.random())
 
 
-def issue_cookie(cookie: StickyCookie, info: FlowInfo) -> str:
+def issue_cookie(cookie: CompiledStickyCookie, info: FlowInfo) -> str:
     """A new random key, sent back to the client as `cookie` so its next requests carry it."""
     key = uuid.uuid4().hex
     info.set_cookies.append(f"{cookie.name}={key}; Max-Age={cookie.ttl_ms // 1000}; Path=/; HttpOnly")
     return key
 
 
-def lb_hash_key(policy: TrafficPolicy, view: RequestView, info: FlowInfo | None = None) -> str | None:
+def lb_hash_key(policy: CompiledTrafficPolicy, view: RequestView, info: FlowInfo | None = None) -> str | None:
     """The key a hash load balancer hashes on. With `info`, a client without the hash cookie
     gets one (as Istio's consistentHash httpCookie with a ttl), so it keeps its endpoint."""
     lb = policy.load_balancer
@@ -163,9 +170,9 @@ async def serve_destination(
 async def send_with_retries(
     rt: SidecarRuntime,
     info: FlowInfo,
-    rule: RouteRule,
-    backend: Backend,
-    policy: TrafficPolicy,
+    rule: CompiledRouteRule,
+    backend: CompiledBackend,
+    policy: CompiledTrafficPolicy,
     view: RequestView,
     method: str,
     target: str,
@@ -196,8 +203,8 @@ async def _attempts(
     rt: SidecarRuntime,
     info: FlowInfo,
     state: DestinationState,
-    rule: RouteRule,
-    policy: TrafficPolicy,
+    rule: CompiledRouteRule,
+    policy: CompiledTrafficPolicy,
     candidates: tuple,
     view: RequestView,
     method: str,

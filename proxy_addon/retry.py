@@ -11,8 +11,7 @@
 
 from __future__ import annotations
 
-from meshctl.contract import Backoff, RetryPolicy
-from meshctl.contract import RetryBudget as RetryBudgetSpec
+from meshctl.contract import CompiledBackoff, CompiledRetryBudget, RetryPolicy
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_RETRY_BODY = 64 * 1024
@@ -53,7 +52,7 @@ def retriable_error(on: tuple[str, ...], kind: str) -> bool:
     return any(c in conds for c in on)
 
 
-def backoff_ms(attempt: int, backoff: Backoff, u: float) -> float:
+def backoff_ms(attempt: int, backoff: CompiledBackoff, u: float) -> float:
     """Delay before retry number `attempt` (1-based): uniform in [0, min(max, base*2^(n-1)))."""
     ceiling = min(float(backoff.max_ms), backoff.base_ms * 2.0 ** max(attempt - 1, 0))
     return u * ceiling
@@ -62,7 +61,7 @@ def backoff_ms(attempt: int, backoff: Backoff, u: float) -> float:
 class RetryBudget:
     """Bounds retries relative to traffic, so retries cannot multiply an overload."""
 
-    def __init__(self, spec: RetryBudgetSpec) -> None:
+    def __init__(self, spec: CompiledRetryBudget) -> None:
         self.spec = spec
         self.requests_in_flight = 0
         self.retries_in_flight = 0

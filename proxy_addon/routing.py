@@ -28,7 +28,14 @@ from functools import lru_cache
 from typing import Protocol
 from urllib.parse import parse_qsl
 
-from meshctl.contract import Backend, Redirect, RequestMatch, Rewrite, Sticky, StringMatch
+from meshctl.contract import (
+    CompiledBackend,
+    CompiledRedirect,
+    CompiledRewrite,
+    CompiledSticky,
+    CompiledStringMatch,
+    RequestMatch,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +74,7 @@ def _regex(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def string_matches(match: StringMatch, value: str | None) -> bool:
+def string_matches(match: CompiledStringMatch, value: str | None) -> bool:
     if match.present is not None:
         return (value is not None) == match.present
     if value is None:
@@ -112,7 +119,7 @@ def match_rule[R: HasMatches](
     return None
 
 
-def backend_probabilities(backends: Sequence[Backend]) -> list[tuple[Backend, float]]:
+def backend_probabilities(backends: Sequence[CompiledBackend]) -> list[tuple[CompiledBackend, float]]:
     total = sum(max(b.weight, 0) for b in backends)
     if total <= 0:
         share = 1.0 / len(backends) if backends else 0.0
@@ -120,7 +127,7 @@ def backend_probabilities(backends: Sequence[Backend]) -> list[tuple[Backend, fl
     return [(b, max(b.weight, 0) / total) for b in backends]
 
 
-def pick_weighted(backends: Sequence[Backend], u: float) -> Backend:
+def pick_weighted(backends: Sequence[CompiledBackend], u: float) -> CompiledBackend:
     """Weighted choice; `u` is uniform in [0, 1)."""
     total = sum(max(b.weight, 0) for b in backends)
     if total <= 0:
@@ -133,7 +140,7 @@ def pick_weighted(backends: Sequence[Backend], u: float) -> Backend:
     return backends[-1]
 
 
-def sticky_key(sticky: Sticky | None, view: RequestView) -> str | None:
+def sticky_key(sticky: CompiledSticky | None, view: RequestView) -> str | None:
     if sticky is None:
         return None
     if sticky.header is not None:
@@ -150,17 +157,17 @@ def _unit_hash(key: str, salt: str) -> float:
     return (int.from_bytes(digest, "big") + 0.5) / 2.0**64
 
 
-def backend_id(backend: Backend) -> str:
+def backend_id(backend: CompiledBackend) -> str:
     return f"{backend.service}/{backend.version or '*'}"
 
 
-def pick_sticky(backends: Sequence[Backend], key: str) -> Backend:
+def pick_sticky(backends: Sequence[CompiledBackend], key: str) -> CompiledBackend:
     """Weighted rendezvous hashing (score = -ln(h) / weight, lowest wins).
 
     Each backend's score depends only on the key and that backend, so changing one weight only
     moves users to or from that backend; the share each backend gets equals its weight share.
     """
-    best: Backend | None = None
+    best: CompiledBackend | None = None
     best_score = math.inf
     for backend in backends:
         if backend.weight <= 0:
@@ -181,7 +188,7 @@ def rendezvous_index(items: Sequence[str], key: str) -> int:
     return best
 
 
-def rewritten_path(target: str, rewrite: Rewrite | None, match: RequestMatch | None) -> str:
+def rewritten_path(target: str, rewrite: CompiledRewrite | None, match: RequestMatch | None) -> str:
     """Apply a prefix rewrite to an origin-form target (query kept).
 
     The matched prefix is replaced when the rule matched on a path prefix (as Istio does);
@@ -204,6 +211,6 @@ def rewritten_path(target: str, rewrite: Rewrite | None, match: RequestMatch | N
     return new_path + sep + query
 
 
-def redirect_location(redirect: Redirect, target: str, host: str, scheme: str = "http") -> str:
+def redirect_location(redirect: CompiledRedirect, target: str, host: str, scheme: str = "http") -> str:
     path = redirect.path if redirect.path is not None else target
     return f"{scheme}://{redirect.host or host}{path}"

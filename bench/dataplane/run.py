@@ -31,12 +31,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from meshctl.contract import (
-    Backend,
-    Backoff,
+    CompiledBackend,
+    CompiledBackoff,
+    CompiledRouteRule,
+    CompiledStringMatch,
     RequestMatch,
     RetryPolicy,
-    RouteRule,
-    StringMatch,
 )
 from tests.support.configs import destination, service_config
 from tests.support.procs import REPO, Sidecar, bindings_for, free_port, start_sidecar, wait_port
@@ -124,20 +124,20 @@ def haproxy(tmp: Path, name: str, body: str) -> subprocess.Popen[bytes]:
 
 def realistic_config(name: str):  # type: ignore[no-untyped-def]
     """Header and path rules before a 90/10 split with retries: what a real route looks like."""
-    def to(version: str) -> tuple[Backend, ...]:
-        return (Backend(service="reviews", version=version, weight=100),)
+    def to(version: str) -> tuple[CompiledBackend, ...]:
+        return (CompiledBackend(service="reviews", version=version, weight=100),)
 
     rules = (
-        RouteRule(name="beta-testers", backends=to("v2"),
-                  matches=(RequestMatch(headers={"end-user": StringMatch(exact="jason")}),)),
-        RouteRule(name="admin-writes", backends=to("v1"),
-                  matches=(RequestMatch(path=StringMatch(prefix="/admin"),
+        CompiledRouteRule(name="beta-testers", backends=to("v2"),
+                  matches=(RequestMatch(headers={"end-user": CompiledStringMatch(exact="jason")}),)),
+        CompiledRouteRule(name="admin-writes", backends=to("v1"),
+                  matches=(RequestMatch(path=CompiledStringMatch(prefix="/admin"),
                                         methods=("POST", "PUT")),)),
-        RouteRule(name="default", timeout_ms=5000,
-                  backends=(Backend(service="reviews", version="v1", weight=90),
-                            Backend(service="reviews", version="v2", weight=10)),
+        CompiledRouteRule(name="default", timeout_ms=5000,
+                  backends=(CompiledBackend(service="reviews", version="v1", weight=90),
+                            CompiledBackend(service="reviews", version="v2", weight=10)),
                   retries=RetryPolicy(attempts=2, on=("5xx", "connect-failure"),
-                                      backoff=Backoff(base_ms=25, max_ms=250))),
+                                      backoff=CompiledBackoff(base_ms=25, max_ms=250))),
     )
     return service_config(name, (destination("reviews", ("v1", "v2"), rules),))
 

@@ -11,12 +11,37 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from meshctl import contract as c
 from meshctl.compile import convert
 from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN, Admission, admission, source_identity
+from meshctl.contract import (
+    Access,
+    CompiledAccessPolicy,
+    CompiledAccessRule,
+    CompiledBackend,
+    CompiledBackoff,
+    CompiledConnectionPool,
+    CompiledGateway,
+    CompiledGatewayRule,
+    CompiledHealthCheck,
+    CompiledMirror,
+    CompiledOutlierDetection,
+    CompiledRateLimit,
+    CompiledRetryBudget,
+    CompiledRewrite,
+    CompiledRouteRule,
+    CompiledStickyCookie,
+    CompiledTelemetry,
+    CompiledTrafficPolicy,
+    Destination,
+    Inbound,
+    LoadBalancer,
+    RetryPolicy,
+    SidecarConfig,
+    dump_json,
+)
 from meshctl.model import AccessPolicy, Gateway, MeshPolicy, Route, Service
-from meshctl.model import route as r
 from meshctl.model.mesh import MeshSpec
+from meshctl.model.route import HeaderRules, Retries, RouteRule
 from meshctl.model.service import HashBalancer
 from meshctl.validate.semantic import DEFAULT_TIMEOUT_MS
 
@@ -30,12 +55,12 @@ DEFAULT_RETRY_ATTEMPTS = 2
 class CompiledMesh:
     revision: str
     source_digest: str
-    configs: dict[str, c.SidecarConfig]  # "reviews", "gateway/public"
+    configs: dict[str, SidecarConfig]  # "reviews", "gateway/public"
     policy: MeshPolicy = field(repr=False)
 
     def rendered(self) -> dict[str, str]:
         """Sidecar name -> canonical JSON text (what is written and hashed)."""
-        return {name: c.dump_json(cfg) for name, cfg in sorted(self.configs.items())}
+        return {name: dump_json(cfg) for name, cfg in sorted(self.configs.items())}
 
 
 def sidecar_file(name: str) -> str:
@@ -66,7 +91,7 @@ class _Context:
     open_services: tuple[str, ...]  # services every (unblocked) caller may reach
     admitted_by_name: dict[str, set[str]]  # caller -> services whose policies name it
     service_names: tuple[str, ...]  # sorted
-    destination_cache: dict[tuple[str, str], c.Destination] = field(default_factory=dict)
+    destination_cache: dict[tuple[str, str], Destination] = field(default_factory=dict)
 
     def identity(self, source: str) -> str:
         return source_identity(self.trust_domain, source)
@@ -106,7 +131,7 @@ def _context(policy: MeshPolicy, revision: str) -> _Context:
 # --- defaults ------------------------------------------------------------------------------
 
 
-def _retries(ctx: _Context, own: r.Retries | None) -> c.RetryPolicy:
+def _retries(ctx: _Context, own: Retries | None) -> RetryPolicy:
     """Rule fields win, then the Mesh defaults' fields, then the built-in defaults."""
     default = ctx.mesh.defaults.retries if ctx.mesh.defaults else None
 
@@ -117,11 +142,11 @@ def _retries(ctx: _Context, own: r.Retries | None) -> c.RetryPolicy:
         return builtin
 
     backoff = pick("backoff", None)
-    return c.RetryPolicy(
+    return RetryPolicy(
         attempts=pick("attempts", DEFAULT_RETRY_ATTEMPTS),  # type: ignore[arg-type]
         per_try_timeout_ms=pick("per_try_timeout", None),  # type: ignore[arg-type]
         on=tuple(pick("on", DEFAULT_RETRY_ON)),  # type: ignore[arg-type]
-        backoff=c.Backoff(base_ms=backoff.base, max_ms=backoff.max) if backoff else c.Backoff(),  # type: ignore[attr-defined]
+        backoff=CompiledBackoff(base_ms=backoff.base, max_ms=backoff.max) if backoff else CompiledBackoff(),  # type: ignore[attr-defined]
         non_idempotent=pick("non_idempotent", False),  # type: ignore[arg-type]
     )
 
@@ -137,24 +162,24 @@ def _timeout(ctx: _Context, own: int | None) -> int:
 # --- destinations --------------------------------------------------------------------------
 
 
-def _route_rule(ctx: _Context, caller: str, service: str, rule: r.RouteRule) -> c.RouteRule | None:
+def _route_rule(ctx: _Context, caller: str, service: str, rule: RouteRule) -> CompiledRouteRule | None:
     matches = convert.matches_for(caller, rule.match)
     if matches is None:
         return None
     backends = tuple(
-        c.Backend(service=b.service or service, version=b.version,
+        CompiledBackend(service=b.service or service, version=b.version,
                   weight=b.weight if b.weight is not None else 100)
         for b in rule.backends or ()
     )
     mirror = None
     if rule.mirror is not None:
-        mirror = c.Mirror(service=rule.mirror.service or service, version=rule.mirror.version,
+        mirror = CompiledMirror(service=rule.mirror.service or service, version=rule.mirror.version,
                           percent=rule.mirror.percent)
     rewrite = None
     if rule.rewrite is not None:
-        rewrite = c.Rewrite(path_prefix=rule.rewrite.path_prefix, host=rule.rewrite.host)
-    headers = rule.headers or r.HeaderRules()
-    return c.RouteRule(
+        rewrite = CompiledRewrite(path_prefix=rule.rewrite.path_prefix, host=rule.rewrite.host)
+    headers = rule.headers or HeaderRules()
+    return CompiledRouteRule(
         name=rule.name,
         matches=matches,
         backends=backends,
@@ -171,40 +196,40 @@ def _route_rule(ctx: _Context, caller: str, service: str, rule: r.RouteRule) -> 
     )
 
 
-def _implicit_rule(ctx: _Context, service: str) -> c.RouteRule:
-    return c.RouteRule(
+def _implicit_rule(ctx: _Context, service: str) -> CompiledRouteRule:
+    return CompiledRouteRule(
         name="default",
-        backends=(c.Backend(service=service, version=None, weight=100),),
+        backends=(CompiledBackend(service=service, version=None, weight=100),),
         timeout_ms=_timeout(ctx, None),
         retries=_retries(ctx, None),
     )
 
 
-def _traffic_policy(svc: Service) -> c.TrafficPolicy:
+def _traffic_policy(svc: Service) -> CompiledTrafficPolicy:
     tp = svc.spec.traffic_policy
     hc = svc.spec.health_check
     health = (
-        c.HealthCheck(path=hc.path, interval_ms=hc.interval, timeout_ms=hc.timeout,
+        CompiledHealthCheck(path=hc.path, interval_ms=hc.interval, timeout_ms=hc.timeout,
                       unhealthy_threshold=hc.unhealthy_threshold, healthy_threshold=hc.healthy_threshold)
         if hc else None
     )
     if tp is None:
-        return c.TrafficPolicy(health_check=health)
+        return CompiledTrafficPolicy(health_check=health)
     if isinstance(tp.load_balancer, HashBalancer):
         on = tp.load_balancer.hash
-        cookie = c.StickyCookie(name=on.cookie.name, ttl_ms=on.cookie.ttl) if on.cookie else None
-        lb = c.LoadBalancer(policy="hash", hash_header=on.header.lower() if on.header else None,
+        cookie = CompiledStickyCookie(name=on.cookie.name, ttl_ms=on.cookie.ttl) if on.cookie else None
+        lb = LoadBalancer(policy="hash", hash_header=on.header.lower() if on.header else None,
                             hash_cookie=cookie)
     else:
-        lb = c.LoadBalancer(policy=tp.load_balancer)
+        lb = LoadBalancer(policy=tp.load_balancer)
     pool = tp.connection_pool
     od = tp.outlier_detection
-    return c.TrafficPolicy(
+    return CompiledTrafficPolicy(
         load_balancer=lb,
-        connection_pool=c.ConnectionPool(
+        connection_pool=CompiledConnectionPool(
             max_connections=pool.max_connections, max_pending_requests=pool.max_pending_requests,
             max_requests=pool.max_requests) if pool else None,
-        outlier_detection=c.OutlierDetection(
+        outlier_detection=CompiledOutlierDetection(
             consecutive_5xx=od.consecutive_5xx, interval_ms=od.interval,
             base_ejection_time_ms=od.base_ejection_time,
             max_ejection_percent=od.max_ejection_percent) if od else None,
@@ -212,7 +237,7 @@ def _traffic_policy(svc: Service) -> c.TrafficPolicy:
     )
 
 
-def _destination(ctx: _Context, caller: str, svc: Service) -> c.Destination:
+def _destination(ctx: _Context, caller: str, svc: Service) -> Destination:
     """The destination as `caller` sees it; shared between callers unless `match.from` differs."""
     name = svc.metadata.name
     route = ctx.routes.get(name)
@@ -224,14 +249,14 @@ def _destination(ctx: _Context, caller: str, svc: Service) -> c.Destination:
     return ctx.destination_cache[key]
 
 
-def _build_destination(ctx: _Context, caller: str, svc: Service, route: Route | None) -> c.Destination:
+def _build_destination(ctx: _Context, caller: str, svc: Service, route: Route | None) -> Destination:
     name = svc.metadata.name
     if route is None:
-        rules: tuple[c.RouteRule, ...] = (_implicit_rule(ctx, name),)
+        rules: tuple[CompiledRouteRule, ...] = (_implicit_rule(ctx, name),)
     else:
         compiled = (_route_rule(ctx, caller, name, rule) for rule in route.spec.rules)
         rules = tuple(rule for rule in compiled if rule is not None)
-    return c.Destination(
+    return Destination(
         service=name,
         protocol=svc.spec.protocol,
         identity=ctx.identity(name),
@@ -242,13 +267,13 @@ def _build_destination(ctx: _Context, caller: str, svc: Service, route: Route | 
     )
 
 
-def _outbound(ctx: _Context, caller: str) -> tuple[dict[str, c.Destination], tuple[str, ...]]:
+def _outbound(ctx: _Context, caller: str) -> tuple[dict[str, Destination], tuple[str, ...]]:
     """Destinations `caller` may reach, and the mesh services it can never be admitted to."""
     reachable = {name for name in ctx.open_services if ctx.admissions[name].admits(caller)}
     reachable |= {name for name in ctx.admitted_by_name.get(caller, ()) if ctx.admissions[name].admits(caller)}
     # A split or mirror may send to another service: keep what the reachable routes point at.
     pending = sorted(reachable)
-    tables: dict[str, c.Destination] = {}
+    tables: dict[str, Destination] = {}
     while pending:
         name = pending.pop()
         tables[name] = dest = _destination(ctx, caller, ctx.services[name])
@@ -265,16 +290,16 @@ def _outbound(ctx: _Context, caller: str) -> tuple[dict[str, c.Destination], tup
 # --- inbound and gateways ------------------------------------------------------------------
 
 
-def _access(ctx: _Context, service: str) -> c.Access:
+def _access(ctx: _Context, service: str) -> Access:
     policies = sorted(ctx.access_by_service.get(service, []), key=lambda p: p.metadata.name)
-    return c.Access(
+    return Access(
         default=ctx.mesh.access_default,
         policies=tuple(
-            c.AccessPolicy(
+            CompiledAccessPolicy(
                 name=p.metadata.name,
                 action=p.spec.action,
                 rules=tuple(
-                    c.AccessRule(
+                    CompiledAccessRule(
                         sources=None if rule.from_ is None else tuple(
                             s if s == "*" else ctx.identity(s) for s in rule.from_),
                         methods=tuple(rule.methods or ()),
@@ -288,14 +313,14 @@ def _access(ctx: _Context, service: str) -> c.Access:
     )
 
 
-def _inbound(ctx: _Context, svc: Service) -> c.Inbound:
+def _inbound(ctx: _Context, svc: Service) -> Inbound:
     tp = svc.spec.traffic_policy
     rate = tp.rate_limit if tp else None
-    return c.Inbound(
+    return Inbound(
         service=svc.metadata.name,
         protocol=svc.spec.protocol,
         access=_access(ctx, svc.metadata.name),
-        rate_limit=c.RateLimit(
+        rate_limit=CompiledRateLimit(
             requests_per_second=rate.requests_per_second,
             burst=rate.burst if rate.burst is not None else max(1, int(rate.requests_per_second)),
         ) if rate else None,
@@ -303,11 +328,11 @@ def _inbound(ctx: _Context, svc: Service) -> c.Inbound:
     )
 
 
-def _gateway(gw: Gateway) -> c.Gateway:
+def _gateway(gw: Gateway) -> CompiledGateway:
     rules = []
     for rule in gw.spec.rules:
-        headers = rule.headers or r.HeaderRules()
-        rules.append(c.GatewayRule(
+        headers = rule.headers or HeaderRules()
+        rules.append(CompiledGatewayRule(
             name=rule.name,
             matches=tuple(convert.request_match(m) for m in rule.match or ()),
             service=rule.service,
@@ -316,7 +341,7 @@ def _gateway(gw: Gateway) -> c.Gateway:
             request_headers=convert.header_ops(headers.request),
             response_headers=convert.header_ops(headers.response),
         ))
-    return c.Gateway(name=gw.metadata.name, port=gw.spec.port, rules=tuple(rules))
+    return CompiledGateway(name=gw.metadata.name, port=gw.spec.port, rules=tuple(rules))
 
 
 def _base(ctx: _Context, kind: str, name: str, source: str) -> dict[str, object]:
@@ -334,9 +359,9 @@ def _base(ctx: _Context, kind: str, name: str, source: str) -> dict[str, object]
         identity=ctx.identity(source),
         mtls=mesh.mtls,
         outbound_policy=mesh.outbound_policy,
-        retry_budget=c.RetryBudget(percent=budget.percent, min_per_second=budget.min_per_second)
-        if budget else c.RetryBudget(),
-        telemetry=c.Telemetry(
+        retry_budget=CompiledRetryBudget(percent=budget.percent, min_per_second=budget.min_per_second)
+        if budget else CompiledRetryBudget(),
+        telemetry=CompiledTelemetry(
             access_log=telemetry.access_log if telemetry else "json",
             tracing_sampling=telemetry.tracing.sampling if telemetry and telemetry.tracing else 1.0,
         ),
@@ -348,16 +373,16 @@ def _base(ctx: _Context, kind: str, name: str, source: str) -> dict[str, object]
 def compile_policy(policy: MeshPolicy, *, revision: str, source_digest: str) -> CompiledMesh:
     """Compile a policy that passed validation. Pure: same input, same output."""
     ctx = _context(policy, revision)
-    configs: dict[str, c.SidecarConfig] = {}
+    configs: dict[str, SidecarConfig] = {}
     for name, svc in sorted(ctx.services.items()):
-        configs[name] = c.SidecarConfig(
+        configs[name] = SidecarConfig(
             **_base(ctx, "service", name, name),  # type: ignore[arg-type]
             inbound=_inbound(ctx, svc),
         )
     for loc in policy.gateways:
         gw = loc.obj
         source = f"gateway/{gw.metadata.name}"
-        configs[source] = c.SidecarConfig(
+        configs[source] = SidecarConfig(
             **_base(ctx, "gateway", gw.metadata.name, source),  # type: ignore[arg-type]
             gateway=_gateway(gw),
         )

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
-from meshctl import contract as c
-from meshctl.model import route as r
+from meshctl.contract import (
+    AbortFault,
+    CompiledDirectResponse,
+    CompiledFault,
+    CompiledHeaderOps,
+    CompiledRedirect,
+    CompiledSticky,
+    CompiledStickyCookie,
+    CompiledStringMatch,
+    DelayFault,
+    RequestMatch,
+)
+from meshctl.model.route import DirectResponse, Fault, HeaderOps, Match, Redirect, Sticky
 
 
-def string_match(m: object) -> c.StringMatch:
-    return c.StringMatch(**{k: v for k, v in m.model_dump().items() if v is not None})  # type: ignore[attr-defined]
+def string_match(m: object) -> CompiledStringMatch:
+    return CompiledStringMatch(**{k: v for k, v in m.model_dump().items() if v is not None})  # type: ignore[attr-defined]
 
 
-def request_match(m: r.Match) -> c.RequestMatch:
-    return c.RequestMatch(
+def request_match(m: Match) -> RequestMatch:
+    return RequestMatch(
         path=string_match(m.path) if m.path else None,
         methods=tuple(m.method or ()),
         headers={k.lower(): string_match(v) for k, v in sorted((m.headers or {}).items())},
@@ -19,7 +30,7 @@ def request_match(m: r.Match) -> c.RequestMatch:
     )
 
 
-def matches_for(caller: str, matches: list[r.Match] | None) -> tuple[c.RequestMatch, ...] | None:
+def matches_for(caller: str, matches: list[Match] | None) -> tuple[RequestMatch, ...] | None:
     """The match entries that can hold for `caller`; None when none can (the rule is dropped)."""
     if not matches:
         return ()
@@ -29,40 +40,40 @@ def matches_for(caller: str, matches: list[r.Match] | None) -> tuple[c.RequestMa
     return tuple(request_match(m) for m in kept)
 
 
-def header_ops(ops: r.HeaderOps | None) -> c.HeaderOps:
+def header_ops(ops: HeaderOps | None) -> CompiledHeaderOps:
     if ops is None:
-        return c.HeaderOps()
-    return c.HeaderOps(
+        return CompiledHeaderOps()
+    return CompiledHeaderOps(
         set={k.lower(): v for k, v in sorted((ops.set or {}).items())},
         add={k.lower(): v for k, v in sorted((ops.add or {}).items())},
         remove=tuple(h.lower() for h in ops.remove or ()),
     )
 
 
-def redirect(redirect: r.Redirect | None) -> c.Redirect | None:
+def redirect(redirect: Redirect | None) -> CompiledRedirect | None:
     if redirect is None:
         return None
-    return c.Redirect(path=redirect.path, host=redirect.host, status=redirect.status)
+    return CompiledRedirect(path=redirect.path, host=redirect.host, status=redirect.status)
 
 
-def respond(respond: r.DirectResponse | None) -> c.DirectResponse | None:
+def respond(respond: DirectResponse | None) -> CompiledDirectResponse | None:
     if respond is None:
         return None
     headers = {k.lower(): v for k, v in sorted((respond.headers or {}).items())}
-    return c.DirectResponse(status=respond.status, body=respond.body, headers=headers)
+    return CompiledDirectResponse(status=respond.status, body=respond.body, headers=headers)
 
 
-def fault(fault: r.Fault | None) -> c.Fault | None:
+def fault(fault: Fault | None) -> CompiledFault | None:
     if fault is None or (fault.delay is None and fault.abort is None):
         return None
-    return c.Fault(
-        delay=c.DelayFault(fixed_ms=fault.delay.fixed, percent=fault.delay.percent) if fault.delay else None,
-        abort=c.AbortFault(status=fault.abort.status, percent=fault.abort.percent) if fault.abort else None,
+    return CompiledFault(
+        delay=DelayFault(fixed_ms=fault.delay.fixed, percent=fault.delay.percent) if fault.delay else None,
+        abort=AbortFault(status=fault.abort.status, percent=fault.abort.percent) if fault.abort else None,
     )
 
 
-def sticky(sticky: r.Sticky | None) -> c.Sticky | None:
+def sticky(sticky: Sticky | None) -> CompiledSticky | None:
     if sticky is None:
         return None
-    cookie = c.StickyCookie(name=sticky.cookie.name, ttl_ms=sticky.cookie.ttl) if sticky.cookie else None
-    return c.Sticky(header=sticky.header.lower() if sticky.header else None, cookie=cookie)
+    cookie = CompiledStickyCookie(name=sticky.cookie.name, ttl_ms=sticky.cookie.ttl) if sticky.cookie else None
+    return CompiledSticky(header=sticky.header.lower() if sticky.header else None, cookie=cookie)

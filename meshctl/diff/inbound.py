@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from meshctl.contract import Access, Gateway, Inbound, SidecarConfig
+from meshctl.contract import Access, CompiledGateway, Inbound, SidecarConfig
 from meshctl.diff import words
 from meshctl.diff.items import Item, leaf_changes, modified, other_fields, policy_phrases, to_json
 from meshctl.diff.rules import diff_rules
@@ -105,7 +105,7 @@ def diff_inbound(old: Inbound | None, new: Inbound | None) -> list[Item]:
 _INBOUND_FIELDS = frozenset({"service", "access", "protocol", "rate_limit", "health_check"})
 
 
-def diff_gateway(old: Gateway | None, new: Gateway | None) -> list[Item]:
+def diff_gateway(old: CompiledGateway | None, new: CompiledGateway | None) -> list[Item]:
     if old is None or new is None:
         if old == new:
             return []

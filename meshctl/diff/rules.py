@@ -5,20 +5,20 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from meshctl.contract import Backend, Destination, GatewayRule, RouteRule
+from meshctl.contract import CompiledBackend, CompiledGatewayRule, CompiledRouteRule, Destination
 from meshctl.diff import words
 from meshctl.diff.items import Item, leaf_changes, modified, other_fields, policy_phrases, to_json
 from proxy_addon import routing
 
 # --- route rules ------------------------------------------------------------------------------
 
-Rule = RouteRule | GatewayRule
+Rule = CompiledRouteRule | CompiledGatewayRule
 
 
 def _action(rule: Rule, service: str | None) -> str:
-    if isinstance(rule, RouteRule) and rule.backends:
+    if isinstance(rule, CompiledRouteRule) and rule.backends:
         return words.backends(rule.backends, service)
-    if isinstance(rule, GatewayRule) and rule.service is not None:
+    if isinstance(rule, CompiledGatewayRule) and rule.service is not None:
         return f"service {rule.service}"
     if rule.redirect is not None:
         return f"redirect {words.redirect(rule.redirect)}"
@@ -29,7 +29,7 @@ def _action(rule: Rule, service: str | None) -> str:
 
 def describe_rule(rule: Rule, service: str | None) -> str:
     text = f"{words.matches(rule.matches)} -> {_action(rule, service)}"
-    if isinstance(rule, RouteRule):
+    if isinstance(rule, CompiledRouteRule):
         extras = []
         if rule.timeout_ms is not None:
             extras.append(f"timeout {words.duration(rule.timeout_ms)}")
@@ -44,8 +44,8 @@ def describe_rule(rule: Rule, service: str | None) -> str:
     return text
 
 
-def _weights(old: RouteRule, new: RouteRule, service: str | None) -> str:
-    def keyed(rule: RouteRule) -> dict[str, int]:
+def _weights(old: CompiledRouteRule, new: CompiledRouteRule, service: str | None) -> str:
+    def keyed(rule: CompiledRouteRule) -> dict[str, int]:
         return {words.backend_label(b, service): b.weight for b in rule.backends}
 
     a, b = keyed(old), keyed(new)
@@ -68,7 +68,7 @@ def _weights(old: RouteRule, new: RouteRule, service: str | None) -> str:
 STICKY_SAMPLE = 4000  # users simulated: the estimate is within about a point
 
 
-def sticky_users_moved(old: RouteRule, new: RouteRule) -> float:
+def sticky_users_moved(old: CompiledRouteRule, new: CompiledRouteRule) -> float:
     """Percent of sticky users whose backend changes, by the sidecar's own choice function.
 
     An A/B reviewer's question: a 90/10 -> 80/20 change should move about 10% of users, not
@@ -78,14 +78,14 @@ def sticky_users_moved(old: RouteRule, new: RouteRule) -> float:
     return _moved(_split_key(old), _split_key(new))
 
 
-def _split_key(rule: RouteRule) -> tuple[tuple[str, str | None, int], ...]:
+def _split_key(rule: CompiledRouteRule) -> tuple[tuple[str, str | None, int], ...]:
     return tuple((b.service, b.version, b.weight) for b in rule.backends)
 
 
 @lru_cache(maxsize=256)
 def _moved(old: tuple[tuple[str, str | None, int], ...], new: tuple[tuple[str, str | None, int], ...]) -> float:
-    before = [Backend(service=s, version=v, weight=w) for s, v, w in old]
-    after = [Backend(service=s, version=v, weight=w) for s, v, w in new]
+    before = [CompiledBackend(service=s, version=v, weight=w) for s, v, w in old]
+    after = [CompiledBackend(service=s, version=v, weight=w) for s, v, w in new]
     moved = sum(
         routing.backend_id(routing.pick_sticky(before, key)) != routing.backend_id(routing.pick_sticky(after, key))
         for key in (f"user-{i}" for i in range(STICKY_SAMPLE))
@@ -129,7 +129,7 @@ def _diff_rule(old: Rule, new: Rule, base: str, service: str | None) -> list[Ite
             continue
         path = f"{base}[{new.name}].{name}"
         if name == "backends":
-            assert isinstance(old, RouteRule) and isinstance(new, RouteRule)
+            assert isinstance(old, CompiledRouteRule) and isinstance(new, CompiledRouteRule)
             summary = f"{label} {_weights(old, new, service)}"
         else:
             described = (_field_words(name, a, service), _field_words(name, b, service))

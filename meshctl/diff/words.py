@@ -9,17 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from meshctl.contract import (
-    AccessRule,
-    Backend,
-    DirectResponse,
-    Fault,
-    HeaderOps,
-    Mirror,
-    Redirect,
+    CompiledAccessRule,
+    CompiledBackend,
+    CompiledDirectResponse,
+    CompiledFault,
+    CompiledHeaderOps,
+    CompiledMirror,
+    CompiledRedirect,
+    CompiledRewrite,
+    CompiledSticky,
+    CompiledStringMatch,
     RequestMatch,
-    Rewrite,
-    Sticky,
-    StringMatch,
 )
 
 SPIFFE = "spiffe://"
@@ -55,7 +55,7 @@ def who(identity: str) -> str:
     return path.removeprefix("service/")
 
 
-def string_match(name: str, match: StringMatch) -> str:
+def string_match(name: str, match: CompiledStringMatch) -> str:
     if match.present is not None:
         return f"{name} {'present' if match.present else 'absent'}"
     if match.exact is not None:
@@ -84,18 +84,18 @@ def matches(items: tuple[RequestMatch, ...]) -> str:
     return " or ".join(f"({request_match(m)})" if len(items) > 1 else request_match(m) for m in items)
 
 
-def backend_label(backend: Backend, service: str | None) -> str:
+def backend_label(backend: CompiledBackend, service: str | None) -> str:
     """A backend named as short as is clear: "v2" for a version of the route's own service."""
     if backend.service == service:
         return backend.version or "all versions"
     return f"{backend.service}/{backend.version}" if backend.version else backend.service
 
 
-def backends(items: tuple[Backend, ...], service: str | None) -> str:
+def backends(items: tuple[CompiledBackend, ...], service: str | None) -> str:
     return ", ".join(f"{backend_label(b, service)} {b.weight}" for b in items) or "none"
 
 
-def fault(value: Fault | None) -> str:
+def fault(value: CompiledFault | None) -> str:
     if value is None:
         return "none"
     parts = []
@@ -106,14 +106,14 @@ def fault(value: Fault | None) -> str:
     return ", ".join(parts) or "none"
 
 
-def mirror(value: Mirror | None, service: str | None) -> str:
+def mirror(value: CompiledMirror | None, service: str | None) -> str:
     if value is None:
         return "none"
-    target = Backend(service=value.service, version=value.version, weight=0)
+    target = CompiledBackend(service=value.service, version=value.version, weight=0)
     return f"{backend_label(target, service)} at {percent(value.percent)}"
 
 
-def rewrite(value: Rewrite | None) -> str:
+def rewrite(value: CompiledRewrite | None) -> str:
     if value is None:
         return "none"
     parts = []
@@ -124,21 +124,21 @@ def rewrite(value: Rewrite | None) -> str:
     return ", ".join(parts) or "none"
 
 
-def redirect(value: Redirect | None) -> str:
+def redirect(value: CompiledRedirect | None) -> str:
     if value is None:
         return "none"
     target = f"{value.host or ''}{value.path or ''}" or "same location"
     return f"{value.status} to {target}"
 
 
-def respond(value: DirectResponse | None) -> str:
+def respond(value: CompiledDirectResponse | None) -> str:
     if value is None:
         return "none"
     body = f" {value.body[:40]!r}" if value.body else ""
     return f"status {value.status}{body}"
 
 
-def sticky(value: Sticky | None) -> str:
+def sticky(value: CompiledSticky | None) -> str:
     if value is None:
         return "none"
     if value.header is not None:
@@ -148,14 +148,14 @@ def sticky(value: Sticky | None) -> str:
     return "none"
 
 
-def header_ops(value: HeaderOps) -> str:
+def header_ops(value: CompiledHeaderOps) -> str:
     parts = [f"set {k}: {v}" for k, v in sorted(value.set.items())]
     parts += [f"add {k}: {v}" for k, v in sorted(value.add.items())]
     parts += [f"remove {k}" for k in value.remove]
     return ", ".join(parts) or "none"
 
 
-def access_rule(rule: AccessRule) -> str:
+def access_rule(rule: CompiledAccessRule) -> str:
     if rule.sources is None:
         src = "anyone"
     else:

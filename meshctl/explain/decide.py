@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from meshctl.contract import Destination, GatewayRule, RequestMatch, RouteRule, SidecarConfig
+from meshctl.contract import CompiledGatewayRule, CompiledRouteRule, Destination, RequestMatch, SidecarConfig
 from meshctl.diff import words
 from meshctl.explain.result import ExplainError, Explanation, Request, split_url
 from proxy_addon import routing
@@ -92,7 +92,7 @@ def _via_gateway(
     return _via_route(configs, gateway_cfg, dest, view, target, result)
 
 
-def _answers_itself(result: Explanation, rule: RouteRule | GatewayRule, target: str, host: str) -> bool:
+def _answers_itself(result: Explanation, rule: CompiledRouteRule | CompiledGatewayRule, target: str, host: str) -> bool:
     if rule.redirect is not None:
         result.location = routing.redirect_location(rule.redirect, target, host)
         _answer(result, rule.redirect.status, None, f"redirected to {result.location}")
@@ -147,7 +147,7 @@ def _via_route(
     return result
 
 
-def _faults(result: Explanation, rule: RouteRule) -> None:
+def _faults(result: Explanation, rule: CompiledRouteRule) -> None:
     fault = rule.fault
     if fault is None:
         return

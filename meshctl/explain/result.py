@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from meshctl.contract import Backend, RouteRule
+from meshctl.contract import CompiledBackend, CompiledRouteRule
 from meshctl.diff import words
 from meshctl.errors import UsageError
 
@@ -36,11 +36,11 @@ class Explanation:
     status: int | None = None  # when the sidecar answers itself
     flags: list[str] = field(default_factory=list)
     location: str | None = None  # redirect target
-    split: list[tuple[Backend, float]] = field(default_factory=list)  # the rule's weights
-    backends: list[tuple[Backend, float]] = field(default_factory=list)  # for this request
+    split: list[tuple[CompiledBackend, float]] = field(default_factory=list)  # the rule's weights
+    backends: list[tuple[CompiledBackend, float]] = field(default_factory=list)  # for this request
     sticky: str | None = None  # how the sticky key is taken, in words
     sticky_key: str | None = None
-    rule_obj: RouteRule | None = None
+    rule_obj: CompiledRouteRule | None = None
     upstream_target: str | None = None  # path after rewrites
     upstream_host: str | None = None
     access: str = "allow"
@@ -48,7 +48,7 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
 
     @property
-    def backend(self) -> Backend | None:
+    def backend(self) -> CompiledBackend | None:
         """The backend this request gets, when that is decided (sticky, or a single backend)."""
         certain = [b for b, p in self.backends if p >= 1.0]
         return certain[0] if len(certain) == 1 else None
@@ -84,11 +84,11 @@ class Explanation:
         }
 
 
-def backend_name(backend: Backend) -> str:
+def backend_name(backend: CompiledBackend) -> str:
     return f"{backend.service}/{backend.version}" if backend.version else backend.service
 
 
-def _backend_json(backend: Backend, probability: float) -> dict[str, Any]:
+def _backend_json(backend: CompiledBackend, probability: float) -> dict[str, Any]:
     return {
         "service": backend.service,
         "version": backend.version,

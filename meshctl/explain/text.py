@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from meshctl.contract import HeaderOps
+from meshctl.contract import CompiledHeaderOps
 from meshctl.diff import words
 from meshctl.explain.result import Explanation, backend_name
 
@@ -44,9 +44,9 @@ def text_report(exp: Explanation) -> str:
             rows.append(("mirror", words.mirror(rule.mirror, exp.destination)))
         if rule.rewrite:
             rows.append(("rewrite", f"{exp.upstream_host or ''}{exp.upstream_target}"))
-        if rule.request_headers != HeaderOps():
+        if rule.request_headers != CompiledHeaderOps():
             rows.append(("request headers", words.header_ops(rule.request_headers)))
-        if rule.response_headers != HeaderOps():
+        if rule.response_headers != CompiledHeaderOps():
             rows.append(("response headers", words.header_ops(rule.response_headers)))
     rows.append(("access", f"{exp.access} ({exp.access_reason})" if exp.access_reason else exp.access))
     outcome = (

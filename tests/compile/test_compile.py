@@ -159,7 +159,7 @@ def test_match_from_keeps_a_rule_only_for_the_named_callers() -> None:
     # The rule's second match entry has no `from`, so other callers keep the rule with that entry only.
     gateway_rule = compiled.configs["gateway/public"].destinations["reviews"].rules[0]
     assert seen_by_gateway[0] == "beta-testers" and len(gateway_rule.matches) == 1
-    assert gateway_rule.matches[0].path == contract.StringMatch(regex="/r/[0-9]+")
+    assert gateway_rule.matches[0].path == contract.CompiledStringMatch(regex="/r/[0-9]+")
 
 
 def test_access_pruning_refuses_callers_at_the_source() -> None:

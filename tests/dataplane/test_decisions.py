@@ -11,30 +11,28 @@ import pytest
 
 from meshctl.contract import (
     Access,
-    AccessPolicy,
-    AccessRule,
-    Backend,
-    Backoff,
-    ConnectionPool,
+    CompiledAccessPolicy,
+    CompiledAccessRule,
+    CompiledBackend,
+    CompiledBackoff,
+    CompiledConnectionPool,
+    CompiledOutlierDetection,
+    CompiledRateLimit,
+    CompiledRedirect,
+    CompiledRetryBudget,
+    CompiledRewrite,
+    CompiledRouteRule,
+    CompiledStringMatch,
     LoadBalancer,
-    OutlierDetection,
-    RateLimit,
-    Redirect,
     RequestMatch,
-    RetryBudget,
     RetryPolicy,
-    Rewrite,
-    RouteRule,
-    StringMatch,
 )
 from proxy_addon import routing
 from proxy_addon.access import decide
 from proxy_addon.endpoints import EndpointSet
 from proxy_addon.limits import Overflow, PoolGate, TokenBucket
 from proxy_addon.retry import (
-    RetryBudget as Budget,
-)
-from proxy_addon.retry import (
+    RetryBudget,
     backoff_ms,
     may_retry_request,
     retriable_error,
@@ -46,18 +44,18 @@ from tests.support.procs import REPO
 V = routing.view_from_target
 
 
-def b(version: str, weight: int) -> Backend:
-    return Backend(service="reviews", version=version, weight=weight)
+def b(version: str, weight: int) -> CompiledBackend:
+    return CompiledBackend(service="reviews", version=version, weight=weight)
 
 
 def test_match_rule_first_match_wins_and_entries_are_alternatives() -> None:
     rules = (
-        RouteRule(name="a", backends=(b("v2", 100),), matches=(
-            RequestMatch(headers={"end-user": StringMatch(exact="jason")}, methods=("GET",)),
-            RequestMatch(query={"beta": StringMatch(present=True)}),
+        CompiledRouteRule(name="a", backends=(b("v2", 100),), matches=(
+            RequestMatch(headers={"end-user": CompiledStringMatch(exact="jason")}, methods=("GET",)),
+            RequestMatch(query={"beta": CompiledStringMatch(present=True)}),
         )),
-        RouteRule(name="b", backends=(b("v1", 100),),
-                  matches=(RequestMatch(path=StringMatch(regex="/r/[0-9]+")),)),
+        CompiledRouteRule(name="b", backends=(b("v1", 100),),
+                  matches=(RequestMatch(path=CompiledStringMatch(regex="/r/[0-9]+")),)),
     )
     name = lambda v: (m[0].name if (m := routing.match_rule(rules, v)) else None)  # noqa: E731
     assert name(V("GET", "/x", {"end-user": "jason"})) == "a"
@@ -86,12 +84,12 @@ def test_sticky_pick_is_stable_weighted_and_moves_few_users() -> None:
 
 
 def test_rewrite_and_redirect() -> None:
-    m = RequestMatch(path=StringMatch(prefix="/v1api"))
-    assert routing.rewritten_path("/v1api/items?q=1", Rewrite(path_prefix="/api"), m) == \
+    m = RequestMatch(path=CompiledStringMatch(prefix="/v1api"))
+    assert routing.rewritten_path("/v1api/items?q=1", CompiledRewrite(path_prefix="/api"), m) == \
         "/api/items?q=1"
-    assert routing.rewritten_path("/v1api", Rewrite(path_prefix="/"), m) == "/"
+    assert routing.rewritten_path("/v1api", CompiledRewrite(path_prefix="/"), m) == "/"
     assert routing.rewritten_path("/x", None, None) == "/x"
-    assert routing.redirect_location(Redirect(path="/new"), "/old", "shop") == "http://shop/new"
+    assert routing.redirect_location(CompiledRedirect(path="/new"), "/old", "shop") == "http://shop/new"
 
 
 def test_cookies_parse() -> None:
@@ -114,11 +112,11 @@ ID = "spiffe://shop.local/service/reviews"
 )
 def test_access_decide(identity: str | None, method: str, path: str, allowed: bool) -> None:
     access = Access(default="deny", policies=(
-        AccessPolicy(name="deny-secret", action="deny",
-                     rules=(AccessRule(paths=("*/secret",)),)),
-        AccessPolicy(name="readers", rules=(
-            AccessRule(sources=("*",), methods=("GET",), paths=("/ratings/*",)),
-            AccessRule(paths=("/health",)),
+        CompiledAccessPolicy(name="deny-secret", action="deny",
+                     rules=(CompiledAccessRule(paths=("*/secret",)),)),
+        CompiledAccessPolicy(name="readers", rules=(
+            CompiledAccessRule(sources=("*",), methods=("GET",), paths=("/ratings/*",)),
+            CompiledAccessRule(paths=("/health",)),
         )),
     ))
     assert decide(access, identity, method, path).allowed is allowed
@@ -145,14 +143,14 @@ def test_retry_conditions() -> None:
 
 
 def test_backoff_is_exponential_with_full_jitter() -> None:
-    backoff = Backoff(base_ms=25, max_ms=250)
+    backoff = CompiledBackoff(base_ms=25, max_ms=250)
     assert [backoff_ms(n, backoff, 0.999999) // 1 for n in (1, 2, 3, 4, 5, 6)] == [
         24, 49, 99, 199, 249, 249]
     assert backoff_ms(3, backoff, 0.0) == 0.0
 
 
 def test_retry_budget_floor_and_percent() -> None:
-    budget = Budget(RetryBudget(percent=50, min_per_second=2))
+    budget = RetryBudget(CompiledRetryBudget(percent=50, min_per_second=2))
     budget.requests_in_flight = 2
     assert budget.try_acquire(100.0) and budget.try_acquire(100.0)  # floor: 2 per second
     assert not budget.try_acquire(100.0)  # 3 retries > 50% of 2 requests
@@ -164,7 +162,7 @@ def test_retry_budget_floor_and_percent() -> None:
 
 def test_pool_gate_overflows_beyond_capacity_and_pending() -> None:
     async def scenario() -> list[str]:
-        gate = PoolGate(ConnectionPool(max_connections=1, max_pending_requests=1))
+        gate = PoolGate(CompiledConnectionPool(max_connections=1, max_pending_requests=1))
         await gate.acquire()
         waiter = asyncio.ensure_future(gate.acquire())
         await asyncio.sleep(0)
@@ -184,7 +182,7 @@ def test_pool_gate_overflows_beyond_capacity_and_pending() -> None:
 
 
 def test_token_bucket() -> None:
-    bucket = TokenBucket(RateLimit(requests_per_second=10, burst=2))
+    bucket = TokenBucket(CompiledRateLimit(requests_per_second=10, burst=2))
     now = bucket.stamp
     assert bucket.take(now) and bucket.take(now) and not bucket.take(now)
     assert bucket.take(now + 0.15) and not bucket.take(now + 0.15)
@@ -193,7 +191,7 @@ def test_token_bucket() -> None:
 def test_outlier_ejection_bounded_by_max_percent() -> None:
     eps = EndpointSet("reviews")
     a, c = eps.get("a:1", "v1"), eps.get("c:1", "v1")
-    od = OutlierDetection(consecutive_5xx=2, base_ejection_time_ms=1000, max_ejection_percent=50)
+    od = CompiledOutlierDetection(consecutive_5xx=2, base_ejection_time_ms=1000, max_ejection_percent=50)
     assert not eps.record(a, True, 0.0, od, 2)
     assert eps.record(a, True, 0.0, od, 2)  # second 5xx in a row: ejected
     assert not eps.record(c, True, 0.0, od, 2) and not eps.record(c, True, 0.0, od, 2)  # 50% cap

@@ -227,10 +227,10 @@ def _safe_status(url: str) -> int | None:
 
 
 def test_requests_in_flight_finish_under_the_config_they_started_with(sidecar: Sidecar) -> None:
-    from meshctl.contract import HeaderOps
+    from meshctl.contract import CompiledHeaderOps
 
     def tagged(tag: str) -> tuple:
-        ops = HeaderOps(set={"x-config": tag})
+        ops = CompiledHeaderOps(set={"x-config": tag})
         return (destination("reviews", ("v1", "v2"), (
             split("reviews", {"v1": 100}, response_headers=ops),)),)
 

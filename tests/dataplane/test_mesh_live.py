@@ -12,19 +12,19 @@ import pytest
 
 from meshctl.contract import (
     Access,
-    AccessPolicy,
-    AccessRule,
-    Backend,
-    DirectResponse,
-    Gateway,
-    GatewayRule,
+    CompiledAccessPolicy,
+    CompiledAccessRule,
+    CompiledBackend,
+    CompiledDirectResponse,
+    CompiledGateway,
+    CompiledGatewayRule,
+    CompiledMirror,
+    CompiledRateLimit,
+    CompiledRedirect,
+    CompiledRouteRule,
+    CompiledStringMatch,
     Inbound,
-    Mirror,
-    RateLimit,
-    Redirect,
     RequestMatch,
-    RouteRule,
-    StringMatch,
     dump_json,
 )
 from tests.dataplane.conftest import fire, get
@@ -83,10 +83,10 @@ def test_two_hop_path_reaches_the_app_with_trace_and_telemetry(
 def test_access_policy_is_enforced_on_the_inbound_side(mesh: Sidecar, inbound: Sidecar) -> None:
     mesh.reload(only_v1("access"))  # type: ignore[arg-type]
     access = Access(policies=(
-        AccessPolicy(name="no-admin", action="deny", rules=(AccessRule(paths=("/admin*",)),)),
-        AccessPolicy(name="mesh-only", rules=(
-            AccessRule(sources=("*",)),  # any mesh identity (needs mTLS)
-            AccessRule(methods=("GET",), paths=("/public/*",)),
+        CompiledAccessPolicy(name="no-admin", action="deny", rules=(CompiledAccessRule(paths=("/admin*",)),)),
+        CompiledAccessPolicy(name="mesh-only", rules=(
+            CompiledAccessRule(sources=("*",)),  # any mesh identity (needs mTLS)
+            CompiledAccessRule(methods=("GET",), paths=("/public/*",)),
         )),
     ))
     inbound.reload(service_config("reviews", inbound=Inbound(service="reviews", access=access),
@@ -105,7 +105,7 @@ def test_access_policy_is_enforced_on_the_inbound_side(mesh: Sidecar, inbound: S
 def test_inbound_rate_limit_answers_429_rl(mesh: Sidecar, inbound: Sidecar) -> None:
     mesh.reload(only_v1("ratelimit"))  # type: ignore[arg-type]
     inbound.reload(service_config("reviews", inbound=Inbound(
-        service="reviews", rate_limit=RateLimit(requests_per_second=2, burst=5)),
+        service="reviews", rate_limit=CompiledRateLimit(requests_per_second=2, burst=5)),
         revision="ratelimit"))
     t0 = time.monotonic()
     results = fire(get("http://reviews/rl", 30), mesh.outbound_proxy, concurrency=10)
@@ -119,7 +119,7 @@ def test_inbound_rate_limit_answers_429_rl(mesh: Sidecar, inbound: Sidecar) -> N
 
 
 def test_mirror_copies_traffic_and_drops_the_answer(mesh: Sidecar, apps: dict[str, App]) -> None:
-    mesh.reload(only_v1("mirror", mirror=Mirror(service="reviews", version="v2",
+    mesh.reload(only_v1("mirror", mirror=CompiledMirror(service="reviews", version="v2",
                                                    percent=100)))  # type: ignore[arg-type]
     apps["v2"].configure(reset=True, delay_ms=3000)
     try:
@@ -172,16 +172,16 @@ def test_large_bodies_websockets_and_streams_pass_through(mesh: Sidecar) -> None
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory: pytest.TempPathFactory, inbound: Sidecar) -> Iterator[Sidecar]:
     rules = (
-        GatewayRule(name="moved", matches=(RequestMatch(path=StringMatch(prefix="/old")),),
-                    redirect=Redirect(path="/shop", status=302)),
-        GatewayRule(name="hello", matches=(RequestMatch(path=StringMatch(exact="/hello")),),
-                    respond=DirectResponse(status=200, body="hi")),
-        GatewayRule(name="shop", matches=(RequestMatch(path=StringMatch(prefix="/shop")),),
+        CompiledGatewayRule(name="moved", matches=(RequestMatch(path=CompiledStringMatch(prefix="/old")),),
+                    redirect=CompiledRedirect(path="/shop", status=302)),
+        CompiledGatewayRule(name="hello", matches=(RequestMatch(path=CompiledStringMatch(exact="/hello")),),
+                    respond=CompiledDirectResponse(status=200, body="hi")),
+        CompiledGatewayRule(name="shop", matches=(RequestMatch(path=CompiledStringMatch(prefix="/shop")),),
                     service="reviews"),
     )
-    route = RouteRule(name="all", timeout_ms=5000,
-                      backends=(Backend(service="reviews", version="v1", weight=100),))
-    config = gateway_config("public", Gateway(name="public", port=0, rules=rules),
+    route = CompiledRouteRule(name="all", timeout_ms=5000,
+                      backends=(CompiledBackend(service="reviews", version="v1", weight=100),))
+    config = gateway_config("public", CompiledGateway(name="public", port=0, rules=rules),
                             (destination("reviews", ("v1",), (route,)),))
     bindings = bindings_for(inbound=False, version=None, endpoints={
         "reviews": {"v1": (inbound.inbound_address,)}})

@@ -11,26 +11,26 @@ import pytest
 
 from meshctl.contract import (
     AbortFault,
-    Backend,
-    Backoff,
-    ConnectionPool,
+    CompiledBackend,
+    CompiledBackoff,
+    CompiledConnectionPool,
+    CompiledFault,
+    CompiledHealthCheck,
+    CompiledOutlierDetection,
+    CompiledRetryBudget,
+    CompiledRouteRule,
+    CompiledStringMatch,
+    CompiledTrafficPolicy,
     DelayFault,
-    Fault,
-    HealthCheck,
-    OutlierDetection,
     RequestMatch,
-    RetryBudget,
     RetryPolicy,
-    RouteRule,
-    StringMatch,
-    TrafficPolicy,
 )
 from tests.dataplane.conftest import fire, get
 from tests.support.configs import destination, service_config
 from tests.support.procs import App, Sidecar, bindings_for, free_port, start_app, start_sidecar
 
 _revisions = itertools.count(1)
-RETRY_5XX = RetryPolicy(attempts=3, on=("5xx", "connect-failure"), backoff=Backoff(base_ms=1, max_ms=5))
+RETRY_5XX = RetryPolicy(attempts=3, on=("5xx", "connect-failure"), backoff=CompiledBackoff(base_ms=1, max_ms=5))
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +53,9 @@ def caller(tmp_path_factory: pytest.TempPathFactory, flaky: dict[str, App]) -> I
     assert sc.stop() == 0
 
 
-def install(sc: Sidecar, *rules: RouteRule, policy: TrafficPolicy | None = None,
+def install(sc: Sidecar, *rules: CompiledRouteRule, policy: CompiledTrafficPolicy | None = None,
             bindings_endpoints: dict[str, tuple[str, ...]] | None = None,
-            budget: RetryBudget | None = None) -> None:
+            budget: CompiledRetryBudget | None = None) -> None:
     if bindings_endpoints is not None:
         sc.bindings = sc.bindings.model_copy(update={"endpoints": {"orders": bindings_endpoints}})
         from meshctl.contract import dump_json
@@ -64,12 +64,12 @@ def install(sc: Sidecar, *rules: RouteRule, policy: TrafficPolicy | None = None,
         write_atomic(sc.bindings_path, dump_json(sc.bindings))
     sc.reload(service_config(
         "checkout", (destination("orders", ("v1",), rules or None, policy),),
-        revision=f"res-{next(_revisions)}", retry_budget=budget or RetryBudget(),
+        revision=f"res-{next(_revisions)}", retry_budget=budget or CompiledRetryBudget(),
     ))
 
 
-def rule(name: str = "default", **fields: object) -> RouteRule:
-    return RouteRule(name=name, backends=(Backend(service="orders", version="v1", weight=100),),
+def rule(name: str = "default", **fields: object) -> CompiledRouteRule:
+    return CompiledRouteRule(name=name, backends=(CompiledBackend(service="orders", version="v1", weight=100),),
                      **fields)  # type: ignore[arg-type]
 
 
@@ -80,8 +80,8 @@ def test_retries_hide_a_backend_failing_half_the_requests(caller: Sidecar,
     try:
         # Independent 50% failures: 8 retries leave 0.2% failing. Half of all requests
         # fail, so retrying them needs more than the default 20% budget.
-        retries = RetryPolicy(attempts=8, on=("5xx",), backoff=Backoff(base_ms=1, max_ms=5))
-        install(caller, rule(retries=retries), budget=RetryBudget(percent=100))
+        retries = RetryPolicy(attempts=8, on=("5xx",), backoff=CompiledBackoff(base_ms=1, max_ms=5))
+        install(caller, rule(retries=retries), budget=CompiledRetryBudget(percent=100))
         results = fire(get("http://orders/buy", 400), caller.outbound_proxy, concurrency=8)
         ok = sum(r.status == 200 for r in results) / len(results)
         assert ok >= 0.99, ok
@@ -107,8 +107,8 @@ def test_a_retry_goes_to_another_endpoint(caller: Sidecar, flaky: dict[str, App]
     """One of two endpoints always fails: one retry on the other one hides it entirely."""
     flaky["o1"].configure(fail_percent=100, reset=True)
     try:
-        retries = RetryPolicy(attempts=1, on=("5xx",), backoff=Backoff(base_ms=1, max_ms=2))
-        install(caller, rule(retries=retries), budget=RetryBudget(percent=100))
+        retries = RetryPolicy(attempts=1, on=("5xx",), backoff=CompiledBackoff(base_ms=1, max_ms=2))
+        install(caller, rule(retries=retries), budget=CompiledRetryBudget(percent=100))
         results = fire(get("http://orders/other", 300), caller.outbound_proxy, concurrency=8)
         assert all(r.status == 200 and r.app == "o2" for r in results)
         assert flaky["o1"].stats()["requests"] > 50  # it was tried, and failed over
@@ -120,7 +120,7 @@ def test_default_retry_budget_caps_retries(caller: Sidecar, flaky: dict[str, App
     for app in flaky.values():
         app.configure(fail_percent=100, reset=True)
     try:
-        install(caller, rule(retries=RETRY_5XX), budget=RetryBudget(percent=20, min_per_second=5))
+        install(caller, rule(retries=RETRY_5XX), budget=CompiledRetryBudget(percent=20, min_per_second=5))
         results = fire(get("http://orders/b", 200), caller.outbound_proxy, concurrency=8)
         assert all(r.status == 503 for r in results)
         served = sum(app.stats()["requests"] for app in flaky.values())
@@ -132,7 +132,7 @@ def test_default_retry_budget_caps_retries(caller: Sidecar, flaky: dict[str, App
 
 
 def test_exhausted_retries_are_flagged_urx(caller: Sidecar, flaky: dict[str, App]) -> None:
-    install(caller, rule(retries=RETRY_5XX), budget=RetryBudget(percent=100))
+    install(caller, rule(retries=RETRY_5XX), budget=CompiledRetryBudget(percent=100))
     result = fire(get("http://orders/x?status=503"), caller.outbound_proxy)[0]
     assert result.status == 503 and result.flags == "URX"
     assert caller.access_log()[-1]["attempts"] == 4
@@ -149,7 +149,7 @@ def test_abort_percentage_holds_and_is_not_retried(caller: Sidecar,
                                                    flaky: dict[str, App]) -> None:
     for app in flaky.values():
         app.configure(reset=True)
-    install(caller, rule(fault=Fault(abort=AbortFault(status=503, percent=30)),
+    install(caller, rule(fault=CompiledFault(abort=AbortFault(status=503, percent=30)),
                          retries=RETRY_5XX))
     results = fire(get("http://orders/a", 1000), caller.outbound_proxy)
     aborted = [r for r in results if r.status == 503]
@@ -167,10 +167,10 @@ def test_delay_counts_against_the_caller_timeout_without_blocking_others(
     `orders` with a 7 s delay on /slow) -> orders. The caller's timeout fires at ~1 s."""
     front = start_app("front", proxy=caller.outbound_proxy)
     try:
-        slow = rule("slow", matches=(RequestMatch(path=StringMatch(prefix="/slow")),),
-                    fault=Fault(delay=DelayFault(fixed_ms=7000, percent=100)))
-        front_rule = RouteRule(name="front", timeout_ms=1000,
-                               backends=(Backend(service="front", weight=100),))
+        slow = rule("slow", matches=(RequestMatch(path=CompiledStringMatch(prefix="/slow")),),
+                    fault=CompiledFault(delay=DelayFault(fixed_ms=7000, percent=100)))
+        front_rule = CompiledRouteRule(name="front", timeout_ms=1000,
+                               backends=(CompiledBackend(service="front", weight=100),))
         caller.bindings = caller.bindings.model_copy(update={"endpoints": {
             "orders": {"v1": (flaky["o1"].address, flaky["o2"].address)},
             "front": {"v1": (front.address,)},
@@ -194,8 +194,8 @@ def test_delay_counts_against_the_caller_timeout_without_blocking_others(
 
 
 def test_circuit_breaker_overflow_gives_503_uo(caller: Sidecar) -> None:
-    install(caller, rule(), policy=TrafficPolicy(
-        connection_pool=ConnectionPool(max_connections=1, max_pending_requests=1)))
+    install(caller, rule(), policy=CompiledTrafficPolicy(
+        connection_pool=CompiledConnectionPool(max_connections=1, max_pending_requests=1)))
     results = fire(get("http://orders/cb?delay_ms=1500", 6), caller.outbound_proxy, concurrency=6)
     overflow = [r for r in results if r.status == 503]
     assert all(r.flags == "UO" for r in overflow)
@@ -208,8 +208,8 @@ def test_killed_endpoint_is_ejected_and_traffic_continues(caller: Sidecar, tmp_p
         install(
             caller,
             rule(retries=RetryPolicy(attempts=2, on=("connect-failure", "reset"),
-                                     backoff=Backoff(base_ms=1, max_ms=2))),
-            policy=TrafficPolicy(outlier_detection=OutlierDetection(
+                                     backoff=CompiledBackoff(base_ms=1, max_ms=2))),
+            policy=CompiledTrafficPolicy(outlier_detection=CompiledOutlierDetection(
                 consecutive_5xx=2, base_ejection_time_ms=30_000, max_ejection_percent=50)),
             bindings_endpoints={"v1": (doomed.address, steady.address)},
         )
@@ -230,7 +230,7 @@ def test_no_endpoint_left_gives_503_uh(caller: Sidecar) -> None:
     dead = f"127.0.0.1:{free_port()}"
     install(
         caller, rule(),
-        policy=TrafficPolicy(outlier_detection=OutlierDetection(
+        policy=CompiledTrafficPolicy(outlier_detection=CompiledOutlierDetection(
             consecutive_5xx=1, base_ejection_time_ms=30_000, max_ejection_percent=100)),
         bindings_endpoints={"v1": (dead,)},
     )
@@ -244,9 +244,9 @@ def test_no_endpoint_left_gives_503_uh(caller: Sidecar) -> None:
 def test_active_health_checks_take_an_endpoint_out_and_back(
     caller: Sidecar, flaky: dict[str, App]
 ) -> None:
-    check = HealthCheck(path="/healthz", interval_ms=100, timeout_ms=500,
+    check = CompiledHealthCheck(path="/healthz", interval_ms=100, timeout_ms=500,
                         unhealthy_threshold=2, healthy_threshold=1)
-    install(caller, rule(), policy=TrafficPolicy(health_check=check),
+    install(caller, rule(), policy=CompiledTrafficPolicy(health_check=check),
             bindings_endpoints={"v1": (flaky["o1"].address, flaky["o2"].address)})
     flaky["o1"].configure(healthy=False)
     try:

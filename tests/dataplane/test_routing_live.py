@@ -6,17 +6,17 @@ import itertools
 from collections import Counter
 
 from meshctl.contract import (
-    DirectResponse,
-    HeaderOps,
+    CompiledDirectResponse,
+    CompiledHeaderOps,
+    CompiledRedirect,
+    CompiledRewrite,
+    CompiledRouteRule,
+    CompiledSticky,
+    CompiledStickyCookie,
+    CompiledStringMatch,
+    CompiledTrafficPolicy,
     LoadBalancer,
-    Redirect,
     RequestMatch,
-    Rewrite,
-    RouteRule,
-    Sticky,
-    StickyCookie,
-    StringMatch,
-    TrafficPolicy,
 )
 from tests.dataplane.conftest import fire, get
 from tests.support.configs import destination, service_config, split
@@ -25,7 +25,7 @@ from tests.support.procs import App, Sidecar
 _revisions = itertools.count(1)
 
 
-def install(sidecar: Sidecar, *rules: RouteRule, **fields: object) -> None:
+def install(sidecar: Sidecar, *rules: CompiledRouteRule, **fields: object) -> None:
     config = service_config(
         "productpage",
         (destination("reviews", ("v1", "v2"), rules or None),),
@@ -44,7 +44,7 @@ def test_ninety_ten_split_holds_over_2000_requests(sidecar: Sidecar) -> None:
 
 
 def test_sticky_header_users_keep_one_variant(sidecar: Sidecar) -> None:
-    install(sidecar, split("reviews", {"v1": 50, "v2": 50}, sticky=Sticky(header="x-user")))
+    install(sidecar, split("reviews", {"v1": 50, "v2": 50}, sticky=CompiledSticky(header="x-user")))
     users = [f"user-{i}" for i in range(60)]
     reqs = [r for u in users for r in get("http://reviews/s", 8, {"x-user": u})]
     results = fire(reqs, sidecar.outbound_proxy)
@@ -60,9 +60,9 @@ def test_sticky_header_users_keep_one_variant(sidecar: Sidecar) -> None:
 def test_sticky_weight_change_moves_only_needed_users(sidecar: Sidecar) -> None:
     users = [f"u{i}" for i in range(300)]
     reqs = [get("http://reviews/w", 1, {"x-user": u})[0] for u in users]
-    install(sidecar, split("reviews", {"v1": 80, "v2": 20}, sticky=Sticky(header="x-user")))
+    install(sidecar, split("reviews", {"v1": 80, "v2": 20}, sticky=CompiledSticky(header="x-user")))
     before = [r.app for r in fire(reqs, sidecar.outbound_proxy)]
-    install(sidecar, split("reviews", {"v1": 70, "v2": 30}, sticky=Sticky(header="x-user")))
+    install(sidecar, split("reviews", {"v1": 70, "v2": 30}, sticky=CompiledSticky(header="x-user")))
     after = [r.app for r in fire(reqs, sidecar.outbound_proxy)]
     moved = [(b, a) for b, a in zip(before, after, strict=True) if b != a]
     # Only v1 -> v2 moves (about 10% of users); nobody on v2 is sent back.
@@ -71,7 +71,7 @@ def test_sticky_weight_change_moves_only_needed_users(sidecar: Sidecar) -> None:
 
 
 def test_sticky_cookie_is_set_once_and_then_honoured(sidecar: Sidecar) -> None:
-    sticky = Sticky(cookie=StickyCookie(name="ab", ttl_ms=3_600_000))
+    sticky = CompiledSticky(cookie=CompiledStickyCookie(name="ab", ttl_ms=3_600_000))
     install(sidecar, split("reviews", {"v1": 50, "v2": 50}, sticky=sticky))
     first = fire(get("http://reviews/c"), sidecar.outbound_proxy)[0]
     cookie = first.headers.get("Set-Cookie", "")
@@ -86,8 +86,8 @@ def test_hash_cookie_load_balancer_gives_a_new_client_a_cookie_and_keeps_it_on_o
     sidecar: Sidecar,
 ) -> None:
     """`loadBalancer: {hash: {cookie: ...}}` over every version's endpoints, as Istio's httpCookie."""
-    lb = TrafficPolicy(load_balancer=LoadBalancer(
-        policy="hash", hash_cookie=StickyCookie(name="lb", ttl_ms=60_000)))
+    lb = CompiledTrafficPolicy(load_balancer=LoadBalancer(
+        policy="hash", hash_cookie=CompiledStickyCookie(name="lb", ttl_ms=60_000)))
     config = service_config("productpage", (destination("reviews", ("v1", "v2"), traffic_policy=lb),),
                             revision=f"routing-{next(_revisions)}")
     sidecar.reload(config)
@@ -108,12 +108,12 @@ def test_matches_choose_rules_in_order_and_unmatched_gets_404_nr(sidecar: Sideca
     install(
         sidecar,
         split(to["v2"], {"v2": 100}, name="beta",
-              matches=(RequestMatch(headers={"end-user": StringMatch(exact="jason")}),
-                       RequestMatch(query={"beta": StringMatch(exact="1")}))),
+              matches=(RequestMatch(headers={"end-user": CompiledStringMatch(exact="jason")}),
+                       RequestMatch(query={"beta": CompiledStringMatch(exact="1")}))),
         split("reviews", {"v1": 100}, name="api",
-              matches=(RequestMatch(path=StringMatch(prefix="/api"), methods=("GET",)),)),
+              matches=(RequestMatch(path=CompiledStringMatch(prefix="/api"), methods=("GET",)),)),
         split("reviews", {"v2": 100}, name="regex",
-              matches=(RequestMatch(path=StringMatch(regex="/items/[0-9]+")),)),
+              matches=(RequestMatch(path=CompiledStringMatch(regex="/items/[0-9]+")),)),
     )
     proxy = sidecar.outbound_proxy
     cases = [
@@ -153,16 +153,16 @@ def test_denied_service_gets_403_rbac(sidecar: Sidecar) -> None:
 def test_rewrite_headers_redirect_and_direct_response(sidecar: Sidecar) -> None:
     install(
         sidecar,
-        RouteRule(name="moved", matches=(RequestMatch(path=StringMatch(prefix="/old")),),
-                  redirect=Redirect(path="/new", status=301)),
-        RouteRule(name="teapot", matches=(RequestMatch(path=StringMatch(exact="/tea")),),
-                  respond=DirectResponse(status=418, body="short and stout",
+        CompiledRouteRule(name="moved", matches=(RequestMatch(path=CompiledStringMatch(prefix="/old")),),
+                  redirect=CompiledRedirect(path="/new", status=301)),
+        CompiledRouteRule(name="teapot", matches=(RequestMatch(path=CompiledStringMatch(exact="/tea")),),
+                  respond=CompiledDirectResponse(status=418, body="short and stout",
                                          headers={"x-kind": "teapot"})),
         split("reviews", {"v1": 100}, name="rewritten",
-              matches=(RequestMatch(path=StringMatch(prefix="/v1api")),),
-              rewrite=Rewrite(path_prefix="/api", host="reviews.internal"),
-              request_headers=HeaderOps(set={"x-added": "yes"}, remove=("x-debug",)),
-              response_headers=HeaderOps(set={"x-served-by": "mesh"})),
+              matches=(RequestMatch(path=CompiledStringMatch(prefix="/v1api")),),
+              rewrite=CompiledRewrite(path_prefix="/api", host="reviews.internal"),
+              request_headers=CompiledHeaderOps(set={"x-added": "yes"}, remove=("x-debug",)),
+              response_headers=CompiledHeaderOps(set={"x-served-by": "mesh"})),
     )
     proxy = sidecar.outbound_proxy
     moved, tea, rewritten = fire(

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from meshctl.contract import (
     Access,
-    AccessPolicy,
-    AccessRule,
-    Backend,
+    CompiledAccessPolicy,
+    CompiledAccessRule,
+    CompiledBackend,
+    CompiledRouteRule,
     Destination,
     Inbound,
     RetryPolicy,
-    RouteRule,
     SidecarConfig,
 )
 
@@ -21,12 +21,12 @@ def sid(name: str) -> str:
     return f"spiffe://{TD}/service/{name}"
 
 
-def rule(name: str, *weights: tuple[str, int], service: str = "reviews", **kw: object) -> RouteRule:
-    backends = tuple(Backend(service=service, version=v, weight=w) for v, w in weights)
-    return RouteRule(name=name, backends=backends, **kw)  # type: ignore[arg-type]
+def rule(name: str, *weights: tuple[str, int], service: str = "reviews", **kw: object) -> CompiledRouteRule:
+    backends = tuple(CompiledBackend(service=service, version=v, weight=w) for v, w in weights)
+    return CompiledRouteRule(name=name, backends=backends, **kw)  # type: ignore[arg-type]
 
 
-def dest(service: str, *rules: RouteRule, versions: tuple[str, ...] = ("v1", "v3")) -> Destination:
+def dest(service: str, *rules: CompiledRouteRule, versions: tuple[str, ...] = ("v1", "v3")) -> Destination:
     return Destination(service=service, identity=sid(service), versions=versions, has_route=True, rules=rules)
 
 
@@ -46,8 +46,9 @@ def sidecar(
     )
 
 
-def allow(name: str, *callers: str, methods: tuple[str, ...] = ()) -> AccessPolicy:
-    return AccessPolicy(name=name, rules=(AccessRule(sources=tuple(sid(c) for c in callers), methods=methods),))
+def allow(name: str, *callers: str, methods: tuple[str, ...] = ()) -> CompiledAccessPolicy:
+    sources = tuple(sid(c) for c in callers)
+    return CompiledAccessPolicy(name=name, rules=(CompiledAccessRule(sources=sources, methods=methods),))
 
 
 __all__ = ["Access", "RetryPolicy", "allow", "dest", "rule", "sid", "sidecar"]

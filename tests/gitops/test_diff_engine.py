@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import json
 
-from meshctl.contract import DelayFault, Fault, Gateway, GatewayRule, RequestMatch, SidecarConfig, StringMatch
+from meshctl.contract import (
+    CompiledFault,
+    CompiledGateway,
+    CompiledGatewayRule,
+    CompiledStringMatch,
+    DelayFault,
+    RequestMatch,
+    SidecarConfig,
+)
 from meshctl.diff import REPORTERS, diff_meshes
 
 from .configs import Access, RetryPolicy, allow, dest, rule, sidecar
@@ -56,7 +64,7 @@ def test_route_change_seen_by_two_callers_is_one_change() -> None:
 
 
 def test_added_rule_and_changed_retries_and_timeout() -> None:
-    beta = rule("beta", ("v2", 100), matches=(RequestMatch(headers={"end-user": StringMatch(exact="jason")}),))
+    beta = rule("beta", ("v2", 100), matches=(RequestMatch(headers={"end-user": CompiledStringMatch(exact="jason")}),))
     retried = rule(
         "default",
         ("v1", 90),
@@ -85,10 +93,11 @@ def test_added_rule_and_changed_retries_and_timeout() -> None:
 
 
 def test_removed_rule_reorder_and_fault() -> None:
-    a = rule("a", ("v1", 100), matches=(RequestMatch(path=StringMatch(prefix="/a")),))
-    b = rule("b", ("v3", 100), matches=(RequestMatch(path=StringMatch(prefix="/b")),))
+    a = rule("a", ("v1", 100), matches=(RequestMatch(path=CompiledStringMatch(prefix="/a")),))
+    b = rule("b", ("v3", 100), matches=(RequestMatch(path=CompiledStringMatch(prefix="/b")),))
     old = mesh(sidecar("p", dest("reviews", a, b, DEFAULT)))
-    faulty = rule("a", ("v1", 100), matches=a.matches, fault=Fault(delay=DelayFault(fixed_ms=7000, percent=100)))
+    delay = CompiledFault(delay=DelayFault(fixed_ms=7000, percent=100))
+    faulty = rule("a", ("v1", 100), matches=a.matches, fault=delay)
     new = mesh(sidecar("p", dest("reviews", b, faulty)))
     assert triples(diff_meshes(old, new)) == [
         ("reviews", "route.rules", "modified", "rule order a, b -> b, a (the first matching rule wins)"),
@@ -140,7 +149,9 @@ def test_gateway_rules() -> None:
             mesh="shop",
             trust_domain="shop.local",
             identity="spiffe://shop.local/gateway/public",
-            gateway=Gateway(name="public", port=port, rules=(GatewayRule(name="shop", service=service),)),
+            gateway=CompiledGateway(
+                name="public", port=port, rules=(CompiledGatewayRule(name="shop", service=service),)
+            ),
         )
 
     old, new = {"gateway/public": gw("productpage")}, {"gateway/public": gw("frontend", 9090)}
@@ -214,10 +225,10 @@ def test_markdown_escapes_what_would_render_as_markup() -> None:
 
 
 def test_sticky_weight_change_says_how_many_users_move() -> None:
-    from meshctl.contract import Sticky
+    from meshctl.contract import CompiledSticky
 
     def sticky(w1: int, w3: int) -> SidecarConfig:
-        return sidecar("p", dest("reviews", rule("default", ("v1", w1), ("v3", w3), sticky=Sticky(header="u"))))
+        return sidecar("p", dest("reviews", rule("default", ("v1", w1), ("v3", w3), sticky=CompiledSticky(header="u"))))
 
     [change] = diff_meshes(mesh(sticky(90, 10)), mesh(sticky(80, 20)))
     prefix = 'rule "default" weights v1 90 -> 80, v3 10 -> 20 (sticky: about '

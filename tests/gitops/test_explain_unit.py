@@ -5,14 +5,14 @@ from __future__ import annotations
 from meshctl.contract import (
     AbortFault,
     Access,
+    CompiledFault,
+    CompiledRewrite,
+    CompiledSticky,
+    CompiledStickyCookie,
+    CompiledStringMatch,
     DelayFault,
-    Fault,
     RequestMatch,
-    Rewrite,
     SidecarConfig,
-    Sticky,
-    StickyCookie,
-    StringMatch,
 )
 from meshctl.explain import Request, backend_name, explain, text_report
 
@@ -28,11 +28,11 @@ def ask(configs: dict[str, SidecarConfig], url: str, source: str = "web", **head
 
 
 def test_faults() -> None:
-    aborted = rule("default", ("v1", 100), fault=Fault(abort=AbortFault(status=503, percent=100)))
+    aborted = rule("default", ("v1", 100), fault=CompiledFault(abort=AbortFault(status=503, percent=100)))
     delayed = rule(
         "default",
         ("v1", 100),
-        fault=Fault(delay=DelayFault(fixed_ms=7000, percent=100), abort=AbortFault(status=500, percent=5)),
+        fault=CompiledFault(delay=DelayFault(fixed_ms=7000, percent=100), abort=AbortFault(status=500, percent=5)),
     )
     exp = ask(mesh(sidecar("web", dest("reviews", aborted)), sidecar("reviews")), "http://reviews/")
     assert (exp.status, exp.flags, exp.backends) == (503, ["FI"], [])
@@ -42,7 +42,8 @@ def test_faults() -> None:
 
 
 def test_sticky_cookie() -> None:
-    sticky = rule("default", ("v1", 50), ("v3", 50), sticky=Sticky(cookie=StickyCookie(name="ab", ttl_ms=60_000)))
+    by_cookie = CompiledSticky(cookie=CompiledStickyCookie(name="ab", ttl_ms=60_000))
+    sticky = rule("default", ("v1", 50), ("v3", 50), sticky=by_cookie)
     configs = mesh(sidecar("web", dest("reviews", sticky)), sidecar("reviews"))
     fresh = ask(configs, "http://reviews/")
     assert fresh.backend is None and len(fresh.backends) == 2
@@ -70,8 +71,8 @@ def test_rewrite_and_no_rule() -> None:
     api = rule(
         "api",
         ("v3", 100),
-        matches=(RequestMatch(path=StringMatch(prefix="/api")),),
-        rewrite=Rewrite(path_prefix="/v2", host="reviews.internal"),
+        matches=(RequestMatch(path=CompiledStringMatch(prefix="/api")),),
+        rewrite=CompiledRewrite(path_prefix="/v2", host="reviews.internal"),
     )
     configs = mesh(sidecar("web", dest("reviews", api)), sidecar("reviews"))
     exp = ask(configs, "http://reviews/api/items?page=2")
@@ -85,7 +86,8 @@ def test_policy_test_expectation_on_the_upstream_path() -> None:
     from meshctl.policytest.runner import check
 
     api = rule(
-        "api", ("v3", 100), matches=(RequestMatch(path=StringMatch(prefix="/api")),), rewrite=Rewrite(path_prefix="/v2")
+        "api", ("v3", 100), matches=(RequestMatch(path=CompiledStringMatch(prefix="/api")),),
+        rewrite=CompiledRewrite(path_prefix="/v2"),
     )
     configs = mesh(sidecar("web", dest("reviews", api)), sidecar("reviews"))
     got = ask(configs, "http://reviews/api/items")

@@ -22,10 +22,10 @@ import pytest
 
 from meshctl.contract import (
     Access,
-    AccessPolicy,
-    AccessRule,
-    Gateway,
-    GatewayRule,
+    CompiledAccessPolicy,
+    CompiledAccessRule,
+    CompiledGateway,
+    CompiledGatewayRule,
     Inbound,
     RuntimeBindings,
     SidecarConfig,
@@ -43,16 +43,16 @@ from tests.support.procs import App, Sidecar, bindings_for, start_app, start_sid
 
 _revisions = itertools.count(1)
 
-CALLERS = AccessPolicy(
-    name="callers", action="allow", rules=(AccessRule(sources=(identity("productpage"),)),)
+CALLERS = CompiledAccessPolicy(
+    name="callers", action="allow", rules=(CompiledAccessRule(sources=(identity("productpage"),)),)
 )
-PUBLIC = AccessPolicy(name="public", action="allow", rules=(AccessRule(paths=("/public*",)),))
-NO_ADMIN = AccessPolicy(
-    name="no-admin", action="deny", rules=(AccessRule(sources=("*",), paths=("/admin*",)),)
+PUBLIC = CompiledAccessPolicy(name="public", action="allow", rules=(CompiledAccessRule(paths=("/public*",)),))
+NO_ADMIN = CompiledAccessPolicy(
+    name="no-admin", action="deny", rules=(CompiledAccessRule(sources=("*",), paths=("/admin*",)),)
 )
-EDGE = AccessPolicy(
+EDGE = CompiledAccessPolicy(
     name="edge", action="allow",
-    rules=(AccessRule(sources=(identity("public", "gateway"),), paths=("/shop*",)),),
+    rules=(CompiledAccessRule(sources=(identity("public", "gateway"),), paths=("/shop*",)),),
 )
 POLICIES = (NO_ADMIN, CALLERS, PUBLIC, EDGE)
 
@@ -136,7 +136,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             root / "gateway",
             gateway_config(
                 "public",
-                Gateway(name="public", port=1, rules=(GatewayRule(name="shop", service="reviews"),)),
+                CompiledGateway(name="public", port=1, rules=(CompiledGatewayRule(name="shop", service="reviews"),)),
                 (destination("reviews"),),
             ).model_copy(update={"mtls": "strict"}),
             with_tls(bindings_for(inbound=False, endpoints=endpoints), tls["gateway/public"]),

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from meshctl.contract import (
-    Backend,
+    CompiledBackend,
+    CompiledGateway,
+    CompiledRouteRule,
+    CompiledTrafficPolicy,
     Destination,
-    Gateway,
     Inbound,
-    RouteRule,
     SidecarConfig,
-    TrafficPolicy,
 )
 
 TRUST_DOMAIN = "test.local"
@@ -21,27 +21,27 @@ def identity(name: str, kind: str = "service") -> str:
     return f"spiffe://{TRUST_DOMAIN}/{kind}/{name}"
 
 
-def split(service: str, weights: dict[str, int], name: str = "default", **rule: Any) -> RouteRule:
-    backends = tuple(Backend(service=service, version=v, weight=w) for v, w in weights.items())
-    return RouteRule(name=name, backends=backends, **rule)
+def split(service: str, weights: dict[str, int], name: str = "default", **rule: Any) -> CompiledRouteRule:
+    backends = tuple(CompiledBackend(service=service, version=v, weight=w) for v, w in weights.items())
+    return CompiledRouteRule(name=name, backends=backends, **rule)
 
 
 def destination(
     service: str,
     versions: tuple[str, ...] = ("v1",),
-    rules: tuple[RouteRule, ...] | None = None,
-    traffic_policy: TrafficPolicy | None = None,
+    rules: tuple[CompiledRouteRule, ...] | None = None,
+    traffic_policy: CompiledTrafficPolicy | None = None,
 ) -> Destination:
     has_route = rules is not None
     if rules is None:
-        rules = (RouteRule(name="default", backends=(Backend(service=service, weight=100),)),)
+        rules = (CompiledRouteRule(name="default", backends=(CompiledBackend(service=service, weight=100),)),)
     return Destination(
         service=service,
         identity=identity(service),
         versions=versions,
         has_route=has_route,
         rules=rules,
-        traffic_policy=traffic_policy or TrafficPolicy(),
+        traffic_policy=traffic_policy or CompiledTrafficPolicy(),
     )
 
 
@@ -66,7 +66,7 @@ def service_config(
 
 
 def gateway_config(
-    name: str, gateway: Gateway, destinations: tuple[Destination, ...] = (), revision: str = "r1"
+    name: str, gateway: CompiledGateway, destinations: tuple[Destination, ...] = (), revision: str = "r1"
 ) -> SidecarConfig:
     return SidecarConfig(
         revision=revision,
