@@ -184,6 +184,31 @@ class CompiledTrafficPolicy(Frozen):
     health_check: CompiledHealthCheck | None = None
 
 
+# --- telemetry labels (Istio's standard label values, resolved at compile time) -------------
+
+
+class WorkloadLabels(Frozen):
+    """One workload (a service version, or a gateway) as Istio's metrics name it."""
+
+    workload: str  # the Deployment name: <service>-<version>, gateway-<name>
+    namespace: str
+    app: str
+    version: str
+    canonical_service: str
+    canonical_revision: str
+    cluster: str
+    principal: str  # SPIFFE ID; reported only when a handshake verified it
+
+
+class ServiceLabels(Frozen):
+    """A service as Istio's metrics name it, and its workloads by version."""
+
+    service: str  # <name>.<namespace>.svc.cluster.local
+    name: str
+    namespace: str
+    workloads: dict[str, WorkloadLabels] = {}
+
+
 class Destination(Frozen):
     """How this sidecar reaches one service: its route, versions and traffic policy.
 
@@ -199,6 +224,7 @@ class Destination(Frozen):
     has_route: bool
     rules: tuple[CompiledRouteRule, ...]
     traffic_policy: CompiledTrafficPolicy = CompiledTrafficPolicy()
+    labels: ServiceLabels | None = None  # None: labelled from `service` alone
 
 
 # --- inbound (this sidecar's own service) ---------------------------------------------------
@@ -266,8 +292,16 @@ class CompiledRetryBudget(Frozen):
 
 
 class CompiledTelemetry(Frozen):
-    access_log: Literal["json", "off"] = "json"
+    access_log: Literal["json", "text", "off"] = "json"
+    access_log_max_bytes: int = 16 * 1024 * 1024  # rotate the access log file past this
+    access_log_keep: int = 3  # rotated files kept (access.log.1 ... .N)
     tracing_sampling: float = 1.0
+    otlp_endpoint: str | None = None  # OTLP/HTTP base URL; None: spans are not recorded
+    namespace: str = "default"
+    cluster: str = "Kubernetes"
+    # This sidecar's own service (or gateway) and its workloads by version ("" for a gateway):
+    # the source labels of what it sends and the destination labels of what it receives.
+    labels: ServiceLabels | None = None
 
 
 class SidecarConfig(Frozen):
@@ -322,6 +356,8 @@ class RuntimeBindings(Frozen):
     # Endpoints with no sidecar in front (a version's static `endpoints`): called over plain
     # HTTP even under mTLS, since nothing there holds a mesh certificate.
     plaintext_endpoints: tuple[str, ...] = ()
+    # The access log file (rotated by the sidecar); None: standard output.
+    access_log: str | None = None
 
 
 # --- loading ------------------------------------------------------------------------------

@@ -20,7 +20,8 @@ def kubernetes(
     directory: PolicyDirArgument = None,
     dir_option: PolicyDirOption = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the manifests.")] = Path("k8s"),
-    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of every object.")] = "default",
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="Namespace of every object (default: the Mesh's spec.namespace).")] = None,
     image_prefix: Annotated[str, typer.Option(
         "--image-prefix", help="App images are <prefix><service>:<version>.")] = "",
     sidecar_image: Annotated[str, typer.Option(
@@ -28,13 +29,20 @@ def kubernetes(
     rev: Annotated[str | None, typer.Option("--rev", help="Render this git revision.")] = None,
 ) -> None:
     """ConfigMaps per sidecar config, Deployments with the sidecar container, Services per version."""
+    from meshctl.compile.compiler import compile_policy
     from meshctl.render.kubernetes import RenderOptions, render_manifests, write_manifests
 
     files, revision = read_policy(policy_dir(directory, dir_option), rev)
     result = build(files, revision)
     build_or_fail(result)
     assert result.compiled is not None
-    manifests = render_manifests(result.compiled, RenderOptions(namespace, image_prefix, sidecar_image))
+    compiled = result.compiled
+    if namespace is not None and namespace != compiled.namespace:
+        # Sidecars report the namespace they run in: compile their labels for that one.
+        compiled = compile_policy(compiled.policy, revision=compiled.revision,
+                                  source_digest=compiled.source_digest, namespace=namespace)
+    options = RenderOptions(compiled.namespace, image_prefix, sidecar_image)
+    manifests = render_manifests(compiled, options)
     write_manifests(manifests, out_dir)
     out(f"wrote {len(manifests)} files to {out_dir}; apply with: kubectl apply -k {out_dir}\n")
 

@@ -12,6 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from meshctl.compile import convert
+from meshctl.compile import telemetry as labels
 from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN, Admission, admission, source_identity
 from meshctl.contract import (
     Access,
@@ -36,6 +37,7 @@ from meshctl.contract import (
     Inbound,
     LoadBalancer,
     RetryPolicy,
+    ServiceLabels,
     SidecarConfig,
     dump_json,
 )
@@ -57,6 +59,7 @@ class CompiledMesh:
     source_digest: str
     configs: dict[str, SidecarConfig]  # "reviews", "gateway/public"
     policy: MeshPolicy = field(repr=False)
+    namespace: str = "default"  # Mesh.spec.namespace, or the override compiled for
 
     def rendered(self) -> dict[str, str]:
         """Sidecar name -> canonical JSON text (what is written and hashed)."""
@@ -97,9 +100,11 @@ class _Context:
         return source_identity(self.trust_domain, source)
 
 
-def _context(policy: MeshPolicy, revision: str) -> _Context:
+def _context(policy: MeshPolicy, revision: str, namespace: str | None = None) -> _Context:
     mesh_obj = policy.mesh
     spec = mesh_obj.spec if mesh_obj else MeshSpec()
+    if namespace is not None:
+        spec = spec.model_copy(update={"namespace": namespace})
     access: dict[str, list[AccessPolicy]] = defaultdict(list)
     for loc in policy.access_policies:
         access[loc.obj.spec.service].append(loc.obj)
@@ -264,7 +269,13 @@ def _build_destination(ctx: _Context, caller: str, svc: Service, route: Route | 
         has_route=route is not None,
         rules=rules,
         traffic_policy=_traffic_policy(svc),
+        labels=_service_labels(ctx, svc),
     )
+
+
+def _service_labels(ctx: _Context, svc: Service) -> ServiceLabels:
+    return labels.service_labels(
+        ctx.mesh, ctx.trust_domain, svc.metadata.name, tuple(v.name for v in svc.spec.versions))
 
 
 def _outbound(ctx: _Context, caller: str) -> tuple[dict[str, Destination], tuple[str, ...]]:
@@ -344,11 +355,30 @@ def _gateway(gw: Gateway) -> CompiledGateway:
     return CompiledGateway(name=gw.metadata.name, port=gw.spec.port, rules=tuple(rules))
 
 
+def _telemetry(ctx: _Context, kind: str, name: str) -> CompiledTelemetry:
+    telemetry = ctx.mesh.telemetry
+    tracing = telemetry.tracing if telemetry else None
+    rotation = telemetry.access_log_rotation if telemetry else None
+    if kind == "gateway":
+        own = labels.gateway_labels(ctx.mesh, ctx.trust_domain, name)
+    else:
+        own = _service_labels(ctx, ctx.services[name])
+    return CompiledTelemetry(
+        access_log=telemetry.access_log if telemetry else "json",
+        access_log_max_bytes=rotation.max_bytes if rotation else CompiledTelemetry().access_log_max_bytes,
+        access_log_keep=rotation.keep if rotation else CompiledTelemetry().access_log_keep,
+        tracing_sampling=tracing.sampling if tracing else 1.0,
+        otlp_endpoint=tracing.otlp if tracing else None,
+        namespace=ctx.mesh.namespace,
+        cluster=ctx.mesh.cluster,
+        labels=own,
+    )
+
+
 def _base(ctx: _Context, kind: str, name: str, source: str) -> dict[str, object]:
     mesh = ctx.mesh
     defaults = mesh.defaults
     budget = defaults.retry_budget if defaults and defaults.retry_budget else None
-    telemetry = mesh.telemetry
     destinations, denied = _outbound(ctx, source)
     return dict(
         revision=ctx.revision,
@@ -361,18 +391,19 @@ def _base(ctx: _Context, kind: str, name: str, source: str) -> dict[str, object]
         outbound_policy=mesh.outbound_policy,
         retry_budget=CompiledRetryBudget(percent=budget.percent, min_per_second=budget.min_per_second)
         if budget else CompiledRetryBudget(),
-        telemetry=CompiledTelemetry(
-            access_log=telemetry.access_log if telemetry else "json",
-            tracing_sampling=telemetry.tracing.sampling if telemetry and telemetry.tracing else 1.0,
-        ),
+        telemetry=_telemetry(ctx, kind, name),
         destinations=destinations,
         denied=denied,
     )
 
 
-def compile_policy(policy: MeshPolicy, *, revision: str, source_digest: str) -> CompiledMesh:
-    """Compile a policy that passed validation. Pure: same input, same output."""
-    ctx = _context(policy, revision)
+def compile_policy(
+    policy: MeshPolicy, *, revision: str, source_digest: str, namespace: str | None = None
+) -> CompiledMesh:
+    """Compile a policy that passed validation. Pure: same input, same output.
+
+    `namespace` overrides Mesh.spec.namespace (`render kubernetes --namespace`)."""
+    ctx = _context(policy, revision, namespace)
     configs: dict[str, SidecarConfig] = {}
     for name, svc in sorted(ctx.services.items()):
         configs[name] = SidecarConfig(
@@ -386,4 +417,5 @@ def compile_policy(policy: MeshPolicy, *, revision: str, source_digest: str) -> 
             **_base(ctx, "gateway", gw.metadata.name, source),  # type: ignore[arg-type]
             gateway=_gateway(gw),
         )
-    return CompiledMesh(revision=revision, source_digest=source_digest, configs=configs, policy=policy)
+    return CompiledMesh(revision=revision, source_digest=source_digest, configs=configs,
+                        policy=policy, namespace=ctx.mesh.namespace)

@@ -27,10 +27,18 @@ class Defaults(Spec):
 
 class Tracing(Spec):
     sampling: Annotated[float, Field(ge=0, le=1)] = 1.0
+    # OTLP/HTTP collector base URL (spans go to <otlp>/v1/traces); no spans leave without it.
+    otlp: Annotated[str, Field(pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$", max_length=2048)] | None = None
+
+
+class AccessLogRotation(Spec):
+    max_bytes: Annotated[int, Field(ge=4096, le=1 << 40)] = 16 * 1024 * 1024
+    keep: Annotated[int, Field(ge=0, le=100)] = 3
 
 
 class Telemetry(Spec):
-    access_log: Literal["json", "off"] = "json"
+    access_log: Literal["json", "text", "off"] = "json"
+    access_log_rotation: AccessLogRotation | None = None
     tracing: Tracing | None = None
 
 
@@ -45,7 +53,16 @@ class Rollout(Spec):
     gate: Gate | None = None
 
 
+# A Kubernetes namespace / cluster name: what Istio-style telemetry reports (DNS-1123 label).
+LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+CLUSTER_PATTERN = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+
+
 class MeshSpec(Spec):
+    # Where the mesh runs, as Istio labels it: `render kubernetes` writes this namespace and
+    # every sidecar reports it (`*_workload_namespace`); `cluster` fills `*_cluster`.
+    namespace: Annotated[str, Field(pattern=LABEL_PATTERN, max_length=63)] = "default"
+    cluster: Annotated[str, Field(pattern=CLUSTER_PATTERN, max_length=63)] = "Kubernetes"
     trust_domain: Annotated[str, Field(pattern=TRUST_DOMAIN_PATTERN, max_length=253)] | None = None
     mtls: Literal["strict", "permissive", "disabled"] = "strict"
     outbound_policy: Literal["registry-only", "allow-any"] = "registry-only"
