@@ -38,6 +38,62 @@ class CompiledStringMatch(Frozen):
     present: bool | None = None
 
 
+# --- the edge: gateway listeners, end-user JWT, CORS, client limits, TLS to external services
+
+
+class CompiledCors(Frozen):
+    """CORS answered at the gateway. Origins: exact / prefix / regex matches of `Origin`."""
+
+    allow_origins: tuple[CompiledStringMatch, ...]
+    allow_methods: tuple[str, ...] = ()
+    allow_headers: tuple[str, ...] = ()  # lower-case
+    expose_headers: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    max_age_s: int | None = None
+
+
+class CompiledCertificate(Frozen):
+    cert_file: str
+    key_file: str
+
+
+class GatewayListener(Frozen):
+    """One port. `hosts` empty: any host. https: `certificates` chosen by SNI, first default."""
+
+    name: str
+    port: int
+    protocol: Literal["http", "https"] = "http"
+    hosts: tuple[str, ...] = ()  # exact or "*.suffix"
+    certificates: tuple[CompiledCertificate, ...] = ()
+
+
+class CompiledJwtProvider(Frozen):
+    issuer: str
+    audiences: tuple[str, ...] = ()  # empty: any audience
+    jwks_file: str | None = None
+    jwks_uri: str | None = None
+    refresh_ms: int = 300_000
+    subject_header: str | None = None  # lower-case
+    forward_original_token: bool = False
+
+
+class CompiledClientRateLimit(Frozen):
+    """A token bucket per client: by address, by a header's value or by a verified claim."""
+
+    requests_per_second: float
+    burst: int
+    key: Literal["client-address", "header", "claim"] = "client-address"
+    name: str | None = None  # the header (lower-case) or claim
+
+
+class CompiledOriginationTls(Frozen):
+    """TLS this sidecar originates to an external endpoint: the server verified against
+    `ca_file` (None: the system trust store) for the name `sni` (None: the endpoint's host)."""
+
+    sni: str | None = None
+    ca_file: str | None = None
+
+
 class RequestMatch(Frozen):
     """All present conditions must hold. Header names are lower-case."""
 
@@ -45,6 +101,7 @@ class RequestMatch(Frozen):
     methods: tuple[str, ...] = ()
     headers: dict[str, CompiledStringMatch] = {}
     query: dict[str, CompiledStringMatch] = {}
+    claims: dict[str, CompiledStringMatch] = {}  # verified JWT claims (gateway); dotted names nest
 
 
 # --- route rules --------------------------------------------------------------------------
@@ -145,6 +202,7 @@ class CompiledRouteRule(Frozen):
     rewrite: CompiledRewrite | None = None
     request_headers: CompiledHeaderOps = CompiledHeaderOps()
     response_headers: CompiledHeaderOps = CompiledHeaderOps()
+    cors: CompiledCors | None = None  # used when the request entered through a gateway
 
 
 # --- destinations (the outbound view of another service) ------------------------------------
@@ -225,6 +283,8 @@ class Destination(Frozen):
     rules: tuple[CompiledRouteRule, ...]
     traffic_policy: CompiledTrafficPolicy = CompiledTrafficPolicy()
     labels: ServiceLabels | None = None  # None: labelled from `service` alone
+    # version -> TLS this sidecar originates to that version's endpoints (external services)
+    origination: dict[str, CompiledOriginationTls] = {}
 
 
 # --- inbound (this sidecar's own service) ---------------------------------------------------
@@ -236,6 +296,8 @@ class CompiledAccessRule(Frozen):
     sources: tuple[str, ...] | None = None  # SPIFFE IDs or "*"
     methods: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()  # exact, "prefix*" or "*suffix"
+    # "<iss>/<sub>" of the end user a gateway verified, or "*"; None: not a condition
+    request_principals: tuple[str, ...] | None = None
 
 
 class CompiledAccessPolicy(Frozen):
@@ -275,12 +337,20 @@ class CompiledGatewayRule(Frozen):
     respond: CompiledDirectResponse | None = None
     request_headers: CompiledHeaderOps = CompiledHeaderOps()
     response_headers: CompiledHeaderOps = CompiledHeaderOps()
+    hosts: tuple[str, ...] = ()  # exact or "*.suffix"; empty: every host
+    listeners: tuple[str, ...] = ()  # listener names; empty: every listener
+    require_token: bool = False
+    cors: CompiledCors | None = None
 
 
 class CompiledGateway(Frozen):
     name: str
-    port: int
+    port: int  # the first listener's (the old single-listener form's port)
     rules: tuple[CompiledGatewayRule, ...]
+    listeners: tuple[GatewayListener, ...] = ()
+    jwt: tuple[CompiledJwtProvider, ...] = ()
+    cors: CompiledCors | None = None  # for rules without their own
+    rate_limit: CompiledClientRateLimit | None = None
 
 
 # --- the whole sidecar config ---------------------------------------------------------------
@@ -332,6 +402,7 @@ class Listeners(Frozen):
     outbound: int | None = None
     inbound: int | None = None
     admin: int
+    gateway: dict[str, int] = {}  # gateway listener name -> port, when not its own
 
 
 class TlsFiles(Frozen):
@@ -358,6 +429,9 @@ class RuntimeBindings(Frozen):
     plaintext_endpoints: tuple[str, ...] = ()
     # The access log file (rotated by the sidecar); None: standard output.
     access_log: str | None = None
+    # Name -> IP address, consulted before DNS (as /etc/hosts): how a runtime points an
+    # external service's DNS name somewhere, e.g. a local stand-in.
+    hosts: dict[str, str] = {}
 
 
 # --- loading ------------------------------------------------------------------------------

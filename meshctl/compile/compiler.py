@@ -11,7 +11,7 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from meshctl.compile import convert
+from meshctl.compile import convert, edge
 from meshctl.compile import telemetry as labels
 from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN, Admission, admission, source_identity
 from meshctl.contract import (
@@ -198,6 +198,7 @@ def _route_rule(ctx: _Context, caller: str, service: str, rule: RouteRule) -> Co
         rewrite=rewrite,
         request_headers=convert.header_ops(headers.request),
         response_headers=convert.header_ops(headers.response),
+        cors=convert.cors(rule.cors),
     )
 
 
@@ -270,6 +271,7 @@ def _build_destination(ctx: _Context, caller: str, svc: Service, route: Route | 
         rules=rules,
         traffic_policy=_traffic_policy(svc),
         labels=_service_labels(ctx, svc),
+        origination=edge.origination(svc.spec),
     )
 
 
@@ -315,6 +317,8 @@ def _access(ctx: _Context, service: str) -> Access:
                             s if s == "*" else ctx.identity(s) for s in rule.from_),
                         methods=tuple(rule.methods or ()),
                         paths=tuple(rule.paths or ()),
+                        request_principals=tuple(rule.request_principals)
+                        if rule.request_principals is not None else None,
                     )
                     for rule in p.spec.rules
                 ),
@@ -351,8 +355,16 @@ def _gateway(gw: Gateway) -> CompiledGateway:
             respond=convert.respond(rule.respond),
             request_headers=convert.header_ops(headers.request),
             response_headers=convert.header_ops(headers.response),
+            hosts=tuple(rule.hosts or ()),
+            listeners=tuple(rule.listeners or ()),
+            require_token=rule.require_token,
+            cors=convert.cors(rule.cors),
         ))
-    return CompiledGateway(name=gw.metadata.name, port=gw.spec.port, rules=tuple(rules))
+    return CompiledGateway(
+        name=gw.metadata.name, port=gw.spec.primary_port, rules=tuple(rules),
+        listeners=edge.listeners(gw.spec), jwt=edge.jwt_providers(gw.spec),
+        cors=convert.cors(gw.spec.cors), rate_limit=edge.client_rate_limit(gw.spec),
+    )
 
 
 def _telemetry(ctx: _Context, kind: str, name: str) -> CompiledTelemetry:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from meshctl.contract import (
     AbortFault,
+    CompiledCors,
     CompiledDirectResponse,
     CompiledFault,
     CompiledHeaderOps,
@@ -14,6 +15,7 @@ from meshctl.contract import (
     DelayFault,
     RequestMatch,
 )
+from meshctl.model.edge import Cors
 from meshctl.model.route import DirectResponse, Fault, HeaderOps, Match, Redirect, Sticky
 
 
@@ -27,6 +29,20 @@ def request_match(m: Match) -> RequestMatch:
         methods=tuple(m.method or ()),
         headers={k.lower(): string_match(v) for k, v in sorted((m.headers or {}).items())},
         query={k: string_match(v) for k, v in sorted((m.query or {}).items())},
+        claims={k: string_match(v) for k, v in sorted((m.claims or {}).items())},
+    )
+
+
+def cors(policy: Cors | None) -> CompiledCors | None:
+    if policy is None:
+        return None
+    return CompiledCors(
+        allow_origins=tuple(string_match(o) for o in policy.allow_origins),
+        allow_methods=tuple(policy.allow_methods or ()),
+        allow_headers=tuple(h.lower() for h in policy.allow_headers or ()),
+        expose_headers=tuple(h.lower() for h in policy.expose_headers or ()),
+        allow_credentials=policy.allow_credentials,
+        max_age_s=policy.max_age // 1000 if policy.max_age is not None else None,
     )
 
 

@@ -18,6 +18,8 @@ class AccessRule(Spec):
     from_: Annotated[list[ACCESS_SOURCE], Field(min_length=1)] | None = Field(default=None, alias="from")
     methods: list[HTTP_METHOD] | None = None
     paths: list[ACCESS_PATH] | None = None
+    # "<issuer>/<subject>" of a JWT a gateway verified, "*" any verified token (Istio's form).
+    request_principals: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
 
 
 class AccessPolicySpec(Spec):

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from meshctl.model.documents import Envelope
+from meshctl.model.edge import Cors
 from meshctl.model.values import Duration, ExactlyOne, HeaderName, Name, PathMatch, Percent, Spec, StringMatch
 
 HTTP_METHOD = Annotated[str, Field(pattern=r"^[A-Z]+$")]
@@ -25,6 +26,8 @@ class Match(Spec):
     headers: dict[HeaderName, StringMatch] | None = None
     query: dict[str, StringMatch] | None = None
     from_: list[Annotated[str, Field(pattern=SOURCE_PATTERN)]] | None = Field(default=None, alias="from")
+    # Claims of the end-user JWT a gateway verified (dotted names reach nested claims).
+    claims: dict[Annotated[str, Field(min_length=1)], StringMatch] | None = None
 
 
 class Backend(Spec):
@@ -120,6 +123,7 @@ class RouteRule(Spec):
     mirror: Mirror | None = None
     rewrite: Rewrite | None = None
     headers: HeaderRules | None = None
+    cors: Cors | None = None  # applied where the request enters through a gateway
 
 
 class RouteSpec(Spec):

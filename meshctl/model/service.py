@@ -10,8 +10,19 @@ from meshctl.model.documents import Envelope
 from meshctl.model.route import StickyCookie
 from meshctl.model.values import Duration, ExactlyOne, HeaderName, Name, Percent, Spec
 
-ENDPOINT_PATTERN = r"^[A-Za-z0-9.-]+:[0-9]{1,5}$"
+# host:port; a missing port is reported by a semantic check (MESH064) that says what to add.
+ENDPOINT_PATTERN = r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class OriginationTls(Spec):
+    """TLS the sidecar originates to a version's endpoints (an external service): `simple` as in
+    Istio's DestinationRule, the server verified against `caFile` (the system trust store when
+    absent) for the name `sni` (the endpoint's host when absent)."""
+
+    mode: Literal["simple"]
+    sni: Annotated[str, Field(pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.]*[A-Za-z0-9])?$", max_length=253)] | None = None
+    ca_file: Annotated[str, Field(pattern=r"^/", max_length=4096)] | None = None
 
 
 class Version(Spec):
@@ -21,6 +32,7 @@ class Version(Spec):
     run: Annotated[list[str], Field(min_length=1)] | None = None
     env: dict[str, str] | None = None
     endpoints: Annotated[list[Annotated[str, Field(pattern=ENDPOINT_PATTERN)]], Field(min_length=1)] | None = None
+    tls: OriginationTls | None = None
 
 
 class HealthCheck(Spec):

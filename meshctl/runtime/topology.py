@@ -107,6 +107,6 @@ def topology_of(policy: MeshPolicy) -> Topology:
             )
         )
     gateways = tuple(
-        GatewaySpec(name=g.obj.metadata.name, port=g.obj.spec.port) for g in policy.gateways
+        GatewaySpec(name=g.obj.metadata.name, port=g.obj.spec.primary_port) for g in policy.gateways
     )
     return Topology(services=tuple(services), gateways=gateways)

@@ -38,6 +38,15 @@ RULES: dict[str, str] = {
     "MESH026": "L7 policy on a tcp service",
     "MESH027": "no policy documents",
     "MESH028": "duplicate backend",
+    "MESH060": "gateway needs exactly one of port or listeners",
+    "MESH061": "host claimed by two listeners",
+    "MESH062": "file does not exist",
+    "MESH063": "JWKS is not a valid key set",
+    "MESH064": "endpoint without a port",
+    "MESH065": "TLS settings that cannot apply",
+    "MESH066": "unknown listener",
+    "MESH067": "JWT provider needs one key source",
+    "MESH068": "token required without a JWT provider",
 }
 
 

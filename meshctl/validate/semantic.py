@@ -15,6 +15,7 @@ from meshctl.model.gateway import GatewayRule
 from meshctl.model.route import Match, Redirect, RouteRule
 from meshctl.model.values import format_duration_ms
 from meshctl.validate.diagnostics import Diagnostic, at
+from meshctl.validate.edge import check_edge
 from meshctl.yamlio import Document, Path
 
 AnyRule = RouteRule | GatewayRule
@@ -32,6 +33,7 @@ def check_policy(policy: MeshPolicy) -> list[Diagnostic]:
         _check_gateways,
         _check_access_policies,
         _check_ports,
+        check_edge,
     )
     problems: list[Diagnostic] = []
     for check in checks:
@@ -363,7 +365,14 @@ def _check_access_policies(policy: MeshPolicy) -> Iterator[Diagnostic]:
 def _check_ports(policy: MeshPolicy) -> Iterator[Diagnostic]:
     owners: dict[int, list[tuple[str, Document, Path]]] = defaultdict(list)
     for gw in policy.gateways:
-        owners[gw.obj.spec.port].append((f"gateway '{gw.obj.metadata.name}'", gw.doc, ("spec", "port")))
+        if gw.obj.spec.port is not None:
+            owners[gw.obj.spec.port].append((f"gateway '{gw.obj.metadata.name}'", gw.doc, ("spec", "port")))
+        seen_ports: set[int] = set()  # a gateway's listeners may share a port (by host)
+        for i, listener in enumerate(gw.obj.spec.listeners or ()):
+            if listener.port not in seen_ports:
+                seen_ports.add(listener.port)
+                owners[listener.port].append((f"gateway '{gw.obj.metadata.name}'", gw.doc,
+                                              ("spec", "listeners", i, "port")))
     for svc in policy.services:
         for i, version in enumerate(svc.obj.spec.versions):
             for j, endpoint in enumerate(version.endpoints or ()):
