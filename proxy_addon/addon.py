@@ -150,6 +150,8 @@ class MeshAddon:
         duration_ms = (time.monotonic() - info.started) * 1000.0
         flags = ",".join(info.flags) or "-"
         reporter = "destination" if info.role == "inbound" else "source"
+        if info.role == "inbound":
+            self.rt.recent.add(duration_ms, status)
         self.rt.metrics.observe(
             (
                 reporter,

@@ -1,4 +1,4 @@
-"""The admin listener: /healthz, /ready, /metrics, /config, on the proxy's own event loop.
+"""The admin listener: /healthz, /ready, /metrics, /config, /samples, on the proxy's own loop.
 
 Serving from the same loop means a stuck proxy shows as a stuck admin endpoint, not as a
 healthy one. A few lines of asyncio instead of aiohttp.web: the admin answers four GETs, one
@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 
 from meshctl.contract import RuntimeBindings, SidecarConfig
+from proxy_addon.samples import RecentRequests
 from proxy_addon.telemetry import Metrics
 
 PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8"
@@ -28,8 +29,10 @@ class Admin:
         metrics: Metrics,
         current: Callable[[], tuple[SidecarConfig, RuntimeBindings]],
         is_ready: Callable[[], bool],
+        recent: RecentRequests | None = None,
     ) -> None:
         self.metrics = metrics
+        self.recent = recent or RecentRequests()
         self.current = current
         self.is_ready = is_ready
         self._server: asyncio.Server | None = None
@@ -43,7 +46,7 @@ class Admin:
 
     def answer(self, method: str, path: str) -> tuple[int, str, bytes]:
         """(status, content type, body) for one admin request."""
-        path = path.partition("?")[0]
+        path, _, query = path.partition("?")
         if method not in ("GET", "HEAD"):
             return 405, JSON, b'{"error": "method not allowed"}'
         if path == "/healthz":
@@ -65,7 +68,19 @@ class Admin:
                 "config": config.model_dump(mode="json"),
             }
             return 200, JSON, json.dumps(body).encode()
+        if path == "/samples":
+            return 200, JSON, self._samples(query)
         return 404, JSON, b'{"error": "not found"}'
+
+    def _samples(self, query: str) -> bytes:
+        """`?since=SEQ[&limit=0]`: the served requests after SEQ, [duration ms, status] each."""
+        params = dict(p.partition("=")[::2] for p in query.split("&") if p)
+        try:
+            since = int(params.get("since", "0"))
+        except ValueError:
+            since = 0
+        samples = [] if params.get("limit") == "0" else self.recent.since(since)
+        return json.dumps({"seq": self.recent.seq, "samples": samples}).encode()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

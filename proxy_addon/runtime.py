@@ -9,6 +9,7 @@ from multidict import CIMultiDict
 
 from meshctl.contract import RuntimeBindings, SidecarConfig
 from proxy_addon.flowinfo import FlowInfo
+from proxy_addon.samples import RecentRequests
 from proxy_addon.state import PolicyState, Snapshot
 from proxy_addon.telemetry import AccessLog, Metrics
 from proxy_addon.tls import PeerTls, SidecarTls, TlsError, tls_for, upstream_tls
@@ -25,6 +26,7 @@ class SidecarRuntime:
         self.state = PolicyState()
         self.metrics = Metrics()
         self.access_log = AccessLog()
+        self.recent = RecentRequests()  # latencies of what this sidecar served, for promote
         self.upstream = Upstream()  # to other sidecars: mTLS per call, see peer_tls()
         self.app_upstream = Upstream()  # the local app is always plain HTTP
         self.tls: SidecarTls | None = None

@@ -105,7 +105,7 @@ class Sidecar:
         self._own_confdir = confdir is None
         self.confdir = confdir or Path(tempfile.mkdtemp(prefix="meshctl-sidecar-"))
         self.master: Master | None = None
-        self.admin = Admin(self.rt.metrics, self._current, lambda: self.ready)
+        self.admin = Admin(self.rt.metrics, self._current, lambda: self.ready, self.rt.recent)
         self.watcher = Watcher(config_path, bindings_path, self._apply, self._refused)
         self.health = HealthChecker(self.rt)
         self._drain_task: asyncio.Task[None] | None = None

@@ -66,7 +66,11 @@ def roll_out(
     canary: str | None,
     action: str,
     fmt: str = "text",
+    quiet: bool = False,
 ) -> None:
+    """Roll `rev` out; the one-line result goes to stdout (to stderr when `quiet`: a caller such
+    as `promote` reports for itself)."""
+    result = (lambda text: err(text.rstrip("\n"))) if quiet else out
     old = load_plan(sdir)
     if sdir.daemon_pid() is None:
         raise UsageError(f"the mesh from {sdir.root} is not running (`meshctl up` starts it)")
@@ -92,11 +96,11 @@ def roll_out(
             record_applied(sdir, target.compiled, old, action=action, note="no config changes")
             if target.repo is not None and target.commit:
                 target.repo.update_ref(target.commit, f"meshctl {action} {target.commit}")
-            out(f"{action}: {plan.target} recorded (no sidecar config changed)\n")
+            result(f"{action}: {plan.target} recorded (no sidecar config changed)\n")
             return
         outcome = execute(sdir, plan, progress=err, repo=target.repo, action=action)
         confirmed = sum(outcome.seconds_to_confirm)
-        out(
+        result(
             f"{action}: {plan.target} is running on {len(plan.changed)} updated sidecar(s) "
             f"({len(plan.added)} started, {len(plan.removed)} stopped) in "
             f"{time.monotonic() - started:.1f}s; confirmation took {confirmed:.2f}s\n"

@@ -36,6 +36,7 @@ COMMANDS = {
     "apply": "apply",
     "history": "apply",
     "rollback": "apply",
+    "promote": "promote",
     "sidecar": "sidecar",
     "ca": "ca",
     "render": "render",
