@@ -30,10 +30,14 @@ class Frozen(BaseModel):
 
 
 class CompiledStringMatch(Frozen):
-    """Exactly one of the fields is set. `regex` is a full match (RE2-compatible subset)."""
+    """Exactly one of the fields is set. `regex` is a full match (RE2-compatible subset).
+
+    `segment_prefix` (paths only) matches whole segments: "/v2" holds for /v2 and /v2/x, not /v2x.
+    """
 
     exact: str | None = None
     prefix: str | None = None
+    segment_prefix: str | None = None
     regex: str | None = None
     present: bool | None = None
 
@@ -95,22 +99,36 @@ class CompiledOriginationTls(Frozen):
 
 
 class RequestMatch(Frozen):
-    """All present conditions must hold. Header names are lower-case."""
+    """All present conditions must hold. Header names are lower-case.
+
+    `source_versions` non-empty: holds only in sidecars of these versions of the calling service
+    (`match.from: [reviews/v2]`; the sidecar compares its own version).
+    """
 
     path: CompiledStringMatch | None = None
     methods: tuple[str, ...] = ()
     headers: dict[str, CompiledStringMatch] = {}
     query: dict[str, CompiledStringMatch] = {}
     claims: dict[str, CompiledStringMatch] = {}  # verified JWT claims (gateway); dotted names nest
+    source_versions: tuple[str, ...] = ()
 
 
 # --- route rules --------------------------------------------------------------------------
+
+
+class CompiledHeaderOps(Frozen):
+    set: dict[str, str] = {}
+    add: dict[str, str] = {}
+    remove: tuple[str, ...] = ()
 
 
 class CompiledBackend(Frozen):
     service: str
     version: str | None = None  # None: every version of `service`, spread by its load balancer
     weight: int
+    # Applied only when this backend is chosen, after the rule's own header operations.
+    request_headers: CompiledHeaderOps = CompiledHeaderOps()
+    response_headers: CompiledHeaderOps = CompiledHeaderOps()
 
 
 class CompiledStickyCookie(Frozen):
@@ -160,20 +178,25 @@ class CompiledMirror(Frozen):
     percent: float = 100.0
 
 
+class CompiledRegexRewrite(Frozen):
+    pattern: str
+    substitution: str  # \1-style group references
+
+
 class CompiledRewrite(Frozen):
+    """At most one of path_prefix, full_path, regex; host independently."""
+
     path_prefix: str | None = None
+    full_path: str | None = None
+    regex: CompiledRegexRewrite | None = None
     host: str | None = None
-
-
-class CompiledHeaderOps(Frozen):
-    set: dict[str, str] = {}
-    add: dict[str, str] = {}
-    remove: tuple[str, ...] = ()
 
 
 class CompiledRedirect(Frozen):
     path: str | None = None
     host: str | None = None
+    scheme: str | None = None  # None: the request's scheme
+    port: int | None = None  # None: the request's port (none when the scheme changes)
     status: int = 301
 
 

@@ -28,7 +28,6 @@ from meshctl.contract import (
     CompiledOutlierDetection,
     CompiledRateLimit,
     CompiledRetryBudget,
-    CompiledRewrite,
     CompiledRouteRule,
     CompiledStickyCookie,
     CompiledTelemetry,
@@ -156,12 +155,13 @@ def _retries(ctx: _Context, own: Retries | None) -> RetryPolicy:
     )
 
 
-def _timeout(ctx: _Context, own: int | None) -> int:
-    if own is not None:
-        return own
-    if ctx.mesh.defaults and ctx.mesh.defaults.timeout is not None:
-        return ctx.mesh.defaults.timeout
-    return DEFAULT_TIMEOUT_MS
+def _timeout(ctx: _Context, own: int | str | None) -> int | None:
+    """Milliseconds, or None for `timeout: none` (no route timeout, as Istio's default)."""
+    if own is None and ctx.mesh.defaults is not None:
+        own = ctx.mesh.defaults.timeout
+    if own is None:
+        return DEFAULT_TIMEOUT_MS
+    return None if own == "none" else int(own)
 
 
 # --- destinations --------------------------------------------------------------------------
@@ -173,16 +173,15 @@ def _route_rule(ctx: _Context, caller: str, service: str, rule: RouteRule) -> Co
         return None
     backends = tuple(
         CompiledBackend(service=b.service or service, version=b.version,
-                  weight=b.weight if b.weight is not None else 100)
+                        weight=b.weight if b.weight is not None else 100,
+                        request_headers=convert.header_ops(b.headers.request if b.headers else None),
+                        response_headers=convert.header_ops(b.headers.response if b.headers else None))
         for b in rule.backends or ()
     )
     mirror = None
     if rule.mirror is not None:
         mirror = CompiledMirror(service=rule.mirror.service or service, version=rule.mirror.version,
                           percent=rule.mirror.percent)
-    rewrite = None
-    if rule.rewrite is not None:
-        rewrite = CompiledRewrite(path_prefix=rule.rewrite.path_prefix, host=rule.rewrite.host)
     headers = rule.headers or HeaderRules()
     return CompiledRouteRule(
         name=rule.name,
@@ -195,7 +194,7 @@ def _route_rule(ctx: _Context, caller: str, service: str, rule: RouteRule) -> Co
         retries=_retries(ctx, rule.retries),
         fault=convert.fault(rule.fault),
         mirror=mirror,
-        rewrite=rewrite,
+        rewrite=convert.rewrite(rule.rewrite),
         request_headers=convert.header_ops(headers.request),
         response_headers=convert.header_ops(headers.response),
         cors=convert.cors(rule.cors),

@@ -9,6 +9,8 @@ from meshctl.contract import (
     CompiledFault,
     CompiledHeaderOps,
     CompiledRedirect,
+    CompiledRegexRewrite,
+    CompiledRewrite,
     CompiledSticky,
     CompiledStickyCookie,
     CompiledStringMatch,
@@ -16,7 +18,7 @@ from meshctl.contract import (
     RequestMatch,
 )
 from meshctl.model.edge import Cors
-from meshctl.model.route import DirectResponse, Fault, HeaderOps, Match, Redirect, Sticky
+from meshctl.model.route import DirectResponse, Fault, HeaderOps, Match, Redirect, Rewrite, Sticky
 
 
 def string_match(m: object) -> CompiledStringMatch:
@@ -46,14 +48,41 @@ def cors(policy: Cors | None) -> CompiledCors | None:
     )
 
 
+def source_versions(caller: str, sources: list[str] | None) -> tuple[str, ...] | None:
+    """For `match.from`: () when every sidecar of `caller` is named, the versions named
+    (`caller/v2`), or None when `caller` is not named at all."""
+    if sources is None or caller in sources:
+        return ()
+    versions = tuple(sorted({s.split("/", 1)[1] for s in sources if s.startswith(caller + "/")}))
+    return versions or None
+
+
 def matches_for(caller: str, matches: list[Match] | None) -> tuple[RequestMatch, ...] | None:
-    """The match entries that can hold for `caller`; None when none can (the rule is dropped)."""
+    """The match entries that can hold for `caller`; None when none can (the rule is dropped).
+
+    An entry naming versions of `caller` keeps them as `source_versions`: the sidecar knows its
+    own version, the compiled config (one per service) does not.
+    """
     if not matches:
         return ()
-    kept = [m for m in matches if m.from_ is None or caller in m.from_]
-    if not kept:
+    kept = []
+    for m in matches:
+        versions = source_versions(caller, m.from_)
+        if versions is not None:
+            kept.append(request_match(m).model_copy(update={"source_versions": versions}))
+    return tuple(kept) if kept else None
+
+
+def rewrite(rewrite: Rewrite | None) -> CompiledRewrite | None:
+    if rewrite is None:
         return None
-    return tuple(request_match(m) for m in kept)
+    regex = rewrite.regex
+    return CompiledRewrite(
+        path_prefix=rewrite.path_prefix,
+        full_path=rewrite.full_path,
+        regex=CompiledRegexRewrite(pattern=regex.pattern, substitution=regex.substitution) if regex else None,
+        host=rewrite.host,
+    )
 
 
 def header_ops(ops: HeaderOps | None) -> CompiledHeaderOps:
@@ -69,7 +98,8 @@ def header_ops(ops: HeaderOps | None) -> CompiledHeaderOps:
 def redirect(redirect: Redirect | None) -> CompiledRedirect | None:
     if redirect is None:
         return None
-    return CompiledRedirect(path=redirect.path, host=redirect.host, status=redirect.status)
+    return CompiledRedirect(path=redirect.path, host=redirect.host, scheme=redirect.scheme,
+                            port=redirect.port, status=redirect.status)
 
 
 def respond(respond: DirectResponse | None) -> CompiledDirectResponse | None:

@@ -62,6 +62,8 @@ def string_match(name: str, match: CompiledStringMatch) -> str:
         return f"{name} = {match.exact}"
     if match.prefix is not None:
         return f"{name} prefix {match.prefix}"
+    if match.segment_prefix is not None:
+        return f"{name} under {match.segment_prefix}"
     if match.regex is not None:
         return f"{name} ~ /{match.regex}/"
     return f"{name} any"
@@ -75,6 +77,8 @@ def request_match(match: RequestMatch) -> str:
         parts.append("method " + "|".join(match.methods))
     parts += [string_match(f"header {k}", v) for k, v in sorted(match.headers.items())]
     parts += [string_match(f"query {k}", v) for k, v in sorted(match.query.items())]
+    if match.source_versions:
+        parts.append("caller version " + "|".join(match.source_versions))
     return " and ".join(parts) or "any request"
 
 
@@ -119,6 +123,10 @@ def rewrite(value: CompiledRewrite | None) -> str:
     parts = []
     if value.path_prefix is not None:
         parts.append(f"path prefix -> {value.path_prefix}")
+    if value.full_path is not None:
+        parts.append(f"path -> {value.full_path}")
+    if value.regex is not None:
+        parts.append(f"path /{value.regex.pattern}/ -> {value.regex.substitution}")
     if value.host is not None:
         parts.append(f"host -> {value.host}")
     return ", ".join(parts) or "none"
@@ -127,7 +135,9 @@ def rewrite(value: CompiledRewrite | None) -> str:
 def redirect(value: CompiledRedirect | None) -> str:
     if value is None:
         return "none"
-    target = f"{value.host or ''}{value.path or ''}" or "same location"
+    scheme = f"{value.scheme}://" if value.scheme else ""
+    port = f":{value.port}" if value.port else ""
+    target = f"{scheme}{value.host or ''}{port}{value.path or ''}" or "same location"
     return f"{value.status} to {target}"
 
 

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from meshctl.model.documents import Envelope
 from meshctl.model.route import Retries
-from meshctl.model.values import Duration, Percent, Spec
+from meshctl.model.values import Duration, NoTimeout, Percent, Spec
 
 # DNS name: dot-separated labels (SPIFFE trust domains are lower case).
 TRUST_DOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -20,7 +20,7 @@ class RetryBudget(Spec):
 
 
 class Defaults(Spec):
-    timeout: Duration | None = None
+    timeout: Duration | NoTimeout | None = None
     retries: Retries | None = None
     retry_budget: RetryBudget | None = None
 

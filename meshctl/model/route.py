@@ -8,11 +8,23 @@ from pydantic import Field
 
 from meshctl.model.documents import Envelope
 from meshctl.model.edge import Cors
-from meshctl.model.values import Duration, ExactlyOne, HeaderName, Name, PathMatch, Percent, Spec, StringMatch
+from meshctl.model.values import (
+    Duration,
+    ExactlyOne,
+    HeaderName,
+    Name,
+    NoTimeout,
+    PathMatch,
+    Percent,
+    Spec,
+    StringMatch,
+)
 
 HTTP_METHOD = Annotated[str, Field(pattern=r"^[A-Z]+$")]
-# A calling service, or gateway/<name>.
-SOURCE_PATTERN = r"^(gateway/)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+_NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+# A calling service, one version of it (<service>/<version>, as Istio's sourceLabels), or
+# gateway/<name>.
+SOURCE_PATTERN = rf"^(gateway/{_NAME}|{_NAME}(/{_NAME})?)$"
 RETRY_ON_PATTERN = (
     r"^(5xx|gateway-error|connect-failure|reset|refused-stream|retriable-4xx|[1-5][0-9][0-9])$"
 )
@@ -30,12 +42,28 @@ class Match(Spec):
     claims: dict[Annotated[str, Field(min_length=1)], StringMatch] | None = None
 
 
+class HeaderOps(Spec):
+    set: dict[HeaderName, str] | None = None
+    add: dict[HeaderName, str] | None = None
+    remove: list[HeaderName] | None = None
+
+
+class HeaderRules(Spec):
+    request: HeaderOps | None = None
+    response: HeaderOps | None = None
+
+
 class Backend(Spec):
-    """A version of the route's service, or {service: other[, version]}."""
+    """A version of the route's service, or {service: other[, version]}.
+
+    `headers` apply only to requests sent to this backend (Gateway API backendRef filters),
+    after the rule's own header operations.
+    """
 
     service: Name | None = None
     version: Name | None = None
     weight: Annotated[int, Field(ge=0, le=100)] | None = None
+    headers: HeaderRules | None = None
 
 
 class StickyCookie(Spec):
@@ -82,25 +110,32 @@ class Mirror(Spec):
     percent: Percent = 100
 
 
+class RegexRewrite(Spec):
+    """Istio's uriRegexRewrite: every match of `pattern` in the path becomes `substitution`
+    (`\\1` refers to a group)."""
+
+    pattern: Annotated[str, Field(min_length=1)]
+    substitution: str
+
+
 class Rewrite(Spec):
+    """At most one of pathPrefix | fullPath | regex (checked as MESH029), and/or host.
+
+    `pathPrefix` replaces the matched prefix (the whole path after an exact match);
+    `fullPath` replaces the whole path (Gateway API ReplaceFullPath).
+    """
+
     path_prefix: Annotated[str, Field(pattern=r"^/")] | None = None
+    full_path: Annotated[str, Field(pattern=r"^/")] | None = None
+    regex: RegexRewrite | None = None
     host: Annotated[str, Field(min_length=1)] | None = None
-
-
-class HeaderOps(Spec):
-    set: dict[HeaderName, str] | None = None
-    add: dict[HeaderName, str] | None = None
-    remove: list[HeaderName] | None = None
-
-
-class HeaderRules(Spec):
-    request: HeaderOps | None = None
-    response: HeaderOps | None = None
 
 
 class Redirect(Spec):
     path: Annotated[str, Field(pattern=r"^/")] | None = None
     host: Annotated[str, Field(min_length=1)] | None = None
+    scheme: Literal["http", "https"] | None = None
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None
     status: Literal[301, 302, 303, 307, 308] = 301
 
 
@@ -117,7 +152,7 @@ class RouteRule(Spec):
     redirect: Redirect | None = None
     respond: DirectResponse | None = None
     sticky: Sticky | None = None
-    timeout: Duration | None = None
+    timeout: Duration | NoTimeout | None = None
     retries: Retries | None = None
     fault: Fault | None = None
     mirror: Mirror | None = None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema, model_validator
 from pydantic.alias_generators import to_camel
@@ -35,6 +35,8 @@ Duration = Annotated[
     PlainValidator(parse_duration_ms),
     WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["250ms", "2s"]}),
 ]
+# `timeout: none`: no route timeout at all (Istio's default for HTTP routes).
+NoTimeout = Literal["none"]
 Percent = Annotated[float, Field(ge=0, le=100)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")]
@@ -80,8 +82,13 @@ class StringMatch(ExactlyOne):
 
 
 class PathMatch(ExactlyOne):
-    """Exactly one of exact | prefix | regex."""
+    """Exactly one of exact | prefix | segmentPrefix | regex.
+
+    `prefix` is a string prefix (Istio's `uri.prefix`: /v2 matches /v2x); `segmentPrefix`
+    matches whole path segments (Gateway API PathPrefix: /v2 matches /v2 and /v2/x, not /v2x).
+    """
 
     exact: str | None = None
     prefix: str | None = None
+    segment_prefix: Annotated[str, Field(pattern=r"^/")] | None = None
     regex: str | None = None

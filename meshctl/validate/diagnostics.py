@@ -38,6 +38,7 @@ RULES: dict[str, str] = {
     "MESH026": "L7 policy on a tcp service",
     "MESH027": "no policy documents",
     "MESH028": "duplicate backend",
+    "MESH029": "conflicting path rewrites",
     "MESH060": "gateway needs exactly one of port or listeners",
     "MESH061": "host claimed by two listeners",
     "MESH062": "file does not exist",

@@ -63,17 +63,42 @@ def regex_problem(pattern: str) -> str | None:
     return None
 
 
+# Path conditions every path meets (as Envoy and the Gateway API read them).
+_ANY_PATH = ({"prefix": "/"}, {"segmentPrefix": "/"}, {"regex": ".*"}, {"regex": "/.*"}, {"prefix": ""})
+
+
 def is_catch_all(matches: Sequence[Match] | None) -> bool:
-    """A rule with no match, or with a match entry that has no condition, takes every request."""
+    """A rule with no match, or with a match entry whose only condition is a path every path
+    meets (`prefix: /`, `regex: .*`), takes every request."""
     if not matches:
         return True
-    return any(m.model_dump(exclude_none=True, by_alias=True) == {} for m in matches)
+    for m in matches:
+        conditions = m.model_dump(exclude_none=True, by_alias=True)
+        path = conditions.pop("path", None)
+        if not conditions and (path is None or path in _ANY_PATH):
+            return True
+    return False
+
+
+def segment_prefix_holds(prefix: str, path: str) -> bool:
+    """Gateway API PathPrefix: whole segments; a trailing slash in the prefix is ignored."""
+    base = prefix.rstrip("/")
+    return path == base or path.startswith(base + "/") or not base
 
 
 def _check_source(
     doc: Document, path: Path, source: str, services: dict[str, Service], gateways: set[str]
 ) -> Iterator[Diagnostic]:
     if source == "*":
+        return
+    if not source.startswith("gateway/") and "/" in source:
+        name, version = source.split("/", 1)
+        if name not in services:
+            yield at(doc, path, "MESH011", f"unknown service '{name}'{_known(services)}")
+            return
+        versions = {v.name for v in services[name].spec.versions}
+        if version not in versions:
+            yield at(doc, path, "MESH013", f"service '{name}' has no version '{version}'{_known(versions)}")
         return
     if source.startswith("gateway/"):
         name = source.removeprefix("gateway/")
@@ -188,14 +213,16 @@ def _check_services(policy: MeshPolicy) -> Iterator[Diagnostic]:
                      "rateLimit is HTTP policy and does not apply to a tcp service", severity="warning")
 
 
-def _effective_timeout(policy: MeshPolicy, rule: RouteRule) -> int:
+def _effective_timeout(policy: MeshPolicy, rule: RouteRule) -> int | None:
+    """Milliseconds, or None for `timeout: none`."""
     mesh = policy.mesh
     defaults = mesh.spec.defaults if mesh else None
-    if rule.timeout is not None:
-        return rule.timeout
-    if defaults and defaults.timeout is not None:
-        return defaults.timeout
-    return DEFAULT_TIMEOUT_MS
+    own = rule.timeout
+    if own is None and defaults is not None:
+        own = defaults.timeout
+    if own is None:
+        return DEFAULT_TIMEOUT_MS
+    return None if own == "none" else int(own)
 
 
 def _check_routes(policy: MeshPolicy) -> Iterator[Diagnostic]:
@@ -225,6 +252,7 @@ def _check_routes(policy: MeshPolicy) -> Iterator[Diagnostic]:
             base = (*rules_path, i)
             yield from _check_matches(doc, base, rule.match, services, gateways)
             yield from _check_rule_action(doc, base, rule, target, services)
+            yield from _check_rewrite(doc, base, rule)
             yield from _check_retry_time(doc, base, rule, policy)
             yield from _check_loops(doc, base, rule, target)
 
@@ -274,11 +302,28 @@ def _check_rule_action(
                                   rule.mirror.version, services)
 
 
+def _check_rewrite(doc: Document, base: Path, rule: RouteRule) -> Iterator[Diagnostic]:
+    rewrite = rule.rewrite
+    if rewrite is None:
+        return
+    paths = [f for f in ("pathPrefix", "fullPath", "regex") if getattr(rewrite, _SNAKE[f]) is not None]
+    if len(paths) > 1:
+        yield at(doc, (*base, "rewrite"), "MESH029",
+                 f"rule '{rule.name}' rewrites the path twice ({', '.join(paths)}): keep one")
+    if rewrite.regex is not None and (why := regex_problem(rewrite.regex.pattern)):
+        yield at(doc, (*base, "rewrite", "regex", "pattern"), "MESH021", why)
+
+
+_SNAKE = {"pathPrefix": "path_prefix", "fullPath": "full_path", "regex": "regex"}
+
+
 def _check_retry_time(doc: Document, base: Path, rule: RouteRule, policy: MeshPolicy) -> Iterator[Diagnostic]:
     retries = rule.retries
     if retries is None or retries.per_try_timeout is None:
         return
     timeout = _effective_timeout(policy, rule)
+    if timeout is None:
+        return
     tries = retries.attempts + 1
     total = retries.per_try_timeout * tries
     if total > timeout:
@@ -299,6 +344,8 @@ def _path_matches(rule_matches: Sequence[Match] | None, path: str) -> bool:
         if p.exact is not None and path == p.exact:
             return True
         if p.prefix is not None and path.startswith(p.prefix):
+            return True
+        if p.segment_prefix is not None and segment_prefix_holds(p.segment_prefix, path):
             return True
         if p.regex is not None and regex_problem(p.regex) is None and re.fullmatch(p.regex, path):
             return True
@@ -326,6 +373,8 @@ def _check_redirect_loop(
     """A redirect that keeps the host and lands on a path the same rule matches loops forever."""
     if redirect is None or redirect.host not in same_hosts:
         return
+    if redirect.scheme is not None or redirect.port is not None:
+        return  # another scheme or port is another listener (the HTTPS redirect)
     if redirect.path is None or _path_matches(matches, redirect.path):
         yield at(doc, (*base, "redirect"), "MESH018",
                  f"rule '{name}' redirects to a request it matches again: a redirect loop")

@@ -48,7 +48,8 @@ def test_weight_change_is_reported_once_under_the_service() -> None:
     ]
     [change] = diff_meshes(base(), new)
     assert change.affects == ("productpage",)
-    assert change.old[0] == {"service": "reviews", "version": "v1", "weight": 90}
+    assert {k: change.old[0][k] for k in ("service", "version", "weight")} == {
+        "service": "reviews", "version": "v1", "weight": 90}
 
 
 def test_route_change_seen_by_two_callers_is_one_change() -> None:
