@@ -102,7 +102,7 @@ def roll_out(
         confirmed = sum(outcome.seconds_to_confirm)
         result(
             f"{action}: {plan.target} is running on {len(plan.changed)} updated sidecar(s) "
-            f"({len(plan.added)} started, {len(plan.removed)} stopped) in "
+            f"({len(plan.added)} started, {len(plan.restarted)} restarted, {len(plan.removed)} stopped) in "
             f"{time.monotonic() - started:.1f}s; confirmation took {confirmed:.2f}s\n"
         )
 

@@ -161,6 +161,24 @@ class _Run:
             publish_plan(state, current)
             wait_ready(state, set(names), timeout=START_TIMEOUT_S)
             write_bindings(state, current, tls)
+        self.gate("restarted", sorted(by_instance))
+
+    def gate(self, label: str, instances: list[str]) -> None:
+        """Watch these instances' sidecars over the gate window; a failure undoes the apply.
+
+        A new command or environment changes behaviour as much as a new config does, so
+        restarted instances are judged by the same gate (and restarted with their old command
+        and environment by the undo when they fail it)."""
+        plan = self.plan
+        if plan.gate.window_ms == 0:
+            self.progress(f"{label}: no gate (window 0)")
+            return
+        records = [self.records[n] for n in instances if n in self.records]
+        result = watch(plan.gate, records, progress=self.progress)
+        self.outcome.gates.append(result)
+        if not result.ok:
+            raise _Failed(f"{label} failed the gate: {result.summary()}")
+        self.progress(f"{label}: gate passed ({result.summary()})")
 
     def update_wave(self, label: str, wave: list[str]) -> None:
         """New configs for one wave, confirmed by every sidecar in it, then the gate."""
@@ -183,15 +201,7 @@ class _Run:
         self.progress(
             f"{label}: {len(wave)} sidecar(s) confirmed on the new revision in {took:.2f}s"
         )
-        if plan.gate.window_ms == 0:
-            self.progress(f"{label}: no gate (window 0)")
-            return
-        updated = [self.records[n] for n in self.previous]
-        result = watch(plan.gate, updated, progress=self.progress)
-        self.outcome.gates.append(result)
-        if not result.ok:
-            raise _Failed(f"{label} failed the gate: {result.summary()}")
-        self.progress(f"{label}: gate passed ({result.summary()})")
+        self.gate(label, list(self.previous))
 
     def stop_removed(self) -> None:
         """Callers first forget the endpoints of removed instances, then those stop."""

@@ -243,13 +243,14 @@ def test_failing_slower_and_idle_canaries_are_rolled_back_by_commits(tmp_path: P
             failing = Promote(root, "catalog", "v2", "--steps", "25,50,100", "--interval", "3s",
                               "--min-requests", "30")
             code, out, errors = failing.wait()
-            back = failing.when("rolling back")
+            done = time.monotonic()  # the rollback commit is applied when promote exits
             time.sleep(2.0)
             end = time.monotonic()
         assert code == 1, errors
         assert "success rate" in errors and "is under 99%" in errors
         assert "v2:" in errors and "v1:" in errors  # both versions' numbers
-        assert load.share("v2", back + 1.5, end)[0] == 0  # traffic went back to v1
+        assert "rolling back: v1 100, v2 0" in errors
+        assert load.share("v2", done, end)[0] == 0  # traffic went back to v1
         assert route_weights(root) == "- {version: v1, weight: 100} - {version: v2, weight: 0}"
         subjects = git(root, "log", "--format=%s", "-2").splitlines()
         assert subjects == ["promote catalog v2: roll back to v1 100, v2 0",
@@ -274,3 +275,17 @@ def test_failing_slower_and_idle_canaries_are_rolled_back_by_commits(tmp_path: P
         assert idle.code == 1, idle.stderr
         assert "analysis inconclusive" in idle.stderr and "analysis passed" not in idle.stderr
         assert route_weights(root) == "- {version: v1, weight: 100} - {version: v2, weight: 0}"
+
+        # A new environment that makes v1 fail: apply restarts it, gates it, and undoes it.
+        broken = mesh.read_text().replace('DELAY_MS: "20"}', 'DELAY_MS: "20", FAIL_PERCENT: "50"}')
+        mesh.write_text(broken)
+        bad = commit_all(root, "v1 fails half the time")
+        with VersionLoad(port, threads=2) as load:
+            gated = meshctl(root, "apply", "--window", "3s")
+            time.sleep(1.5)
+            settled = time.monotonic()
+            time.sleep(1.0)
+        assert gated.code == 1, gated.stderr
+        assert "restarted failed the gate" in gated.stderr, gated.stderr
+        assert git(root, "rev-parse", "refs/meshctl/applied") != bad
+        assert [f for at, f in load.failures if at > settled] == []  # the old environment is back
