@@ -15,11 +15,12 @@ from typing import Any
 
 from mitmproxy import http
 
-from proxy_addon.flowinfo import KEY, FlowInfo, header_dict, request_view, wants_stream
+from meshctl.decision import decide
+from proxy_addon.flowinfo import KEY, FlowInfo, header_dict, wants_stream
 from proxy_addon.gateway import serve_gateway
 from proxy_addon.inbound import serve_inbound
-from proxy_addon.outbound import serve_destination
-from proxy_addon.responses import client_wants_close, flag_response
+from proxy_addon.outbound import outbound_request, serve_decision
+from proxy_addon.responses import answer_response, client_wants_close, flag_response
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.streaming import route_stream, stream_instead
 from proxy_addon.tcp import TcpTunnels
@@ -95,23 +96,16 @@ class MeshAddon:
         flow.response = response
 
     async def _outbound(self, flow: http.HTTPFlow, info: FlowInfo) -> http.Response | None:
-        config = info.snapshot.config
-        host = flow.request.host.lower()
-        dest = config.destinations.get(host)
-        if dest is None:
-            info.service = host if host in config.denied else PASSTHROUGH
-            if host in config.denied:
-                info.flags.append("RBAC")
-                return flag_response(403, info.flags)
-            if config.outbound_policy == "registry-only":
-                info.flags.append("NR")
-                return flag_response(502, info.flags)
+        decision = decide(info.snapshot.config, outbound_request(flow.request, info))
+        if decision.passthrough:
+            info.service = PASSTHROUGH
             info.native = True
             return None
-        return await serve_destination(
-            self.rt, info, flow.request, dest, request_view(flow.request, info.headers),
-            flow.request.path
-        )
+        if decision.destination is None:  # refused at the source, or not a mesh service
+            info.service = decision.service or PASSTHROUGH
+            assert decision.answer is not None
+            return answer_response(decision.answer, info.flags)
+        return await serve_decision(self.rt, info, flow.request, decision)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         """Tunnels carry no L7 policy: only `protocol: tcp` services, and outside hosts under

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from meshctl.contract import CompiledOutlierDetection, LoadBalancer
-from proxy_addon.routing import rendezvous_index
+from meshctl.decision.routing import rendezvous_index
 
 MAX_EJECTION_S = 300.0
 

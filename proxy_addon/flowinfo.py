@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from mitmproxy import http
 from multidict import CIMultiDict
 
-from proxy_addon.routing import RequestView, view_from_target
+from meshctl.decision.headers import joined
+from meshctl.decision.routing import RequestView, view_from_target
 from proxy_addon.state import Snapshot
 from proxy_addon.upstream import HOP_BY_HOP
 
@@ -56,12 +57,7 @@ class FlowInfo:
 def header_dict(request: http.Request) -> dict[str, str]:
     """All headers, names lower-cased, repeated ones joined: one pass over the raw fields
     (each mitmproxy `headers.get` walks them all again)."""
-    headers: dict[str, str] = {}
-    for name, value in request.headers.fields:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return headers
+    return joined(request.headers.fields)
 
 
 def request_view(request: http.Request, headers: dict[str, str] | None = None) -> RequestView:

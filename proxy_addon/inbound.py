@@ -11,8 +11,8 @@ import asyncio
 
 from mitmproxy import http
 
+from meshctl.decision import Request, decide
 from proxy_addon import tls
-from proxy_addon.access import decide
 from proxy_addon.flowinfo import (
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
@@ -22,7 +22,7 @@ from proxy_addon.flowinfo import (
     forward_headers,
     make_response,
 )
-from proxy_addon.responses import flag_response
+from proxy_addon.responses import answer_response, flag_response
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.tracing import next_traceparent
 from proxy_addon.upstream import UpstreamError
@@ -53,22 +53,20 @@ def admission(flow: http.HTTPFlow, info: FlowInfo) -> http.Response | None:
     config = info.snapshot.config
     info.identity = peer_identity(flow)
     info.security = "mutual_tls" if info.identity is not None else "none"
-    # Strict: no verified client certificate, no entry (reload.check_pair ensures certificates).
-    if config.mtls == "strict" and info.identity is None:
-        info.flags.append("RBAC")
-        return flag_response(403, info.flags)
+    request = flow.request
+    decision = decide(config, Request(request.method, request.path, inbound=True, identity=info.identity))
+    # Strict mTLS refuses before any policy is read (reload.check_pair ensures certificates).
+    if decision.answer is not None and decision.access is None:
+        return answer_response(decision.answer, info.flags)
     if info.identity is not None:
         info.source_workload = workload_of(info.identity)
     else:
         info.source_workload = info.headers.get(SOURCE_WORKLOAD_HEADER, "unknown")
     info.source_version = info.headers.get(SOURCE_VERSION_HEADER, "unknown")
-    inbound = config.inbound
-    if inbound is not None:
-        verdict = decide(inbound.access, info.identity, flow.request.method, flow.request.path)
-        info.access_policy = verdict.policy
-        if not verdict.allowed:
-            info.flags.append("RBAC")
-            return flag_response(403, info.flags)
+    if decision.access is not None:
+        info.access_policy = decision.access.policy
+    if decision.answer is not None:
+        return answer_response(decision.answer, info.flags)
     limiter = info.snapshot.rate_limiter
     if limiter is not None and not limiter.take():
         info.flags.append("RL")

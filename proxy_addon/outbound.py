@@ -1,8 +1,9 @@
-"""The client side of a call: route, split, fault, then send with retries and timeouts.
+"""The client side of a call: carry out a routing Decision, then send with retries and timeouts.
 
 Runs on the outbound listener (the app called `http://<service>/...` through its
-`HTTP_PROXY`) and behind a gateway rule. The decisions come from `routing` and `retry`; this
-module sequences them and performs the upstream attempts with the pooled client.
+`HTTP_PROXY`) and behind a gateway rule. What happens is decided by `meshctl.decision.decide`
+(the same function `meshctl explain` prints); this module draws what is left to chance (faults,
+splits, a new sticky cookie, mirrors) and performs the upstream attempts with the pooled client.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from multidict import CIMultiDict
 
 from meshctl.contract import (
     CompiledBackend,
-    CompiledHeaderOps,
     CompiledRouteRule,
     CompiledStickyCookie,
     CompiledTrafficPolicy,
-    Destination,
 )
-from proxy_addon import routing
+from meshctl.decision import Decision, Request, routing
+from meshctl.decision.headers import apply_header_ops
+from meshctl.decision.routing import RequestView
 from proxy_addon.flowinfo import (
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
@@ -34,9 +35,8 @@ from proxy_addon.flowinfo import (
     make_response,
 )
 from proxy_addon.limits import Overflow
-from proxy_addon.responses import FLAG_HEADER, flag_response
-from proxy_addon.retry import backoff_ms, may_retry_request, retriable_error, retriable_status
-from proxy_addon.routing import RequestView
+from proxy_addon.responses import FLAG_HEADER, answer_response, flag_response
+from proxy_addon.retry import backoff_ms, retriable_error, retriable_status
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.state import DestinationState
 from proxy_addon.tracing import next_traceparent
@@ -47,35 +47,15 @@ logger = logging.getLogger(__name__)
 _ERROR_STATUS = {"connect-failure": (503, "UF"), "reset": (503, "UC"), "timeout": (504, "UT")}
 
 
-def apply_request_ops(headers: CIMultiDict[str], ops: CompiledHeaderOps) -> None:
-    for name in ops.remove:
-        headers.popall(name, None)
-    for name, value in ops.set.items():
-        headers[name] = value
-    for name, value in ops.add.items():
-        headers.add(name, value)
-
-
-def apply_response_ops(headers: http.Headers, ops: CompiledHeaderOps) -> None:
-    for name in ops.remove:
-        headers.pop(name, None)
-    for name, value in ops.set.items():
-        headers[name] = value
-    for name, value in ops.add.items():
-        headers.add(name, value)
-
-
-def choose_backend(
-    rule: CompiledRouteRule, view: RequestView, info: FlowInfo
-) -> CompiledBackend:
+def choose_backend(decision: Decision, info: FlowInfo) -> CompiledBackend:
     """Sticky users keep their backend; a cookie-sticky user without a cookie gets one."""
-    key = routing.sticky_key(rule.sticky, view)
-    if key is None and rule.sticky is not None and rule.sticky.cookie is not None:
-        key = issue_cookie(rule.sticky.cookie, info)
-    if key is not None:
-        return routing.pick_sticky(rule.backends, key)
-    if len(rule.backends) == 1:
-        return rule.backends[0]
+    rule = decision.rule
+    assert rule is not None
+    sticky = rule.sticky
+    if decision.sticky_key is None and sticky is not None and sticky.cookie is not None:
+        return routing.pick_sticky(rule.backends, issue_cookie(sticky.cookie, info))
+    if len(decision.backends) == 1:
+        return decision.backends[0][0]
     return routing.pick_weighted(rule.backends, random.random())
 
 
@@ -100,30 +80,24 @@ def lb_hash_key(policy: CompiledTrafficPolicy, view: RequestView, info: FlowInfo
     return None
 
 
-async def serve_destination(
-    rt: SidecarRuntime,
-    info: FlowInfo,
-    request: http.Request,
-    dest: Destination,
-    view: RequestView,
-    target: str,
+def outbound_request(request: http.Request, info: FlowInfo) -> Request:
+    """What a decision reads of a request arriving on the outbound listener or a gateway."""
+    return Request(
+        request.method, request.path, request.host.lower(), info.headers,
+        authority=request.host_header or "", body_size=len(request.raw_content or b""),
+    )
+
+
+async def serve_decision(
+    rt: SidecarRuntime, info: FlowInfo, request: http.Request, decision: Decision
 ) -> http.Response:
-    """Everything after "this request goes to service `dest`"; returns the client's response."""
-    info.service = dest.service
-    matched = routing.match_rule(dest.rules, view)
-    if matched is None:
-        info.flags.append("NR")
-        return flag_response(404, ["NR"])
-    rule, match = matched
-    info.rule = rule.name
-    if rule.redirect is not None:
-        host = request.host_header or dest.service
-        location = routing.redirect_location(rule.redirect, target, host)
-        return http.Response.make(rule.redirect.status, b"", {"location": location})
-    if rule.respond is not None:
-        return http.Response.make(
-            rule.respond.status, rule.respond.body.encode(), dict(rule.respond.headers)
-        )
+    """Carry out a decision that does not pass through: answer, or fault, split and send."""
+    info.service = decision.service or info.service
+    info.rule = decision.rule_name
+    if decision.answer is not None:
+        return answer_response(decision.answer, info.flags)
+    rule, view = decision.rule, decision.view
+    assert rule is not None and view is not None and decision.destination is not None
     fault = rule.fault
     if fault is not None and fault.delay is not None:
         if random.random() * 100.0 < fault.delay.percent:
@@ -133,21 +107,19 @@ async def serve_destination(
         if random.random() * 100.0 < fault.abort.percent:
             info.flags.append("FI")
             return flag_response(fault.abort.status, info.flags)
-    backend = choose_backend(rule, view, info)
+    backend = choose_backend(decision, info)
     info.service = backend.service
-    target_dest = info.snapshot.destination(backend.service) or dest
+    target_dest = info.snapshot.destination(backend.service) or decision.destination
     headers = forward_headers(request)
-    headers["host"] = (
-        rule.rewrite.host if rule.rewrite and rule.rewrite.host else backend.service
-    )
-    apply_request_ops(headers, rule.request_headers)
+    headers["host"] = decision.upstream_host or backend.service
+    apply_header_ops(headers, rule.request_headers)
     info.traceparent = next_traceparent(
         view.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
     )
     headers["traceparent"] = info.traceparent
     headers[SOURCE_WORKLOAD_HEADER] = info.source_workload
     headers[SOURCE_VERSION_HEADER] = info.source_version
-    upstream_target = routing.rewritten_path(target, rule.rewrite, match)
+    upstream_target = decision.upstream_target or request.path
     body = request.raw_content or b""
     if rule.mirror is not None and random.random() * 100.0 < rule.mirror.percent:
         rt.mirror(info, rule.mirror.service, rule.mirror.version, request.method,
@@ -155,13 +127,13 @@ async def serve_destination(
     try:
         async with asyncio.timeout(rule.timeout_ms / 1000.0 if rule.timeout_ms else None):
             response = await send_with_retries(
-                rt, info, rule, backend, target_dest.traffic_policy, view,
+                rt, info, rule, decision.retry_attempts, backend, target_dest.traffic_policy, view,
                 request.method, upstream_target, headers, body,
             )
     except TimeoutError:
         info.flags.append("UT")
         return flag_response(504, info.flags)
-    apply_response_ops(response.headers, rule.response_headers)
+    apply_header_ops(response.headers, rule.response_headers)
     for cookie in info.set_cookies:
         response.headers.add("set-cookie", cookie)
     return response
@@ -171,6 +143,7 @@ async def send_with_retries(
     rt: SidecarRuntime,
     info: FlowInfo,
     rule: CompiledRouteRule,
+    retry_attempts: int,
     backend: CompiledBackend,
     policy: CompiledTrafficPolicy,
     view: RequestView,
@@ -192,7 +165,7 @@ async def send_with_retries(
     state.budget.requests_in_flight += 1
     try:
         return await _attempts(
-            rt, info, state, rule, policy, candidates, view, method, target, headers, body
+            rt, info, state, rule, retry_attempts, policy, candidates, view, method, target, headers, body
         )
     finally:
         state.budget.requests_in_flight -= 1
@@ -204,6 +177,7 @@ async def _attempts(
     info: FlowInfo,
     state: DestinationState,
     rule: CompiledRouteRule,
+    retry_attempts: int,
     policy: CompiledTrafficPolicy,
     candidates: tuple,
     view: RequestView,
@@ -213,7 +187,7 @@ async def _attempts(
     body: bytes,
 ) -> http.Response:
     retries = rule.retries
-    tries = 1 + (retries.attempts if may_retry_request(retries, method, len(body)) else 0)
+    tries = 1 + retry_attempts  # 0 when the method or body rules retries out (`decide`)
     per_try = retries.per_try_timeout_ms / 1000.0 if retries.per_try_timeout_ms else None
     hash_key = lb_hash_key(policy, view, info)
     od = policy.outlier_detection

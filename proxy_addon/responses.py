@@ -6,6 +6,8 @@ import json
 
 from mitmproxy import http
 
+from meshctl.decision import Answer
+
 FLAG_HEADER = "x-mesh-response-flags"
 
 _MESSAGES = {
@@ -33,6 +35,15 @@ def flag_response(status: int, flags: list[str], close: bool = False) -> http.Re
     if close:
         headers["connection"] = "close"
     return http.Response.make(status, body + "\n", headers)
+
+
+def answer_response(answer: Answer, flags: list[str]) -> http.Response:
+    """The sidecar's own answer: the flagged JSON error (its flags join `flags`), or a redirect
+    or direct response."""
+    if answer.flags:
+        flags.extend(answer.flags)
+        return flag_response(answer.status, flags)
+    return http.Response.make(answer.status, answer.body.encode(), dict(answer.headers))
 
 
 def client_wants_close(request: http.Request, headers: dict[str, str] | None = None) -> bool:

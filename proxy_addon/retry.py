@@ -1,7 +1,7 @@
 """Retry decisions: what may be retried, when, and how long to wait (pure, clock passed in).
 
-- `may_retry_request(policy, method, body_size)`: non-idempotent methods only with
-  `non_idempotent`; bodies over 64 KiB never (they are not kept for a second try).
+Whether a request may be retried at all (method, body size) is part of the routing decision:
+`meshctl.decision.retry_eligibility`.
 - `retriable_status(on, status)` / `retriable_error(on, kind)`: the SPEC's `on` conditions.
   Error kinds: "connect-failure", "reset", "timeout" (a per-try timeout).
 - `backoff_ms(attempt, backoff, u)`: exponential backoff with full jitter.
@@ -11,18 +11,7 @@
 
 from __future__ import annotations
 
-from meshctl.contract import CompiledBackoff, CompiledRetryBudget, RetryPolicy
-
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-MAX_RETRY_BODY = 64 * 1024
-
-
-def may_retry_request(policy: RetryPolicy, method: str, body_size: int) -> bool:
-    if policy.attempts <= 0 or not policy.on:
-        return False
-    if body_size > MAX_RETRY_BODY:
-        return False
-    return method.upper() in IDEMPOTENT_METHODS or policy.non_idempotent
+from meshctl.contract import CompiledBackoff, CompiledRetryBudget
 
 
 def retriable_status(on: tuple[str, ...], status: int) -> bool:

@@ -12,18 +12,17 @@ import time
 
 from mitmproxy import http
 
-from meshctl.contract import Destination
-from proxy_addon import routing
+from meshctl.decision import decide
+from meshctl.decision.headers import apply_header_ops
 from proxy_addon.flowinfo import (
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
     STREAM_HINT_HEADER,
     XFCC_HEADER,
     FlowInfo,
-    request_view,
 )
 from proxy_addon.inbound import admission, client_cert_header
-from proxy_addon.outbound import choose_backend, lb_hash_key
+from proxy_addon.outbound import choose_backend, lb_hash_key, outbound_request
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.tracing import next_traceparent
 from proxy_addon.upstream import StreamInstead
@@ -71,30 +70,14 @@ def route_stream(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> Non
         info.endpoint, info.attempts, info.native = snap.bindings.app, 1, True
         _point_at(flow, snap.bindings.app, "http", flow.request.host_header or info.service)
         return
-    view = request_view(flow.request, info.headers)
-    if info.role == "gateway":
-        gateway = snap.config.gateway
-        matched = routing.match_rule(gateway.rules, view) if gateway else None
-        if matched is None or matched[0].service is None:
-            return
-        dest = snap.destination(matched[0].service)
-    else:
-        dest = snap.destination(flow.request.host.lower())
-    if dest is not None:
-        _route_to_destination(rt, flow, info, dest, view)
-
-
-def _route_to_destination(
-    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, dest: Destination,
-    view: routing.RequestView,
-) -> None:
-    matched = routing.match_rule(dest.rules, view)
-    if matched is None:
+    decision = decide(snap.config, outbound_request(flow.request, info))
+    rule, view, dest = decision.rule, decision.view, decision.destination
+    # Anything but a plain forward (an answer, a fault, a sticky split) takes the buffered path.
+    if decision.answer is not None or rule is None or dest is None or view is None:
         return
-    rule, match = matched
-    if not rule.backends or rule.fault is not None or rule.sticky is not None:
+    if rule.fault is not None or rule.sticky is not None:
         return
-    backend = choose_backend(rule, view, info)
+    backend = choose_backend(decision, info)
     target_dest = info.snapshot.destination(backend.service) or dest
     state = rt.state.dest_state(backend.service)
     candidates = info.snapshot.endpoints_for(backend.service, backend.version)
@@ -104,14 +87,13 @@ def _route_to_destination(
     )
     if ep is None:
         return
-    info.service, info.version, info.rule = backend.service, ep.version, rule.name
+    if decision.gateway_rule is not None:  # the route matched on them already, in `decide`
+        apply_header_ops(flow.request.headers, decision.gateway_rule.request_headers)
+    info.service, info.version, info.rule = backend.service, ep.version, decision.rule_name
     info.endpoint, info.attempts, info.native = ep.address, 1, True
-    host = rule.rewrite.host if rule.rewrite and rule.rewrite.host else backend.service
-    flow.request.path = routing.rewritten_path(flow.request.path, rule.rewrite, match)
-    for name in rule.request_headers.remove:
-        flow.request.headers.pop(name, None)
-    for name, value in rule.request_headers.set.items():
-        flow.request.headers[name] = value
+    host = decision.upstream_host or backend.service
+    flow.request.path = decision.upstream_target or flow.request.path
+    apply_header_ops(flow.request.headers, rule.request_headers)
     info.traceparent = next_traceparent(
         flow.request.headers.get("traceparent"),
         info.snapshot.config.telemetry.tracing_sampling,

@@ -37,7 +37,7 @@ class Guard:
         return None
 
 sys.meta_path.insert(0, Guard())
-import proxy_addon, proxy_addon.addon, proxy_addon.routing, proxy_addon.access, proxy_addon.__main__
+import proxy_addon, proxy_addon.addon, meshctl.decision.routing, meshctl.decision.access, proxy_addon.__main__
 print(";".join(violations))
 """
 

@@ -11,7 +11,7 @@ import typer
 from meshctl.cli.common import PolicyDirOption, choose, err, out, policy_dir
 from meshctl.compile.compiler import CompiledMesh
 from meshctl.errors import PolicyInvalid
-from meshctl.explain import Request, explain, parse_header, text_report
+from meshctl.explain import Question, explain, parse_header, text_report
 from meshctl.pipeline import build
 from meshctl.revisions import read_policy
 from meshctl.validate.report import as_text
@@ -33,7 +33,7 @@ def explain_command(
         typer.Argument(help="http://<service>/<path> (from a gateway: the path).", show_default=False),
     ],
     source: Annotated[str, typer.Option("--from", help="Calling service, or gateway/<name>.", show_default=False)],
-    header: Annotated[list[str] | None, typer.Option("-H", "--header", help="Request header 'name: value'.")] = None,
+    header: Annotated[list[str] | None, typer.Option("-H", "--header", help="Question header 'name: value'.")] = None,
     dir_option: PolicyDirOption = None,
     rev: Annotated[str | None, typer.Option("--rev", help="Explain this git revision's policy.")] = None,
     output_format: Annotated[str, typer.Option("--format", help="text | json")] = "text",
@@ -42,7 +42,7 @@ def explain_command(
     choose(output_format, ("text", "json"), "--format")
     headers = dict(parse_header(h) for h in header or [])
     compiled = compile_or_fail(policy_dir(None, dir_option), rev)
-    result = explain(compiled.configs, Request(source, method, url, headers))
+    result = explain(compiled.configs, Question(source, method, url, headers))
     if output_format == "json":
         out(json.dumps(result.as_dict(), indent=2) + "\n")
     else:

@@ -6,9 +6,9 @@ from functools import lru_cache
 from typing import Any
 
 from meshctl.contract import CompiledBackend, CompiledGatewayRule, CompiledRouteRule, Destination
+from meshctl.decision import routing
 from meshctl.diff import words
 from meshctl.diff.items import Item, leaf_changes, modified, other_fields, policy_phrases, to_json
-from proxy_addon import routing
 
 # --- route rules ------------------------------------------------------------------------------
 

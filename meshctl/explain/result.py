@@ -1,4 +1,4 @@
-"""What `meshctl explain` is asked (a request) and what it answers (an explanation)."""
+"""What `meshctl explain` is asked (a question) and what it answers (an explanation)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from meshctl.contract import CompiledBackend, CompiledRouteRule
+from meshctl.decision import Decision
 from meshctl.diff import words
 from meshctl.errors import UsageError
 
@@ -17,7 +18,7 @@ class ExplainError(UsageError):
 
 
 @dataclass(frozen=True)
-class Request:
+class Question:
     source: str  # sidecar name: "productpage" or "gateway/public"
     method: str
     url: str
@@ -26,9 +27,12 @@ class Request:
 
 @dataclass
 class Explanation:
+    """A caller sidecar's Decision (and the access verdicts of the services it may reach) in words."""
+
     source: str
     method: str
     url: str
+    decision: Decision | None = None
     destination: str | None = None  # the service whose route applies
     gateway_rule: str | None = None
     rule: str | None = None
@@ -43,6 +47,7 @@ class Explanation:
     rule_obj: CompiledRouteRule | None = None
     upstream_target: str | None = None  # path after rewrites
     upstream_host: str | None = None
+    retry_attempts: int = 0  # retries this request may get (the rule's, unless its method or body rule them out)
     access: str = "allow"
     access_reason: str = ""
     notes: list[str] = field(default_factory=list)
@@ -73,6 +78,7 @@ class Explanation:
             "timeout": words.duration(rule.timeout_ms) if rule and rule.timeout_ms else None,
             "timeout_ms": rule.timeout_ms if rule else None,
             "retries": rule.retries.model_dump(mode="json") if rule else None,
+            "retry_attempts": self.retry_attempts if rule else None,
             "fault": rule.fault.model_dump(mode="json") if rule and rule.fault else None,
             "mirror": rule.mirror.model_dump(mode="json") if rule and rule.mirror else None,
             "upstream": {"host": self.upstream_host, "target": self.upstream_target}

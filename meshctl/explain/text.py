@@ -30,14 +30,14 @@ def text_report(exp: Explanation) -> str:
     if rule is not None:
         rows.append(("timeout", words.duration(rule.timeout_ms)))
         r = rule.retries
-        retry = (
-            "none"
-            if not r.attempts
-            else (
-                f"{r.attempts} on {', '.join(r.on) or 'nothing'}"
-                + (f", per try {words.duration(r.per_try_timeout_ms)}" if r.per_try_timeout_ms else "")
+        if not r.attempts:
+            retry = "none"
+        elif exp.status is None and not exp.retry_attempts:
+            retry = f"none for this request (the rule's {r.attempts} do not apply)"
+        else:
+            retry = f"{r.attempts} on {', '.join(r.on) or 'nothing'}" + (
+                f", per try {words.duration(r.per_try_timeout_ms)}" if r.per_try_timeout_ms else ""
             )
-        )
         rows.append(("retries", retry))
         rows.append(("fault", words.fault(rule.fault)))
         if rule.mirror:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from meshctl.contract import SidecarConfig
 from meshctl.diff import words
-from meshctl.explain import ExplainError, Explanation, Request, backend_name, explain
+from meshctl.explain import ExplainError, Explanation, Question, backend_name, explain
 from meshctl.policytest.cases import UNSET, Case, Expect
 
 SPLIT_TOLERANCE = 0.01  # percentage points
@@ -35,7 +35,7 @@ def run_cases(configs: Mapping[str, SidecarConfig], cases: list[Case]) -> list[C
 
 def run_case(configs: Mapping[str, SidecarConfig], case: Case) -> CaseResult:
     try:
-        got = explain(configs, Request(case.source, case.method, case.url, case.headers))
+        got = explain(configs, Question(case.source, case.method, case.url, case.headers))
     except ExplainError as exc:
         return CaseResult(case, False, f"request cannot be explained: {exc}")
     failures = check(case.expect, got)

@@ -27,14 +27,13 @@ from meshctl.contract import (
     RequestMatch,
     RetryPolicy,
 )
-from proxy_addon import routing
-from proxy_addon.access import decide
+from meshctl.decision import retry_eligibility, routing
+from meshctl.decision.access import decide
 from proxy_addon.endpoints import EndpointSet
 from proxy_addon.limits import Overflow, PoolGate, TokenBucket
 from proxy_addon.retry import (
     RetryBudget,
     backoff_ms,
-    may_retry_request,
     retriable_error,
     retriable_status,
 )
@@ -130,10 +129,10 @@ def test_access_default_applies_without_policies() -> None:
 
 def test_retry_conditions() -> None:
     policy = RetryPolicy(attempts=2, on=("5xx",))
-    assert may_retry_request(policy, "GET", 10)
-    assert not may_retry_request(policy, "POST", 10)
-    assert may_retry_request(policy.model_copy(update={"non_idempotent": True}), "POST", 10)
-    assert not may_retry_request(policy, "GET", 64 * 1024 + 1)
+    assert retry_eligibility(policy, "GET", 10) == (2, None)
+    assert retry_eligibility(policy, "POST", 10)[0] == 0
+    assert retry_eligibility(policy.model_copy(update={"non_idempotent": True}), "POST", 10) == (2, None)
+    assert retry_eligibility(policy, "GET", 64 * 1024 + 1)[0] == 0
     assert retriable_status(("gateway-error",), 503) and not retriable_status(("gateway-error",), 500)
     assert retriable_status(("503",), 503) and not retriable_status(("503",), 502)
     assert retriable_status(("retriable-4xx",), 409)
@@ -212,7 +211,7 @@ def test_addon_imports_nothing_from_the_cli_side() -> None:
     # sidecar's import path; the import-linter contract covers proxy_addon's own imports.
     code = (
         "from proxy_addon.lean import skip_default_addons; skip_default_addons()\n"
-        "import sys, proxy_addon.server, proxy_addon.routing, proxy_addon.access\n"
+        "import sys, proxy_addon.server, meshctl.decision.routing, meshctl.decision.access\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('typer', 'jinja2', 'jsonschema', 'flask') or m.startswith(('meshctl.cli', "
         "'meshctl.model', 'meshctl.validate', 'meshctl.compile'))]\n"

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from meshctl.contract import SidecarConfig
-from meshctl.explain import Explanation, Request, backend_name, explain
+from meshctl.explain import Explanation, Question, backend_name, explain, text_report
 from meshctl.pipeline import build
 from meshctl.sources.worktree import read_worktree
 from tests.dataplane.conftest import Result, fire
@@ -50,6 +50,14 @@ spec:
     - name: moved
       match: [{path: {prefix: /old}}]
       redirect: {path: /new, status: 301}
+    - name: flaky
+      match: [{path: {prefix: /flaky}}]
+      backends: [{version: v1, weight: 100}]
+      retries: {attempts: 2, on: [5xx], backoff: {base: 1ms, max: 2ms}}
+    - name: broken
+      match: [{path: {prefix: /broken}}]
+      backends: [{version: v1, weight: 100}]
+      fault: {abort: {status: 503, percent: 100}}
     - name: default
       backends: [{version: v1, weight: 50}, {version: v2, weight: 30}, {version: v3, weight: 20}]
       sticky: {header: end-user}
@@ -167,7 +175,7 @@ def both(
         log[str(entry["path"])] = entry
     out = []
     for (method, url, headers), result in zip(tagged, results, strict=True):
-        exp = explain(compiled, Request("productpage", method, url, headers))
+        exp = explain(compiled, Question("productpage", method, url, headers))
         target = "/" + url.split("://", 1)[1].split("/", 1)[1]
         out.append((exp, result, log.get(target, {})))
     return out
@@ -219,9 +227,47 @@ def test_rule_backend_and_answers_agree(
     sticky_versions = Counter(
         backend_name(e.backend)
         for u in users
-        if (e := explain(compiled, Request("productpage", "GET", "http://reviews/r", u))).backend
+        if (e := explain(compiled, Question("productpage", "GET", "http://reviews/r", u))).backend
     )
     assert len(sticky_versions) == 3, sticky_versions  # the 40 shoppers reach every version
+
+
+def test_retries_fault_redirect_response_and_refusal_agree(
+    compiled: dict[str, SidecarConfig], mesh: tuple[Sidecar, Sidecar, list[App]]
+) -> None:
+    """The cases where a hand-kept copy of the decision drifted: a POST is not retried (explain once
+    said `retries: 2` for it), a fault answers, a redirect, a direct response, a refused caller."""
+    sidecar, _, _ = mesh
+    requests = [
+        ("GET", "http://reviews/flaky/get?status=503", {}),
+        ("POST", "http://reviews/flaky/post?status=503", {}),
+        ("GET", "http://reviews/broken", {}),
+        ("GET", "http://reviews/old/page", {}),
+        ("GET", "http://reviews/teapot", {}),
+        ("POST", "http://ratings/ratings/9", {}),
+    ]
+    seen = []
+    for exp, got, entry in both(compiled, sidecar, requests):
+        where = f"{exp.method} {exp.url}"
+        assert entry.get("rule") == exp.rule, (where, entry)
+        if exp.status is None:  # forwarded: the upstream's 503, after the retries explain predicts
+            assert got.status == 503, (where, got.status)
+            assert entry["attempts"] == 1 + exp.retry_attempts, (where, entry, exp.notes)
+        else:
+            assert (got.status, got.flags or "") == (exp.status, ",".join(exp.flags)), (where, exp.notes)
+            assert got.headers.get("Location") == exp.location, where
+        seen.append((exp.rule, exp.status, exp.retry_attempts, exp.access))
+    assert seen == [
+        ("flaky", None, 2, "allow"),
+        ("flaky", None, 0, "allow"),
+        ("broken", 503, 2, "allow"),  # the mesh default (connect-failure); the fault answers first
+        ("moved", 301, 0, "allow"),
+        ("teapot", 418, 0, "allow"),
+        ("ratings", 403, 0, "deny"),
+    ]
+    rows = dict(line.split(":", 1) for line in text_report(explain(
+        compiled, Question("productpage", "POST", "http://reviews/flaky/x"))).splitlines() if ":" in line)
+    assert rows["retries"].strip() == "none for this request (the rule's 2 do not apply)"
 
 
 def test_split_probabilities_agree(
@@ -229,7 +275,7 @@ def test_split_probabilities_agree(
 ) -> None:
     sidecar, _, _ = mesh
     n = 600
-    exp = explain(compiled, Request("productpage", "GET", "http://reviews/split-check"))
+    exp = explain(compiled, Question("productpage", "GET", "http://reviews/split-check"))
     assert exp.rule == "default" and exp.backend is None
     predicted = {backend_name(b): p for b, p in exp.backends}
     assert predicted == {"reviews/v1": 0.5, "reviews/v2": 0.3, "reviews/v3": 0.2}
@@ -249,7 +295,7 @@ def test_gateway_decisions_agree(compiled: dict[str, SidecarConfig], mesh: tuple
     log = {str(e["path"]): e for e in gateway.access_log()}
     outcomes = []
     for path, got in zip(paths, results, strict=True):
-        exp = explain(compiled, Request("gateway/edge", "GET", path))
+        exp = explain(compiled, Question("gateway/edge", "GET", path))
         if exp.status is None:
             assert exp.backend is not None
             assert (got.status, chosen(log[path])) == (200, backend_name(exp.backend)), path

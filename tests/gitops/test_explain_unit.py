@@ -14,7 +14,7 @@ from meshctl.contract import (
     RequestMatch,
     SidecarConfig,
 )
-from meshctl.explain import Request, backend_name, explain, text_report
+from meshctl.explain import Question, backend_name, explain, text_report
 
 from .configs import allow, dest, rule, sidecar
 
@@ -24,7 +24,7 @@ def mesh(*configs: SidecarConfig) -> dict[str, SidecarConfig]:
 
 
 def ask(configs: dict[str, SidecarConfig], url: str, source: str = "web", **headers: str):  # type: ignore[no-untyped-def]
-    return explain(configs, Request(source, "GET", url, headers))
+    return explain(configs, Question(source, "GET", url, headers))
 
 
 def test_faults() -> None:

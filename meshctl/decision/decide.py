@@ -1,0 +1,244 @@
+"""`decide(config, request) -> Decision`: what one sidecar does with one request, as a value.
+
+Pure: no I/O, no clock, no random draw. What is left to chance (a fault's percentage, a weighted
+split, a new sticky cookie, a mirror's share) is in the Decision as probabilities; the sidecar
+draws, `meshctl explain` prints them. Order as the addon applies it:
+
+- outbound (a service's sidecar): destination lookup (denied at the source: 403 RBAC; not a
+  mesh service: 502 NR under registry-only, else passed through), then the route;
+- gateway: gateway rule (none: 404 NR), its redirect or direct response, the destination it
+  names (none reachable: 502 NR), its request header operations, then the route;
+- route: first matching rule (none: 404 NR), its redirect or direct response, otherwise the
+  forward: backends, rewrite, header operations, fault, timeout, retries for this request;
+- inbound: strict mTLS (no verified identity: 403 RBAC), then the access policy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+from meshctl.contract import (
+    CompiledBackend,
+    CompiledFault,
+    CompiledGatewayRule,
+    CompiledHeaderOps,
+    CompiledRouteRule,
+    Destination,
+    RequestMatch,
+    RetryPolicy,
+    SidecarConfig,
+)
+from meshctl.decision.access import AccessDecision
+from meshctl.decision.access import decide as access_verdict
+from meshctl.decision.headers import with_ops
+from meshctl.decision.routing import (
+    RequestView,
+    backend_probabilities,
+    match_rule,
+    pick_sticky,
+    redirect_location,
+    rewritten_path,
+    sticky_key,
+    view_from_target,
+)
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+MAX_RETRY_BODY = 64 * 1024  # larger bodies are not kept for a second try
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """The parts of a request a decision reads. Header names lower-case, repeats joined ", "."""
+
+    method: str
+    target: str  # origin-form: /path?query
+    host: str = ""  # the service called (outbound), lower-case, no port
+    headers: Mapping[str, str] = field(default_factory=dict)
+    authority: str = ""  # Host (or :authority) as received, port included; redirects keep it
+    body_size: int = 0
+    inbound: bool = False  # arriving at this sidecar's own service
+    identity: str | None = None  # inbound: the caller's verified SPIFFE ID
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """The sidecar answers by itself. With `flags`, the flagged JSON error; else `body`."""
+
+    status: int
+    flags: tuple[str, ...] = ()
+    body: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
+    reason: str = ""
+
+    @property
+    def location(self) -> str | None:
+        return next((v for k, v in self.headers if k == "location"), None)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    request: Request  # as the route saw it: after the gateway rule's header operations
+    view: RequestView | None  # None inbound, where no route is read
+    service: str | None = None  # the service whose route applies (or that was refused)
+    destination: Destination | None = None
+    gateway_rule: CompiledGatewayRule | None = None
+    rule: CompiledRouteRule | None = None
+    match: RequestMatch | None = None  # the match entry of `rule` that held
+    gateway_match: RequestMatch | None = None  # the match entry of `gateway_rule` that held
+    answer: Answer | None = None  # None: forwarded (or passed through)
+    passthrough: bool = False  # outside the mesh under allow-any: forwarded as it is
+    split: tuple[tuple[CompiledBackend, float], ...] = ()  # the rule's weights, as shares
+    backends: tuple[tuple[CompiledBackend, float], ...] = ()  # for this request (sticky: one)
+    sticky_key: str | None = None
+    upstream_target: str | None = None  # after the rewrite
+    upstream_host: str | None = None  # the Host the backend gets, when rewritten
+    retry_attempts: int = 0  # retries this request may get
+    retry_refusal: str | None = None  # why it gets none though the rule has retries
+    access: AccessDecision | None = None  # refused at the source, or (inbound) the verdict
+
+    @property
+    def rule_name(self) -> str | None:
+        """"<gateway rule>/<route rule>" behind a gateway, as the access log names it."""
+        gateway = self.gateway_rule.name if self.gateway_rule else None
+        route = self.rule.name if self.rule else None
+        if gateway and route and gateway != route:
+            return f"{gateway}/{route}"
+        return gateway or route
+
+    @property
+    def fault(self) -> CompiledFault | None:
+        return self.rule.fault if self.rule is not None and self.answer is None else None
+
+    @property
+    def timeout_ms(self) -> int | None:
+        return self.rule.timeout_ms if self.rule is not None else None
+
+    @property
+    def request_header_ops(self) -> tuple[CompiledHeaderOps, ...]:
+        """Applied in order: the gateway rule's (before the route matched), the route rule's."""
+        return tuple(r.request_headers for r in (self.gateway_rule, self.rule) if r is not None)
+
+    @property
+    def response_header_ops(self) -> tuple[CompiledHeaderOps, ...]:
+        """Applied in order: the route rule's, then the gateway rule's."""
+        return tuple(r.response_headers for r in (self.rule, self.gateway_rule) if r is not None)
+
+    @property
+    def backend(self) -> CompiledBackend | None:
+        """The backend this request gets, when that is certain (sticky, or a single one)."""
+        return self.backends[0][0] if len(self.backends) == 1 else None
+
+
+def retry_eligibility(policy: RetryPolicy, method: str, body_size: int) -> tuple[int, str | None]:
+    """(retries this request may get, why none when the policy has some)."""
+    if policy.attempts <= 0 or not policy.on:
+        return 0, None
+    if body_size > MAX_RETRY_BODY:
+        return 0, f"a body over {MAX_RETRY_BODY // 1024} KiB is never retried"
+    if method.upper() not in IDEMPOTENT_METHODS and not policy.non_idempotent:
+        return 0, f"{method.upper()} is not idempotent: retried only with nonIdempotent"
+    return policy.attempts, None
+
+
+def decide(config: SidecarConfig, request: Request) -> Decision:
+    if request.inbound:
+        return _inbound(config, request)
+    view = view_from_target(request.method, request.target, request.headers)
+    if config.kind == "gateway":
+        return _gateway(config, request, view)
+    dest = config.destinations.get(request.host)
+    if dest is not None:
+        return _route(dest, request, view)
+    host = request.host
+    if host in config.denied:
+        refused = AccessDecision(False, None, "refused at the source (no policy admits it)")
+        answer = Answer(403, ("RBAC",), reason=f"{config.name} may never call {host}")
+        return Decision(request, view, service=host, answer=answer, access=refused)
+    if config.outbound_policy == "registry-only":
+        reason = f"{host} is not a mesh service (outbound policy registry-only)"
+        return Decision(request, view, answer=Answer(502, ("NR",), reason=reason))
+    return Decision(request, view, passthrough=True)
+
+
+def _gateway(config: SidecarConfig, request: Request, view: RequestView) -> Decision:
+    gateway = config.gateway
+    matched = match_rule(gateway.rules, view) if gateway else None
+    if matched is None:
+        return Decision(request, view, answer=Answer(404, ("NR",), reason="no gateway rule matches"))
+    rule, match = matched
+    answer = _answers_itself(rule, request, request.authority or "localhost")
+    if answer is not None:
+        return Decision(request, view, gateway_rule=rule, gateway_match=match, answer=answer)
+    dest = config.destinations.get(rule.service or "")
+    if dest is None:
+        reason = f"gateway rule {rule.name!r} names no reachable service"
+        answer = Answer(502 if rule.service else 404, ("NR",), reason=reason)
+        return Decision(
+            request, view, service=rule.service, gateway_rule=rule, gateway_match=match, answer=answer
+        )
+    ops = rule.request_headers
+    if ops.remove or ops.set or ops.add:
+        request = replace(request, headers=with_ops(request.headers, ops))
+        view = view_from_target(request.method, request.target, request.headers)
+    return _route(dest, request, view, rule, match)
+
+
+def _route(
+    dest: Destination,
+    request: Request,
+    view: RequestView,
+    gateway_rule: CompiledGatewayRule | None = None,
+    gateway_match: RequestMatch | None = None,
+) -> Decision:
+    matched = match_rule(dest.rules, view)
+    if matched is None:
+        no_rule = Answer(404, ("NR",), reason=f"no rule of the {dest.service} route matches")
+        return Decision(request, view, dest.service, dest, gateway_rule, None, None, gateway_match, no_rule)
+    rule, match = matched
+    answer = _answers_itself(rule, request, request.authority or dest.service)
+    if answer is not None:
+        return Decision(request, view, dest.service, dest, gateway_rule, rule, match, gateway_match, answer)
+    split = tuple(backend_probabilities(rule.backends))
+    key = sticky_key(rule.sticky, view)
+    if key is not None:
+        backends: tuple[tuple[CompiledBackend, float], ...] = ((pick_sticky(rule.backends, key), 1.0),)
+    else:
+        backends = tuple(bp for bp in split if bp[1] > 0)
+    rewrite = rule.rewrite
+    attempts, refusal = retry_eligibility(rule.retries, request.method, request.body_size)
+    return Decision(
+        request, view, dest.service, dest, gateway_rule, rule, match, gateway_match,
+        split=split,
+        backends=backends,
+        sticky_key=key,
+        upstream_target=rewritten_path(request.target, rewrite, match),
+        upstream_host=rewrite.host if rewrite is not None and rewrite.host else None,
+        retry_attempts=attempts,
+        retry_refusal=refusal,
+    )
+
+
+def _answers_itself(rule: CompiledRouteRule | CompiledGatewayRule, request: Request, host: str) -> Answer | None:
+    if rule.redirect is not None:
+        location = redirect_location(rule.redirect, request.target, host)
+        return Answer(rule.redirect.status, headers=(("location", location),), reason=f"redirected to {location}")
+    if rule.respond is not None:
+        respond = rule.respond
+        return Answer(respond.status, body=respond.body, headers=tuple(respond.headers.items()),
+                      reason="answered by the sidecar (direct response)")
+    return None
+
+
+def _inbound(config: SidecarConfig, request: Request) -> Decision:
+    view = None
+    service = config.inbound.service if config.inbound else config.name
+    if config.mtls == "strict" and request.identity is None:
+        # Refused before any policy is read: `access` stays None.
+        refusal = Answer(403, ("RBAC",), reason="strict mTLS: the caller presented no mesh certificate")
+        return Decision(request, view, service=service, answer=refusal)
+    if config.inbound is None:
+        return Decision(request, view, service=service)
+    verdict = access_verdict(config.inbound.access, request.identity, request.method, request.target)
+    answer = None if verdict.allowed else Answer(403, ("RBAC",), reason=verdict.reason)
+    return Decision(request, view, service=service, answer=answer, access=verdict)
