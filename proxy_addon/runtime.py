@@ -9,6 +9,7 @@ from multidict import CIMultiDict
 
 from meshctl.contract import RuntimeBindings, SidecarConfig
 from proxy_addon.flowinfo import FlowInfo
+from proxy_addon.origination import HostsResolver, OriginationContexts, version_of
 from proxy_addon.samples import RecentRequests
 from proxy_addon.state import PolicyState, Snapshot
 from proxy_addon.telemetry import AccessLog, Metrics
@@ -27,7 +28,10 @@ class SidecarRuntime:
         self.metrics = Metrics()
         self.access_log = AccessLog()
         self.recent = RecentRequests()  # latencies of what this sidecar served, for promote
-        self.upstream = Upstream()  # to other sidecars: mTLS per call, see peer_tls()
+        # To other sidecars (mTLS per call, see peer_tls()) and to external services (TLS
+        # origination); names the runtime bound in `RuntimeBindings.hosts` resolve first.
+        self.upstream = Upstream(resolver=HostsResolver(lambda: self.snapshot.bindings.hosts))
+        self.origination = OriginationContexts()
         self.app_upstream = Upstream()  # the local app is always plain HTTP
         self.tls: SidecarTls | None = None
         self._mirrors: set[asyncio.Task[None]] = set()
@@ -54,6 +58,11 @@ class SidecarRuntime:
         dest = snap.destination(service)
         if dest is None:
             return None
+        if dest.origination:
+            version = version_of(snap.bindings.endpoints.get(service, {}), address)
+            spec = dest.origination.get(version) if version is not None else None
+            if spec is not None:
+                return self.origination.peer(spec, address, service)
         return upstream_tls(
             self.tls, snap.config.mtls, dest.identity, address, snap.bindings.plaintext_endpoints
         )

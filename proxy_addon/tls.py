@@ -258,6 +258,10 @@ class PeerTls:
 
     context: ssl.SSLContext
     server_hostname: str
+    # External services (TLS origination): the Host they expect instead of the mesh name
+    # `mesh_host` the app called; a rule that rewrote the Host keeps its own.
+    host_header: str | None = None
+    mesh_host: str | None = None
 
 
 def upstream_tls(

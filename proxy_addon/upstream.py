@@ -13,6 +13,7 @@ import ssl
 from dataclasses import dataclass
 
 import aiohttp
+from aiohttp.abc import AbstractResolver
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -62,8 +63,11 @@ class UpstreamResponse:
 
 
 class Upstream:
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, ssl_context: ssl.SSLContext | None = None, resolver: AbstractResolver | None = None
+    ) -> None:
         self.ssl_context = ssl_context
+        self.resolver = resolver  # None: aiohttp's default (system) resolver
         self._session: aiohttp.ClientSession | None = None
 
     @property
@@ -76,6 +80,7 @@ class Upstream:
                 limit=0,  # limits are the circuit breaker's job, not the pool's
                 keepalive_timeout=15,
                 ssl=self.ssl_context if self.ssl_context is not None else False,
+                resolver=self.resolver,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -109,6 +114,9 @@ class Upstream:
         extra: dict[str, object] = {}
         if tls is not None:
             extra = {"ssl": tls.context, "server_hostname": tls.server_hostname}
+            if tls.host_header is not None and headers.get("host") == tls.mesh_host:
+                headers = CIMultiDict(headers)
+                headers["host"] = tls.host_header
         try:
             async with self.session().request(
                 method,

@@ -12,6 +12,7 @@
 - `/__call?to=URL`: calls URL through `HTTP_PROXY` (as a mesh app calls another service) and
   answers `{"status", "body"}` with the upstream's status; 502 when the call fails.
 - `--plain` answers a fixed small text body with no JSON work (for benchmarks).
+- `--cert FILE --key FILE` serves HTTPS instead (a third party standing in for an external API).
 """
 
 from __future__ import annotations
@@ -141,10 +142,18 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="app")
     parser.add_argument("--plain", action="store_true")
+    parser.add_argument("--cert", help="serve HTTPS with this certificate (and --key)")
+    parser.add_argument("--key")
     args = parser.parse_args()
+    ssl_context = None
+    if args.cert:
+        import ssl
+
+        ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ssl_context.load_cert_chain(args.cert, args.key)
     web.run_app(
         build(State(args.name), args.plain), host="127.0.0.1", port=args.port,
-        access_log=None, print=None,
+        access_log=None, print=None, ssl_context=ssl_context,
     )
 
 

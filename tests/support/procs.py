@@ -91,7 +91,8 @@ class App:
 
 
 def start_app(
-    name: str, *, plain: bool = False, port: int | None = None, proxy: str | None = None
+    name: str, *, plain: bool = False, port: int | None = None, proxy: str | None = None,
+    tls: tuple[Path, Path] | None = None,
 ) -> App:
     """Start the test app; `proxy` becomes its HTTP_PROXY (a sidecar's outbound listener)."""
     port = port or free_port()
@@ -101,6 +102,8 @@ def start_app(
     args = [PYTHON, "-m", "tests.support.app", "--port", str(port), "--name", name]
     if plain:
         args.append("--plain")
+    if tls is not None:  # (certificate, key): serve HTTPS
+        args += ["--cert", str(tls[0]), "--key", str(tls[1])]
     proc = subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
