@@ -21,10 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Protocol
 from urllib.parse import parse_qsl
 
@@ -36,6 +34,7 @@ from meshctl.contract import (
     CompiledStringMatch,
     RequestMatch,
 )
+from meshctl.regex import full_match
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,11 +68,6 @@ def view_from_target(method: str, target: str, headers: Mapping[str, str]) -> Re
     return RequestView(method.upper(), path or "/", query, headers, cookies)
 
 
-@lru_cache(maxsize=1024)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
 def string_matches(match: CompiledStringMatch, value: str | None) -> bool:
     if match.present is not None:
         return (value is not None) == match.present
@@ -84,7 +78,7 @@ def string_matches(match: CompiledStringMatch, value: str | None) -> bool:
     if match.prefix is not None:
         return value.startswith(match.prefix)
     if match.regex is not None:
-        return _regex(match.regex).fullmatch(value) is not None
+        return full_match(match.regex, value)  # RE2: linear time, whatever the request
     return True
 
 

@@ -117,10 +117,14 @@ def split_url(url: str) -> tuple[str, str]:
     """(host without port, origin-form target) of an absolute URL, or ("", target) of a path."""
     if url.startswith("/"):
         return "", url
-    parts = urlsplit(url if "://" in url else f"http://{url}")
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url if "://" in url else f"http://{url}")
+        hostname = parts.hostname  # parsed lazily: `http://[::1` fails only here
+    except ValueError:
+        hostname = None
+    if hostname is None or parts.scheme not in ("http", "https"):
         raise ExplainError(f"URL {url!r} must be http://<service>/<path> (or a path for a gateway)")
     target = parts.path or "/"
     if parts.query:
         target += f"?{parts.query}"
-    return parts.hostname.lower(), target
+    return hostname.lower(), target

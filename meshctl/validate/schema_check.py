@@ -159,7 +159,7 @@ def check_document(doc: Document) -> tuple[list[Diagnostic], object | None]:
         )
         problems.append(at(doc, ("apiVersion",) if api is not None else (), "MESH003", message))
     kind = data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:  # `kind: [Service]` is no kind
         known = ", ".join(KINDS)
         message = (
             f"missing kind; one of: {known}" if kind is None else f"unknown kind {_short(kind)}; one of: {known}"

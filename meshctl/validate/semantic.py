@@ -6,7 +6,6 @@ docs/rules.md). Checks run only on documents that passed the schema, so they can
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 
@@ -14,6 +13,7 @@ from meshctl.model import Located, MeshPolicy, Route, Service
 from meshctl.model.gateway import GatewayRule
 from meshctl.model.route import Match, Redirect, RouteRule
 from meshctl.model.values import format_duration_ms
+from meshctl.regex import full_match, regex_problem
 from meshctl.validate.diagnostics import Diagnostic, at
 from meshctl.validate.edge import check_edge
 from meshctl.yamlio import Document, Path
@@ -21,7 +21,6 @@ from meshctl.yamlio import Document, Path
 AnyRule = RouteRule | GatewayRule
 
 DEFAULT_TIMEOUT_MS = 15_000  # as Envoy's route default; Mesh.spec.defaults.timeout overrides
-_RE2_UNSUPPORTED = re.compile(r"\(\?[=!]|\(\?<[=!]|\\[1-9]|\(\?P=")
 
 
 def check_policy(policy: MeshPolicy) -> list[Diagnostic]:
@@ -50,17 +49,6 @@ def _services(policy: MeshPolicy) -> dict[str, Service]:
 
 def _gateways(policy: MeshPolicy) -> set[str]:
     return {loc.obj.metadata.name for loc in policy.gateways}
-
-
-def regex_problem(pattern: str) -> str | None:
-    """Why `pattern` is not a usable RE2-style regular expression, or None."""
-    if _RE2_UNSUPPORTED.search(pattern):
-        return f"regex {pattern!r} uses lookaround or backreferences, which RE2 does not support"
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        return f"invalid regex {pattern!r}: {exc}"
-    return None
 
 
 # Path conditions every path meets (as Envoy and the Gateway API read them).
@@ -347,7 +335,7 @@ def _path_matches(rule_matches: Sequence[Match] | None, path: str) -> bool:
             return True
         if p.segment_prefix is not None and segment_prefix_holds(p.segment_prefix, path):
             return True
-        if p.regex is not None and regex_problem(p.regex) is None and re.fullmatch(p.regex, path):
+        if p.regex is not None and full_match(p.regex, path):
             return True
     return False
 
