@@ -45,7 +45,7 @@ def test_catastrophic_pattern_answers_at_once() -> None:
         start = time.perf_counter()
         assert not string_matches(match, "/" + "a" * n + "!")
         assert string_matches(match, "/" + "a" * n)
-        assert time.perf_counter() - start < 0.05
+        assert time.perf_counter() - start < 0.5  # backtracking took 17 s at n=27
 
 
 def test_full_match_is_anchored_at_both_ends() -> None:
