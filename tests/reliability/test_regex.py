@@ -6,12 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
+from proxy_addon.routing import string_matches
 
 from meshctl.contract import CompiledStringMatch as StringMatch
 from meshctl.pipeline import load_policy
 from meshctl.regex import full_match, regex_problem
 from meshctl.sources.worktree import read_worktree
-from proxy_addon.routing import string_matches
 from tests.conftest import run_meshctl
 from tests.reliability.hostile_yaml import SERVICE, route
 
