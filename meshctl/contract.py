@@ -12,9 +12,9 @@ This module imports pydantic and the standard library only: a sidecar loads it.
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 SCHEMA_VERSION = "meshctl.dev/sidecar/v1"
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
@@ -116,9 +116,13 @@ class RequestMatch(Frozen):
 # --- route rules --------------------------------------------------------------------------
 
 
+# No CR, LF, NUL or other control but tab: a config that would split a response is refused.
+HeaderValueText = Annotated[str, Field(pattern=r"^[^\x00-\x08\x0a-\x1f\x7f]*$")]
+
+
 class CompiledHeaderOps(Frozen):
-    set: dict[str, str] = {}
-    add: dict[str, str] = {}
+    set: dict[str, HeaderValueText] = {}
+    add: dict[str, HeaderValueText] = {}
     remove: tuple[str, ...] = ()
 
 

@@ -68,6 +68,6 @@ class ClientKey(ExactlyOne):
 
 
 class ClientRateLimit(Spec):
-    requests_per_second: Annotated[float, Field(gt=0)]
-    burst: Annotated[int, Field(ge=1)] | None = None
+    requests_per_second: Annotated[float, Field(gt=0, le=1_000_000)]
+    burst: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
     key: ClientKey | None = None  # absent: the client address

@@ -16,7 +16,7 @@ TRUST_DOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-
 
 class RetryBudget(Spec):
     percent: Percent = 20
-    min_per_second: Annotated[int, Field(ge=0)] = 10
+    min_per_second: Annotated[int, Field(ge=0, le=100_000)] = 10
 
 
 class Defaults(Spec):
@@ -49,7 +49,7 @@ class Gate(Spec):
 
 
 class Rollout(Spec):
-    canary: Annotated[int, Field(ge=1)] | Annotated[str, Field(pattern=r"^[0-9]{1,3}%$")] = 1
+    canary: Annotated[int, Field(ge=1, le=1_000)] | Annotated[str, Field(pattern=r"^([1-9][0-9]?|100)%$")] = 1
     gate: Gate | None = None
 
 

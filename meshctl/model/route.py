@@ -12,6 +12,7 @@ from meshctl.model.values import (
     Duration,
     ExactlyOne,
     HeaderName,
+    HeaderValue,
     Name,
     NoTimeout,
     PathMatch,
@@ -19,6 +20,9 @@ from meshctl.model.values import (
     Spec,
     StringMatch,
 )
+
+SafePath = Annotated[str, Field(pattern=r"^/[^\x00-\x20\x7f]*$", max_length=4096)]
+SafeHost = Annotated[str, Field(pattern=r"^[^\x00-\x20\x7f/]+$", max_length=253)]
 
 HTTP_METHOD = Annotated[str, Field(pattern=r"^[A-Z]+$")]
 _NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
@@ -43,8 +47,8 @@ class Match(Spec):
 
 
 class HeaderOps(Spec):
-    set: dict[HeaderName, str] | None = None
-    add: dict[HeaderName, str] | None = None
+    set: dict[HeaderName, HeaderValue] | None = None
+    add: dict[HeaderName, HeaderValue] | None = None
     remove: list[HeaderName] | None = None
 
 
@@ -115,7 +119,7 @@ class RegexRewrite(Spec):
     (`\\1` refers to a group)."""
 
     pattern: Annotated[str, Field(min_length=1)]
-    substitution: str
+    substitution: Annotated[str, Field(pattern=r"^[^\x00-\x20\x7f]*$", max_length=4096)]
 
 
 class Rewrite(Spec):
@@ -125,15 +129,15 @@ class Rewrite(Spec):
     `fullPath` replaces the whole path (Gateway API ReplaceFullPath).
     """
 
-    path_prefix: Annotated[str, Field(pattern=r"^/")] | None = None
-    full_path: Annotated[str, Field(pattern=r"^/")] | None = None
+    path_prefix: SafePath | None = None
+    full_path: SafePath | None = None
     regex: RegexRewrite | None = None
-    host: Annotated[str, Field(min_length=1)] | None = None
+    host: SafeHost | None = None
 
 
 class Redirect(Spec):
-    path: Annotated[str, Field(pattern=r"^/")] | None = None
-    host: Annotated[str, Field(min_length=1)] | None = None
+    path: SafePath | None = None
+    host: SafeHost | None = None
     scheme: Literal["http", "https"] | None = None
     port: Annotated[int, Field(ge=1, le=65535)] | None = None
     status: Literal[301, 302, 303, 307, 308] = 301
@@ -141,8 +145,8 @@ class Redirect(Spec):
 
 class DirectResponse(Spec):
     status: Annotated[int, Field(ge=200, le=599)]
-    body: str = ""
-    headers: dict[HeaderName, str] | None = None
+    body: Annotated[str, Field(max_length=1 << 20)] = ""
+    headers: dict[HeaderName, HeaderValue] | None = None
 
 
 class RouteRule(Spec):

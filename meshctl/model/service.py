@@ -39,8 +39,8 @@ class HealthCheck(Spec):
     path: Annotated[str, Field(pattern=r"^/")]
     interval: Duration = 5_000
     timeout: Duration = 1_000
-    unhealthy_threshold: Annotated[int, Field(ge=1)] = 3
-    healthy_threshold: Annotated[int, Field(ge=1)] = 1
+    unhealthy_threshold: Annotated[int, Field(ge=1, le=100)] = 3
+    healthy_threshold: Annotated[int, Field(ge=1, le=100)] = 1
 
 
 class HashOn(ExactlyOne):
@@ -53,21 +53,21 @@ class HashBalancer(Spec):
 
 
 class ConnectionPool(Spec):
-    max_connections: Annotated[int, Field(ge=1)] | None = None
-    max_pending_requests: Annotated[int, Field(ge=0)] | None = None
-    max_requests: Annotated[int, Field(ge=1)] | None = None
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
+    max_pending_requests: Annotated[int, Field(ge=0, le=1_000_000)] | None = None
+    max_requests: Annotated[int, Field(ge=1, le=1_000_000)] | None = None
 
 
 class OutlierDetection(Spec):
-    consecutive_5xx: Annotated[int, Field(ge=1)] = Field(default=5, alias="consecutive5xx")
+    consecutive_5xx: Annotated[int, Field(ge=1, le=10_000)] = Field(default=5, alias="consecutive5xx")
     interval: Duration = 10_000
     base_ejection_time: Duration = 30_000
     max_ejection_percent: Percent = 50
 
 
 class RateLimit(Spec):
-    requests_per_second: Annotated[float, Field(gt=0)]
-    burst: Annotated[int, Field(ge=1)] | None = None
+    requests_per_second: Annotated[float, Field(gt=0, le=1_000_000)]
+    burst: Annotated[int, Field(ge=1, le=10_000_000)] | None = None
 
 
 class TrafficPolicy(Spec):

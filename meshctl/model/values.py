@@ -9,16 +9,19 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchem
 from pydantic.alias_generators import to_camel
 
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
-DURATION_PATTERN = r"^[0-9]+(ms|s|m|h)$"
+# Each unit bounded by its digits (under 12 days in ms or s, 70 days in m, 42 in h): a
+# duration like `99999999999999999999h` is refused, never an overflow in the sidecar.
+DURATION_PATTERN = r"^([0-9]{1,9}ms|[0-9]{1,6}s|[0-9]{1,5}m|[0-9]{1,3}h)$"
 _DURATION_UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000}
 _DURATION_RE = re.compile(DURATION_PATTERN)
 
 
 def parse_duration_ms(value: Any) -> int:
     """'250ms' -> 250, '2s' -> 2000. Integer + unit only, as in the policy format."""
-    if not isinstance(value, str) or not (m := _DURATION_RE.match(value)):
+    if not isinstance(value, str) or not _DURATION_RE.match(value):
         raise ValueError(f"{value!r} is not a duration like 250ms, 2s, 1m or 1h")
-    return int(value[: -len(m.group(1))]) * _DURATION_UNITS_MS[m.group(1)]
+    unit = "ms" if value.endswith("ms") else value[-1]
+    return int(value[: -len(unit)]) * _DURATION_UNITS_MS[unit]
 
 
 def format_duration_ms(ms: int) -> str:
@@ -39,7 +42,13 @@ Duration = Annotated[
 NoTimeout = Literal["none"]
 Percent = Annotated[float, Field(ge=0, le=100)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
-HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")]
+HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", max_length=256)]
+# A header value as HTTP allows it (RFC 9110 field-value): no CR, LF, NUL or other control
+# character but tab, so a policy cannot split a response or smuggle a header.
+HEADER_VALUE_PATTERN = r"^[^\x00-\x08\x0a-\x1f\x7f]*$"
+HeaderValue = Annotated[str, Field(pattern=HEADER_VALUE_PATTERN, max_length=8192)]
+# What else ends up in a request line or a header (paths, hosts): no control characters at all.
+NO_CONTROL_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 
 
 class Spec(BaseModel):

@@ -25,7 +25,10 @@ from meshctl.yamlio import Document
 PATTERN_HINTS = {
     TRUST_DOMAIN_PATTERN: "is not a trust domain: a DNS name of lower-case labels, like shop.local",
     r"^[A-Z]+$": "is not an HTTP method: write it in upper case, like GET or POST",
-    DURATION_PATTERN: "is not a duration: write an integer and a unit, like 250ms, 2s, 1m or 1h",
+    DURATION_PATTERN: (
+        "is not a duration: write an integer and a unit, like 250ms, 2s, 1m or 1h "
+        "(at most 9 digits of ms, 6 of s, 5 of m, 3 of h)"
+    ),
     NAME_PATTERN: (
         "is not a valid name: lower-case letters, digits and '-', starting and ending with a "
         "letter or digit, at most 63 characters"
