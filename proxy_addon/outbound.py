@@ -23,7 +23,7 @@ from meshctl.contract import (
     CompiledStickyCookie,
     CompiledTrafficPolicy,
 )
-from meshctl.decision import Decision, Request, routing
+from meshctl.decision import NEVER_REACHED, Decision, Request, retry_unreached_only, routing
 from meshctl.decision.headers import apply_header_ops
 from meshctl.decision.routing import RequestView
 from proxy_addon.flowinfo import (
@@ -85,6 +85,7 @@ def outbound_request(request: http.Request, info: FlowInfo) -> Request:
     return Request(
         request.method, request.path, request.host.lower(), info.headers,
         authority=request.host_header or "", body_size=len(request.raw_content or b""),
+        source_version=info.snapshot.bindings.version if info.snapshot.config.kind == "service" else None,
     )
 
 
@@ -113,6 +114,7 @@ async def serve_decision(
     headers = forward_headers(request)
     headers["host"] = decision.upstream_host or backend.service
     apply_header_ops(headers, rule.request_headers)
+    apply_header_ops(headers, backend.request_headers)
     info.traceparent = next_traceparent(
         view.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
     )
@@ -127,13 +129,15 @@ async def serve_decision(
     try:
         async with asyncio.timeout(rule.timeout_ms / 1000.0 if rule.timeout_ms else None):
             response = await send_with_retries(
-                rt, info, rule, decision.retry_attempts, backend, target_dest.traffic_policy, view,
+                rt, info, rule, max(decision.retry_attempts, decision.unreached_retries), backend,
+                target_dest.traffic_policy, view,
                 request.method, upstream_target, headers, body,
             )
     except TimeoutError:
         info.flags.append("UT")
         return flag_response(504, info.flags)
     apply_header_ops(response.headers, rule.response_headers)
+    apply_header_ops(response.headers, backend.response_headers)
     for cookie in info.set_cookies:
         response.headers.add("set-cookie", cookie)
     return response
@@ -188,6 +192,7 @@ async def _attempts(
 ) -> http.Response:
     retries = rule.retries
     tries = 1 + retry_attempts  # 0 when the method or body rules retries out (`decide`)
+    unreached_only = retry_unreached_only(retries, method)  # a status or reset ends it
     per_try = retries.per_try_timeout_ms / 1000.0 if retries.per_try_timeout_ms else None
     hash_key = lb_hash_key(policy, view, info)
     od = policy.outlier_detection
@@ -242,7 +247,8 @@ async def _attempts(
             retriable = retriable_error(retries.on, result)
         else:
             retriable = retriable_status(retries.on, result.status)
-        if not retriable:
+        never_reached = isinstance(result, str) and result in NEVER_REACHED
+        if not retriable or (unreached_only and not never_reached):
             break
         gave_up = attempt + 1 >= tries
         avoid.add(ep.address)

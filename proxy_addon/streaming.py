@@ -94,6 +94,7 @@ def route_stream(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> Non
     host = decision.upstream_host or backend.service
     flow.request.path = decision.upstream_target or flow.request.path
     apply_header_ops(flow.request.headers, rule.request_headers)
+    apply_header_ops(flow.request.headers, backend.request_headers)
     info.traceparent = next_traceparent(
         flow.request.headers.get("traceparent"),
         info.snapshot.config.telemetry.tracing_sampling,

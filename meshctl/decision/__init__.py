@@ -6,6 +6,16 @@ rule matching, splits, sticky choice and rewrites (`routing.py`), the access ver
 imports the contract, the standard library and mitmproxy's `Headers` only: a sidecar loads it.
 """
 
-from meshctl.decision.decide import Answer, Decision, Request, decide, retry_eligibility
+from meshctl.decision.decide import (
+    NEVER_REACHED,
+    Answer,
+    Decision,
+    Request,
+    decide,
+    retry_eligibility,
+    retry_unreached_only,
+    unreached_retries,
+)
 
-__all__ = ["Answer", "Decision", "Request", "decide", "retry_eligibility"]
+__all__ = ["NEVER_REACHED", "Answer", "Decision", "Request", "decide", "retry_eligibility", "retry_unreached_only",
+           "unreached_retries"]

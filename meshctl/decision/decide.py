@@ -59,6 +59,7 @@ class Request:
     body_size: int = 0
     inbound: bool = False  # arriving at this sidecar's own service
     identity: str | None = None  # inbound: the caller's verified SPIFFE ID
+    source_version: str | None = None  # outbound: this sidecar's own version (match.from svc/v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +95,7 @@ class Decision:
     upstream_target: str | None = None  # after the rewrite
     upstream_host: str | None = None  # the Host the backend gets, when rewritten
     retry_attempts: int = 0  # retries this request may get
+    unreached_retries: int = 0  # retries after a try that never reached the app (every method)
     retry_refusal: str | None = None  # why it gets none though the rule has retries
     access: AccessDecision | None = None  # refused at the source, or (inbound) the verdict
 
@@ -130,21 +132,46 @@ class Decision:
         return self.backends[0][0] if len(self.backends) == 1 else None
 
 
+# Failures of a try that never reached the application (Envoy retries them for every method),
+# and the `on` conditions that cover them.
+NEVER_REACHED = frozenset({"connect-failure", "refused-stream"})
+_COVERS_NEVER_REACHED = frozenset({"connect-failure", "refused-stream", "5xx", "gateway-error"})
+
+
+def retry_unreached_only(policy: RetryPolicy, method: str) -> bool:
+    """A non-idempotent request without `nonIdempotent`: retried only after a try that never
+    reached the app; a status, a reset or a timeout may mean the app acted on it."""
+    return method.upper() not in IDEMPOTENT_METHODS and not policy.non_idempotent
+
+
 def retry_eligibility(policy: RetryPolicy, method: str, body_size: int) -> tuple[int, str | None]:
-    """(retries this request may get, why none when the policy has some)."""
+    """(retries this request may get, why none when the policy has some).
+
+    A non-idempotent request gets none here; `unreached_retries` says what it still gets after a
+    try that never reached the app."""
     if policy.attempts <= 0 or not policy.on:
         return 0, None
     if body_size > MAX_RETRY_BODY:
         return 0, f"a body over {MAX_RETRY_BODY // 1024} KiB is never retried"
-    if method.upper() not in IDEMPOTENT_METHODS and not policy.non_idempotent:
+    if retry_unreached_only(policy, method):
         return 0, f"{method.upper()} is not idempotent: retried only with nonIdempotent"
     return policy.attempts, None
+
+
+def unreached_retries(policy: RetryPolicy, method: str, body_size: int) -> int:
+    """Retries after a try that never reached the app (connect-failure, refused-stream): every
+    method gets them, as in Envoy, when `on` covers such a failure."""
+    if policy.attempts <= 0 or body_size > MAX_RETRY_BODY or not _COVERS_NEVER_REACHED & set(policy.on):
+        return 0
+    return policy.attempts
 
 
 def decide(config: SidecarConfig, request: Request) -> Decision:
     if request.inbound:
         return _inbound(config, request)
     view = view_from_target(request.method, request.target, request.headers)
+    if request.source_version:
+        view = replace(view, source_version=request.source_version)
     if config.kind == "gateway":
         return _gateway(config, request, view)
     dest = config.destinations.get(request.host)
@@ -215,6 +242,7 @@ def _route(
         upstream_target=rewritten_path(request.target, rewrite, match),
         upstream_host=rewrite.host if rewrite is not None and rewrite.host else None,
         retry_attempts=attempts,
+        unreached_retries=unreached_retries(rule.retries, request.method, request.body_size),
         retry_refusal=refusal,
     )
 

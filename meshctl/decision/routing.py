@@ -44,6 +44,7 @@ class RequestView:
     query: Mapping[str, str] = field(default_factory=dict)  # first value of each parameter
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     cookies: Mapping[str, str] = field(default_factory=dict)
+    source_version: str | None = None  # the calling sidecar's own version (match.from: svc/v2)
 
 
 def parse_cookies(header: str) -> dict[str, str]:
@@ -77,13 +78,24 @@ def string_matches(match: CompiledStringMatch, value: str | None) -> bool:
         return value == match.exact
     if match.prefix is not None:
         return value.startswith(match.prefix)
+    if match.segment_prefix is not None:
+        return segment_prefix_holds(match.segment_prefix, value)
     if match.regex is not None:
         return full_match(match.regex, value)  # RE2: linear time, whatever the request
     return True
 
 
+def segment_prefix_holds(prefix: str, path: str) -> bool:
+    """Gateway API PathPrefix: element-wise, so /v2 holds for /v2, /v2/ and /v2/x, not /v2x
+    (a trailing slash in the prefix is ignored)."""
+    base = prefix.rstrip("/")
+    return not base or path == base or path.startswith(base + "/")
+
+
 def request_matches(match: RequestMatch, view: RequestView) -> bool:
     if match.methods and view.method not in match.methods:
+        return False
+    if match.source_versions and view.source_version not in match.source_versions:
         return False
     if match.path is not None and not string_matches(match.path, view.path):
         return False
@@ -183,15 +195,32 @@ def rendezvous_index(items: Sequence[str], key: str) -> int:
 
 
 def rewritten_path(target: str, rewrite: CompiledRewrite | None, match: RequestMatch | None) -> str:
-    """Apply a prefix rewrite to an origin-form target (query kept).
+    """Apply a path rewrite to an origin-form target (query kept), as Envoy does for Istio's
+    `rewrite.uri` and the Gateway API's URLRewrite:
 
-    The matched prefix is replaced when the rule matched on a path prefix (as Istio does);
-    otherwise the new prefix is put in front of the whole path.
+    - `full_path`: the whole path is replaced (ReplaceFullPath).
+    - `regex`: every match of the pattern is substituted (Istio's uriRegexRewrite).
+    - `path_prefix` after an exact path match: the whole (matched) path is replaced.
+    - `path_prefix` after a prefix or segment-prefix match: the matched prefix is replaced.
+    - `path_prefix` otherwise: the new prefix is put in front of the whole path.
     """
-    if rewrite is None or rewrite.path_prefix is None:
+    if rewrite is None or (rewrite.path_prefix is None and rewrite.full_path is None and rewrite.regex is None):
         return target
     path, sep, query = target.partition("?")
-    matched = match.path.prefix if match is not None and match.path is not None else None
+    if rewrite.full_path is not None:
+        return rewrite.full_path + sep + query
+    if rewrite.regex is not None:
+        new_path = _regex(rewrite.regex.pattern).sub(rewrite.regex.substitution, path)
+        return (new_path or "/") + sep + query
+    assert rewrite.path_prefix is not None
+    cond = match.path if match is not None else None
+    if cond is not None and cond.exact is not None and path == cond.exact:
+        return rewrite.path_prefix + sep + query
+    matched = None
+    if cond is not None:
+        matched = cond.prefix if cond.prefix is not None else cond.segment_prefix
+        if cond.segment_prefix is not None:
+            matched = cond.segment_prefix.rstrip("/")
     if matched and path.startswith(matched):
         rest = path[len(matched):]
     else:
@@ -205,6 +234,17 @@ def rewritten_path(target: str, rewrite: CompiledRewrite | None, match: RequestM
     return new_path + sep + query
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
 def redirect_location(redirect: CompiledRedirect, target: str, host: str, scheme: str = "http") -> str:
+    """The Location of a redirect. A new scheme or port replaces the request's port; a port
+    that is the scheme's well-known one is left out (as Envoy and the Gateway API do)."""
     path = redirect.path if redirect.path is not None else target
-    return f"{scheme}://{redirect.host or host}{path}"
+    new_scheme = redirect.scheme or scheme
+    authority = redirect.host or host
+    if redirect.scheme is not None or redirect.port is not None:
+        name = authority.rsplit(":", 1)[0] if not authority.endswith("]") else authority
+        port = redirect.port
+        authority = name if port is None or port == _DEFAULT_PORTS.get(new_scheme) else f"{name}:{port}"
+    return f"{new_scheme}://{authority}{path}"

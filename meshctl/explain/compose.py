@@ -17,7 +17,11 @@ from meshctl.explain.result import ExplainError, Explanation, Question, split_ur
 
 
 def explain(configs: Mapping[str, SidecarConfig], question: Question) -> Explanation:
-    caller = configs.get(question.source)
+    # `--from reviews/v2`: the sidecars of one version of the caller (`match.from: [reviews/v2]`).
+    name, _, version = question.source.partition("/")
+    if name == "gateway" or not version:
+        name, version = question.source, ""
+    caller = configs.get(name)
     if caller is None:
         known = ", ".join(sorted(configs)) or "none"
         raise ExplainError(f"no sidecar named {question.source!r} (known: {known})")
@@ -28,7 +32,8 @@ def explain(configs: Mapping[str, SidecarConfig], question: Question) -> Explana
     headers = {k.lower(): v for k, v in question.headers.items()}
     if host:
         headers.setdefault("host", host)
-    asked = Request(method, target, host, headers, authority=headers.get("host", ""))
+    asked = Request(method, target, host, headers, authority=headers.get("host", ""),
+                    source_version=version or None)
     decision = decide(caller, asked)
     result = Explanation(question.source, method, question.url, decision=decision)
     _describe(result, decision, host)
@@ -79,6 +84,9 @@ def _describe(result: Explanation, decision: Decision, host: str) -> None:
     result.retry_attempts = decision.retry_attempts
     if decision.retry_refusal:
         result.notes.append(f"not retried: {decision.retry_refusal}")
+    if decision.unreached_retries and not decision.retry_attempts:
+        result.notes.append(f"retried up to {decision.unreached_retries} times after a failure that never "
+                            "reached the app (connect-failure, refused-stream), as for every method")
 
 
 def _faults(result: Explanation, decision: Decision) -> None:
