@@ -6,6 +6,9 @@ Exit codes everywhere: 0 ok; 1 policy invalid, changes found, test or gate faile
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 
 class MeshctlError(Exception):
     """A failure with a message meant for the user (no traceback is shown)."""
@@ -19,9 +22,19 @@ class MeshctlError(Exception):
 
 
 class PolicyInvalid(MeshctlError):
-    """The policy has errors; the diagnostics were already reported."""
+    """The policy has errors. `diagnostics` (validate's `Diagnostic` values) are reported by the
+    CLI's one error boundary with validate's text reporter; a lower layer never renders them."""
 
     exit_code = 1
+
+    def __init__(self, consequence: str, diagnostics: Sequence[Any] = (), *, where: str = "") -> None:
+        self.diagnostics = tuple(diagnostics)
+        errors = sum(1 for d in self.diagnostics if getattr(d, "severity", "error") == "error")
+        message = consequence
+        if self.diagnostics:
+            prefix = f"{where}: " if where else ""
+            message = f"{prefix}policy is invalid ({errors} error{'s' if errors != 1 else ''}); {consequence}"
+        super().__init__(message)
 
 
 class CheckFailed(MeshctlError):

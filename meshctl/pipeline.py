@@ -1,7 +1,11 @@
-"""The one-way flow: policy files -> documents -> diagnostics + typed policy -> compiled configs.
+"""The one way from a policy source to a compiled mesh or diagnostics, as values.
 
+policy files -> documents -> diagnostics + typed policy -> compiled configs.
 `load_policy` never raises for a user mistake: every problem of every file becomes a Diagnostic.
-`build` compiles only a policy without errors.
+`build` compiles only a policy without errors. `build_source(directory, rev)` reads the work tree
+(or a git revision) first; every command that compiles policy goes through it. What to do with
+diagnostics is the caller's: `BuildResult.compiled_or_raise` raises `PolicyInvalid` carrying them
+(the CLI's error boundary reports them), and warnings stay values in `BuildResult.warnings`.
 """
 
 from __future__ import annotations
@@ -9,9 +13,12 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from meshctl.errors import PolicyInvalid
 from meshctl.model import Located, MeshPolicy
+from meshctl.revisions import read_policy
 from meshctl.sources import PolicyFile
 from meshctl.validate.diagnostics import Diagnostic, at_position
 from meshctl.validate.schema_check import check_document
@@ -43,13 +50,24 @@ class LoadResult:
 
 @dataclass
 class BuildResult:
-    load: LoadResult
+    """A compiled mesh, or (compiled None) the diagnostics that stopped it; warnings either way."""
+
     compiled: CompiledMesh | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return self.compiled is not None
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity != "error"]
+
+    def compiled_or_raise(self, consequence: str, *, where: str = "") -> CompiledMesh:
+        """The compiled mesh; PolicyInvalid (with every diagnostic) when the policy has errors."""
+        if self.compiled is None:
+            raise PolicyInvalid(consequence, self.diagnostics, where=where)
+        return self.compiled
 
 
 def load_policy(files: list[PolicyFile]) -> LoadResult:
@@ -88,10 +106,20 @@ def load_policy(files: list[PolicyFile]) -> LoadResult:
 def build(files: list[PolicyFile], revision: str | None = None) -> BuildResult:
     """Validate, then compile. `revision` None means "the content digest, marked -dirty"."""
     load = load_policy(files)
-    result = BuildResult(load=load, diagnostics=load.diagnostics)
+    result = BuildResult(diagnostics=load.diagnostics)
     if load.ok:
         from meshctl.compile.compiler import compile_policy  # only when there is something to compile
 
         rev = revision or f"{load.source_digest.removeprefix('sha256:')[:12]}-dirty"
         result.compiled = compile_policy(load.policy, revision=rev, source_digest=load.source_digest)
     return result
+
+
+def build_source(directory: Path, rev: str | None = None) -> BuildResult:
+    """Validate and compile the work tree of `directory`, or its git revision `rev`.
+
+    A policy problem is a diagnostic in the result; only the environment raises (UsageError: no
+    such directory, no git, an unknown revision or one without the policy directory).
+    """
+    files, revision = read_policy(directory, rev)
+    return build(files, revision)

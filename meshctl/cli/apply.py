@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from meshctl.cli.common import PolicyDirOption, StateOption, choose, err, out, policy_dir
+from meshctl.cli.common import PolicyDirOption, StateOption, choose, err, out, policy_dir, report_diagnostics
 from meshctl.errors import UsageError
 from meshctl.model.values import parse_duration_ms
 from meshctl.rollout.apply import apply_lock, execute
@@ -75,8 +75,7 @@ def roll_out(
     if sdir.daemon_pid() is None:
         raise UsageError(f"the mesh from {sdir.root} is not running (`meshctl up` starts it)")
     target = compile_target(pdir, rev, allow_dirty=allow_dirty)
-    if target.warnings:
-        err(target.warnings)
+    report_diagnostics(target.warnings)
     applied = read_applied(sdir)
     with apply_lock(sdir):
         running = frozenset(n for n, v in read_processes(sdir).items() if v.pid)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from meshctl.errors import UsageError
+
+if TYPE_CHECKING:
+    from meshctl.validate.diagnostics import Diagnostic
 
 DEFAULT_POLICY_DIR = Path("mesh.d")
 
@@ -46,3 +50,12 @@ def out(text: str) -> None:
 
 def err(text: str) -> None:
     print(text, file=sys.stderr)
+
+
+def report_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:
+    """Diagnostics (warnings of a valid policy, errors of an invalid one) on stderr, as validate's
+    text reporter writes them: the one way every command shows them."""
+    if diagnostics:
+        from meshctl.validate.report import as_text
+
+        err(as_text(list(diagnostics)).rstrip())

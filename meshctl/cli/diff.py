@@ -6,21 +6,15 @@ from typing import Annotated
 
 import typer
 
-from meshctl.cli.common import PolicyDirOption, choose, err, out, policy_dir
+from meshctl.cli.common import PolicyDirOption, choose, out, policy_dir
 from meshctl.diff import REPORTERS, diff_meshes
 from meshctl.diff.sides import Side, load_sides
 from meshctl.errors import CheckFailed, PolicyInvalid, UsageError
-from meshctl.validate.report import as_text
 
 
 def _require_valid(side: Side, name: str, label: str) -> None:
-    if side.built.ok:
-        return
-    errors = [d for d in side.built.diagnostics if d.severity == "error"]
-    err(as_text(errors).rstrip())
-    raise PolicyInvalid(
-        f"{name} {label}: policy is invalid ({len(errors)} error{'s' if len(errors) != 1 else ''}); not compared"
-    )
+    if not side.built.ok:
+        raise PolicyInvalid("not compared", side.built.diagnostics, where=f"{name} {label}")
 
 
 def diff(

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from meshctl.cli.common import PolicyDirOption, choose, err, out, policy_dir
-from meshctl.compile.compiler import CompiledMesh
-from meshctl.errors import PolicyInvalid
+from meshctl.cli.common import PolicyDirOption, choose, out, policy_dir, report_diagnostics
 from meshctl.explain import Question, explain, parse_header, text_report
-from meshctl.pipeline import build
-from meshctl.revisions import read_policy
-from meshctl.validate.report import as_text
-
-
-def compile_or_fail(directory: Path, rev: str | None) -> CompiledMesh:
-    files, revision = read_policy(directory, rev)
-    result = build(files, revision)
-    if not result.ok or result.compiled is None:
-        err(as_text([d for d in result.diagnostics if d.severity == "error"]).rstrip())
-        raise PolicyInvalid("policy is invalid; nothing to explain")
-    return result.compiled
+from meshctl.pipeline import build_source
 
 
 def explain_command(
@@ -41,7 +27,9 @@ def explain_command(
     """Show the rule, backends, timeout, retries, faults and access verdict for one request."""
     choose(output_format, ("text", "json"), "--format")
     headers = dict(parse_header(h) for h in header or [])
-    compiled = compile_or_fail(policy_dir(None, dir_option), rev)
+    built = build_source(policy_dir(None, dir_option), rev)
+    compiled = built.compiled_or_raise("nothing to explain")
+    report_diagnostics(built.warnings)
     result = explain(compiled.configs, Question(source, method, url, headers))
     if output_format == "json":
         out(json.dumps(result.as_dict(), indent=2) + "\n")

@@ -84,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=args, standalone_mode=False, prog_name="meshctl")
     except MeshctlError as exc:
+        diagnostics = getattr(exc, "diagnostics", ())
+        if diagnostics:  # an invalid policy: its diagnostics, the way validate reports them
+            from meshctl.cli.common import report_diagnostics
+
+            report_diagnostics(diagnostics)
         message = str(exc)
         if message:
             print(f"meshctl: {message}", file=sys.stderr)

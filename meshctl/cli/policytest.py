@@ -6,14 +6,13 @@ from typing import Annotated
 
 import typer
 
-from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, choose, err, out, policy_dir
-from meshctl.cli.explain import compile_or_fail
+from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, choose, err, out, policy_dir, report_diagnostics
 from meshctl.errors import CheckFailed
+from meshctl.pipeline import build_source
 from meshctl.policytest import load_test_files, run_cases
 from meshctl.policytest.cases import find_test_files
 from meshctl.policytest.report import github_report, json_report, text_report
 from meshctl.sources.worktree import display_path
-from meshctl.validate.report import as_text
 
 
 def test_command(
@@ -29,10 +28,11 @@ def test_command(
     root = policy_dir(directory, dir_option)
     paths = find_test_files(root)
     cases, problems = load_test_files(paths)
-    compiled = compile_or_fail(root, rev)
+    result = build_source(root, rev)
+    compiled = result.compiled_or_raise("nothing was tested")
+    report_diagnostics(result.warnings)
     results = run_cases(compiled.configs, cases)
-    if problems:
-        err(as_text(problems).rstrip())
+    report_diagnostics(problems)
     if not paths:
         err(f"no policy tests in {display_path(root / 'tests')}/ (nothing was checked)")
     if output_format == "json":

@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, out, policy_dir
-from meshctl.cli.compile import build_or_fail
-from meshctl.pipeline import build
-from meshctl.revisions import read_policy
+from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, out, policy_dir, report_diagnostics
+from meshctl.pipeline import build_source
 
 render_app = typer.Typer(help="Render the compiled mesh for another runtime.", no_args_is_help=True)
 
@@ -32,11 +30,9 @@ def kubernetes(
     from meshctl.compile.compiler import compile_policy
     from meshctl.render.kubernetes import RenderOptions, render_manifests, write_manifests
 
-    files, revision = read_policy(policy_dir(directory, dir_option), rev)
-    result = build(files, revision)
-    build_or_fail(result)
-    assert result.compiled is not None
-    compiled = result.compiled
+    result = build_source(policy_dir(directory, dir_option), rev)
+    compiled = result.compiled_or_raise("nothing was rendered")
+    report_diagnostics(result.warnings)
     if namespace is not None and namespace != compiled.namespace:
         # Sidecars report the namespace they run in: compile their labels for that one.
         compiled = compile_policy(compiled.policy, revision=compiled.revision,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, StateOption, err, out, policy_dir
+from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, StateOption, err, out, policy_dir, report_diagnostics
 from meshctl.errors import CheckFailed, MeshctlError, UsageError
 from meshctl.runtime.control import (
     read_processes,
@@ -84,8 +84,7 @@ def up_command(
         )
     reap_leftovers(sdir)
     prepared = prepare(pdir, sdir, gateway_ports=parse_gateway_ports(gateway_port or []))
-    if prepared.warnings:
-        err(prepared.warnings)
+    report_diagnostics(prepared.warnings)
     plan = prepared.plan
     names = {p.name for p in plan.processes}
     err(f"starting {len(names)} processes from {pdir} (state in {sdir.root})")

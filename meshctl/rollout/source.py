@@ -8,11 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshctl.compile.compiler import CompiledMesh
-from meshctl.errors import PolicyInvalid, UsageError
-from meshctl.pipeline import build
+from meshctl.errors import UsageError
+from meshctl.pipeline import build_source
 from meshctl.sources.git import PolicyRepo
-from meshctl.sources.worktree import read_worktree
-from meshctl.validate.report import as_text
+from meshctl.validate.diagnostics import Diagnostic
 
 
 @dataclass(frozen=True)
@@ -20,7 +19,7 @@ class Target:
     compiled: CompiledMesh
     commit: str | None  # None: the work tree, not a commit
     repo: PolicyRepo | None
-    warnings: str
+    warnings: list[Diagnostic]
 
 
 def compile_target(policy_dir: Path, rev: str | None, *, allow_dirty: bool) -> Target:
@@ -31,15 +30,13 @@ def compile_target(policy_dir: Path, rev: str | None, *, allow_dirty: bool) -> T
                 f"{policy_dir} has uncommitted changes: commit them (apply rolls out commits), "
                 "or pass --allow-dirty to apply the work tree as it is"
             )
-        files = read_worktree(policy_dir)
         commit = None
-        result = build(files, None)
+        result = build_source(policy_dir)  # dirty: named by its content digest
     else:
         commit = repo.resolve(rev or "HEAD")
         if not repo.has_policy_dir(commit):
             raise UsageError(f"revision {rev or 'HEAD'} has no {repo.prefix or 'policy'} directory")
-        result = build(repo.read_policy(commit), commit)
-    report = as_text(result.diagnostics).rstrip() if result.diagnostics else ""
-    if not result.ok or result.compiled is None:
-        raise PolicyInvalid(f"{report}\npolicy at {rev or 'HEAD'} is invalid; nothing applied")
-    return Target(compiled=result.compiled, commit=commit, repo=repo, warnings=report)
+        result = build_source(policy_dir, commit)
+    where = "the work tree" if commit is None else (rev or "HEAD")
+    compiled = result.compiled_or_raise("nothing applied", where=where)
+    return Target(compiled=compiled, commit=commit, repo=repo, warnings=result.warnings)

@@ -13,9 +13,8 @@ from pathlib import Path
 from meshctl.compile.compiler import CompiledMesh
 from meshctl.compile.output import write_compiled
 from meshctl.contract import SidecarConfig, TlsFiles
-from meshctl.errors import PolicyInvalid, UsageError
-from meshctl.pipeline import build
-from meshctl.revisions import read_policy
+from meshctl.errors import UsageError
+from meshctl.pipeline import build_source
 from meshctl.runtime.applied import record_applied
 from meshctl.runtime.plan import (
     Plan,
@@ -26,26 +25,23 @@ from meshctl.runtime.plan import (
 from meshctl.runtime.ports import HOST, PortBook, port_is_free
 from meshctl.runtime.state import StateDir, write_json
 from meshctl.runtime.topology import topology_of
-from meshctl.validate.report import as_text
+from meshctl.validate.diagnostics import Diagnostic
 
 
 @dataclass(frozen=True)
 class Prepared:
     plan: Plan
     compiled: CompiledMesh
-    warnings: str
+    warnings: list[Diagnostic]
 
 
-def compile_dir(policy_dir: Path, rev: str | None = None) -> tuple[CompiledMesh, str]:
-    """Compile the work tree (or a revision); PolicyInvalid with the diagnostics on errors."""
+def compile_dir(policy_dir: Path, rev: str | None = None) -> tuple[CompiledMesh, list[Diagnostic]]:
+    """Compile the work tree (or a revision): (compiled, warnings); PolicyInvalid carrying the
+    diagnostics when the policy has errors."""
     if not policy_dir.is_dir():
         raise UsageError(f"policy directory {policy_dir} does not exist")
-    files, revision = read_policy(policy_dir, rev)
-    result = build(files, revision)
-    report = as_text(result.diagnostics).rstrip() if result.diagnostics else ""
-    if not result.ok or result.compiled is None:
-        raise PolicyInvalid(f"policy is invalid; nothing was started\n{report}")
-    return result.compiled, report
+    result = build_source(policy_dir, rev)
+    return result.compiled_or_raise("nothing was started"), result.warnings
 
 
 def prepare(
