@@ -34,7 +34,7 @@ from meshctl.contract import (
     CompiledStringMatch,
     RequestMatch,
 )
-from meshctl.regex import full_match
+from meshctl.regex import full_match, substitute
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +210,7 @@ def rewritten_path(target: str, rewrite: CompiledRewrite | None, match: RequestM
     if rewrite.full_path is not None:
         return rewrite.full_path + sep + query
     if rewrite.regex is not None:
-        new_path = _regex(rewrite.regex.pattern).sub(rewrite.regex.substitution, path)
+        new_path = substitute(rewrite.regex.pattern, rewrite.regex.substitution, path)
         return (new_path or "/") + sep + query
     assert rewrite.path_prefix is not None
     cond = match.path if match is not None else None
