@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -18,7 +19,9 @@ from meshctl.rollout.gate import GateSpec
 from meshctl.rollout.planning import describe, gate_of, plan_rollout
 from meshctl.rollout.source import compile_target
 from meshctl.runtime.applied import read_applied, read_history, record_applied
-from meshctl.runtime.control import load_plan, read_processes
+from meshctl.runtime.control import load_plan, require_running, views_of
+from meshctl.runtime.observed import read_observed
+from meshctl.runtime.ports import PortBook
 from meshctl.runtime.state import StateDir, resolve_state_dir
 
 RevArgument = Annotated[str | None, typer.Argument(help="Git revision (default HEAD).")]
@@ -72,13 +75,16 @@ def roll_out(
     as `promote` reports for itself)."""
     result = (lambda text: err(text.rstrip("\n"))) if quiet else out
     old = load_plan(sdir)
-    if sdir.daemon_pid() is None:
-        raise UsageError(f"the mesh from {sdir.root} is not running (`meshctl up` starts it)")
+    require_running(sdir)
+    # Every state file this apply reads or extends, checked before any work is done.
+    applied = read_applied(sdir)
+    read_history(sdir)
+    read_observed(sdir, required=True)
+    PortBook(sdir.ports, required=True)
     target = compile_target(pdir, rev, allow_dirty=allow_dirty)
     report_diagnostics(target.warnings)
-    applied = read_applied(sdir)
     with apply_lock(sdir):
-        running = frozenset(n for n, v in read_processes(sdir).items() if v.pid)
+        running = frozenset(n for n, v in views_of(read_observed(sdir, required=True)).items() if v.pid)
         default_gate, _ = gate_of(target.compiled)
         plan = plan_rollout(
             sdir, old, target.compiled,
@@ -92,7 +98,9 @@ def roll_out(
         started = time.monotonic()
         if plan.empty:
             # Same configs under a new name: record it, nothing to reload.
-            record_applied(sdir, target.compiled, old, action=action, note="no config changes")
+            compiled = target.compiled
+            record_applied(sdir, compiled.revision, compiled.source_digest, compiled.rendered(),
+                           [s.instance for s in old.sidecars], action=action, note="no config changes")
             if target.repo is not None and target.commit:
                 target.repo.update_ref(target.commit, f"meshctl {action} {target.commit}")
             result(f"{action}: {plan.target} recorded (no sidecar config changed)\n")
@@ -126,11 +134,14 @@ def apply_command(
 
 
 def previous_revision(sdir: StateDir) -> str:
+    if not sdir.history.exists():
+        raise UsageError(f"{sdir.history} is missing, so there is no earlier revision to go back "
+                         "to: name one, `meshctl rollback REV`")
     applied = read_applied(sdir)
     current = applied.revision if applied else None
     for entry in reversed(read_history(sdir)):
-        if entry["action"] in ("up", "apply", "rollback") and entry["revision"] != current:
-            return str(entry["revision"])
+        if entry.action in ("up", "apply", "rollback") and entry.revision != current:
+            return entry.revision
     raise UsageError("no earlier revision in the history to roll back to")
 
 
@@ -162,7 +173,7 @@ def history_command(
     """List the revisions applied to the local mesh, newest first."""
     choose(format, ("text", "json"), "--format")
     pdir, sdir = _state(dir_option, state)
-    entries = list(reversed(read_history(sdir)))
+    entries: list[dict[str, Any]] = [asdict(e) for e in reversed(read_history(sdir))]
     applied = read_applied(sdir)
     current = applied.revision if applied else None
     subjects = commit_subjects(pdir, [str(e["revision"]) for e in entries])

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
@@ -44,12 +46,31 @@ def choose(value: str, allowed: tuple[str, ...], option: str) -> str:
 
 
 def out(text: str) -> None:
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    _write(sys.stdout, text)
 
 
 def err(text: str) -> None:
-    print(text, file=sys.stderr)
+    _write(sys.stderr, text + "\n")
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Write and flush; a reader that went away (`| head`, `| tee` after Ctrl-C) is not an
+    error: the rest of the output goes nowhere, and the command still finishes what it does
+    (e.g. `up` stops the mesh it started)."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        _discard(stream)
+    except ValueError:  # already closed
+        pass
+
+
+def _discard(stream: TextIO) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(devnull, stream.fileno())
+    os.close(devnull)
 
 
 def report_diagnostics(diagnostics: Sequence[Diagnostic]) -> None:

@@ -14,7 +14,7 @@ import typer
 from meshctl.cli.common import PolicyDirOption, StateOption, choose, out, policy_dir
 from meshctl.errors import UsageError
 from meshctl.runtime.applied import read_applied
-from meshctl.runtime.control import load_plan
+from meshctl.runtime.control import load_plan, require_running
 from meshctl.runtime.observe import SidecarStatus, observe
 from meshctl.runtime.plan import Plan
 from meshctl.runtime.state import StateDir, resolve_state_dir
@@ -159,8 +159,7 @@ def status_command(
         raise UsageError("--interval must be >= 0")
     sdir = StateDir(resolve_state_dir(policy_dir(None, dir_option), state))
     load_plan(sdir)  # a clear error when nothing was ever started here
-    if sdir.daemon_pid() is None:
-        raise UsageError(f"the mesh from {sdir.root} is not running (`meshctl up` starts it)")
+    require_running(sdir)
     render = status_json if format == "json" else status_text
     if watch and interval <= 0:
         raise UsageError("--watch needs an --interval > 0")
@@ -186,12 +185,8 @@ def _show(
             out(text)
             return
         clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
-        try:
-            out(f"{clear}{time.strftime('%H:%M:%S')}  {text}")
-        except BrokenPipeError:
-            return
-        if sdir.daemon_pid() is None:
-            raise UsageError("the mesh has stopped")
+        out(f"{clear}{time.strftime('%H:%M:%S')}  {text}")
+        require_running(sdir)
 
 
 def register(app: typer.Typer) -> None:

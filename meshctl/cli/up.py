@@ -10,7 +10,8 @@ from typing import Annotated
 import typer
 
 from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, StateOption, err, out, policy_dir, report_diagnostics
-from meshctl.errors import CheckFailed, MeshctlError, UsageError
+from meshctl.errors import CheckFailed, UsageError
+from meshctl.runtime.applied import read_history
 from meshctl.runtime.control import (
     read_processes,
     reap_leftovers,
@@ -19,7 +20,9 @@ from meshctl.runtime.control import (
     wait_ready,
 )
 from meshctl.runtime.launch import prepare, record_up
+from meshctl.runtime.ownership import mesh_running, supervised
 from meshctl.runtime.plan import Plan
+from meshctl.runtime.ports import PortBook
 from meshctl.runtime.state import StateDir, resolve_state_dir
 
 
@@ -77,40 +80,52 @@ def up_command(
     """Start every app instance with its sidecar, and every gateway, on 127.0.0.1."""
     pdir = policy_dir(directory, dir_option)
     sdir = StateDir(resolve_state_dir(pdir, state))
-    if sdir.daemon_pid() is not None:
+    if mesh_running(sdir):
         raise UsageError(
             f"a mesh is already running from {sdir.root}: see `meshctl status`, "
             "apply changes with `meshctl apply`, or stop it with `meshctl down`"
         )
-    reap_leftovers(sdir)
-    prepared = prepare(pdir, sdir, gateway_ports=parse_gateway_ports(gateway_port or []))
+    # The state files `up` extends, checked before anything starts (not after).
+    read_history(sdir)
+    PortBook(sdir.ports)
+    prepared = prepare(pdir, sdir, gateway_ports=parse_gateway_ports(gateway_port or []),
+                       replacing=frozenset(supervised(sdir)))
     report_diagnostics(prepared.warnings)
+    left = reap_leftovers(sdir)
+    if left:
+        err(f"replacing {len(left)} process(es) left running by a supervisor that died: "
+            + ", ".join(left))
     plan = prepared.plan
     names = {p.name for p in plan.processes}
     err(f"starting {len(names)} processes from {pdir} (state in {sdir.root})")
     pid = start_daemon(sdir)
     _stop_on_sigterm()
+    stopped = False
     try:
         wait_ready(sdir, names, timeout=timeout, progress=err, daemon_pid=pid)
-    except (MeshctlError, KeyboardInterrupt):
-        err("stopping what was started")
-        stop_daemon(sdir)
-        raise
-    record_up(pdir, sdir, prepared)
-    out(plan_table(plan))
-    gateways = plan.gateway_urls()
-    if gateways:
-        url = next(iter(sorted(gateways.values())))
-        err(f"ready: try `curl {url}/`; `meshctl status` shows traffic")
-    if detach:
-        return
-    err("running in the foreground; Ctrl-C stops everything")
-    try:
-        _follow(sdir)
-    except KeyboardInterrupt:
-        err("stopping ...")
-        stop_daemon(sdir)
-        err("stopped")
+        record_up(pdir, sdir, prepared)
+        out(plan_table(plan))
+        gateways = plan.gateway_urls()
+        if gateways:
+            url = next(iter(sorted(gateways.values())))
+            err(f"ready: try `curl {url}/`; `meshctl status` shows traffic")
+        if detach:
+            stopped = True  # nothing to stop: the mesh is meant to outlive this command
+            return
+        err("running in the foreground; Ctrl-C stops everything")
+        try:
+            _follow(sdir)
+        except KeyboardInterrupt:
+            err("stopping ...")
+            stop_daemon(sdir)
+            stopped = True
+            err("stopped")
+    finally:
+        if not stopped:
+            # Whatever ended us (a failed start, Ctrl-C, a closed stdout): stop what we started.
+            err("stopping what was started")
+            stop_daemon(sdir)
+            reap_leftovers(sdir)
 
 
 def _stop_on_sigterm() -> None:

@@ -94,7 +94,8 @@ def execute(
         _undo(state, plan, run.previous, progress)
         raise
     write_compiled(plan.compiled, state.compiled(plan.target))
-    record_applied(state, plan.compiled, plan.new, action=action, rendered=run.rendered)
+    record_applied(state, plan.target, plan.compiled.source_digest, run.rendered,
+                   [s.instance for s in plan.new.sidecars], action=action)
     if repo is not None and plan.commit and plan.commit == plan.target:
         # The applied revision, in git, with its reflog as history (`meshctl diff` reads it).
         repo.update_ref(plan.target, f"meshctl {action} {plan.target}")

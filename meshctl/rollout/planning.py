@@ -107,7 +107,7 @@ def plan_rollout(
     canary: int | str | None = None,
     gate: GateSpec | None = None,
 ) -> RolloutPlan:
-    ports = PortBook(state.ports)
+    ports = PortBook(state.ports, required=True)
     topology = topology_of(compiled.policy)
     new = build_plan(
         topology,

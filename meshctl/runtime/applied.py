@@ -1,14 +1,22 @@
-"""What the sidecars run now (applied.json) and the revisions applied before (history.json)."""
+"""What the sidecars run now (applied.json) and the one history of what ran before (history.json).
+
+history.json is the history: it records what git cannot (dirty work trees, failed applies and
+why, `up`), and `status`/`history` read it without git. `refs/meshctl/applied` only names the
+applied commit for `meshctl diff`; its reflog is not read by anything.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import time
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from meshctl.compile.compiler import CompiledMesh, config_hash
-from meshctl.runtime.plan import Plan
-from meshctl.runtime.state import StateDir, read_json, write_json
+from meshctl.runtime.state import Record, StateDir, read_record, write_record
+
+APPLIED_VERSION = "meshctl.dev/state/applied/v1"
+HISTORY_VERSION = "meshctl.dev/state/history/v1"
+HISTORY_KEPT = 200
 
 
 @dataclass(frozen=True)
@@ -16,43 +24,72 @@ class Applied:
     revision: str
     source_digest: str
     configs: dict[str, str]  # sidecar name -> sha256 of its compiled JSON
+    instances: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    revision: str
+    action: str  # up | apply | rollback | apply-failed | rollback-failed
+    at: float
+    note: str = ""
+
+
+@dataclass
+class History:
+    entries: list[HistoryEntry] = field(default_factory=list)
+
+
+APPLIED = Record(
+    "applied.json", APPLIED_VERSION, Applied,
+    "it names the revision the sidecars run: `meshctl apply REV` records it again",
+)
+HISTORY = Record(
+    "history.json", HISTORY_VERSION, History,
+    "move it aside (the history then starts empty) or restore it from a copy",
+)
+
+
+def config_hash(text: str) -> str:
+    """As the manifest spells a config's hash."""
+    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 def read_applied(state: StateDir) -> Applied | None:
-    raw = read_json(state.applied)
-    if not raw:
-        return None
-    return Applied(raw["revision"], raw.get("source_digest", ""), dict(raw.get("configs", {})))
+    value: Applied | None = read_record(state.applied, APPLIED)
+    return value
+
+
+def read_history(state: StateDir) -> list[HistoryEntry]:
+    value: History | None = read_record(state.history, HISTORY)
+    return list(value.entries) if value else []
 
 
 def record_applied(
     state: StateDir,
-    compiled: CompiledMesh,
-    plan: Plan,
+    revision: str,
+    source_digest: str,
+    rendered: Mapping[str, str],
+    instances: list[str],
     *,
     action: str = "up",
     note: str = "",
-    rendered: dict[str, str] | None = None,
 ) -> None:
-    rendered = rendered if rendered is not None else compiled.rendered()
-    write_json(
-        state.applied,
-        {
-            "revision": compiled.revision,
-            "source_digest": compiled.source_digest,
-            "configs": {name: config_hash(text) for name, text in rendered.items()},
-            "instances": sorted(s.instance for s in plan.sidecars),
-        },
+    entries = read_history(state)  # first: a damaged history fails before anything is written
+    write_record(
+        state.applied, APPLIED,
+        Applied(revision, source_digest, {n: config_hash(t) for n, t in sorted(rendered.items())},
+                tuple(sorted(instances))),
     )
-    append_history(state, compiled.revision, action=action, note=note)
+    _write_history(state, entries, revision, action, note)
 
 
 def append_history(state: StateDir, revision: str, *, action: str, note: str = "") -> None:
-    entries: list[dict[str, Any]] = read_json(state.history, []) or []
-    entries.append({"revision": revision, "action": action, "at": time.time(), "note": note})
-    write_json(state.history, entries[-200:])
+    _write_history(state, read_history(state), revision, action, note)
 
 
-def read_history(state: StateDir) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = read_json(state.history, []) or []
-    return entries
+def _write_history(
+    state: StateDir, entries: list[HistoryEntry], revision: str, action: str, note: str
+) -> None:
+    entries.append(HistoryEntry(revision, action, time.time(), note))
+    write_record(state.history, HISTORY, History(entries[-HISTORY_KEPT:]))

@@ -2,7 +2,8 @@
 
 `up` spawns the daemon detached (its own session, output in logs/supervisor.log) and waits on
 state.json until every process is ready, or names the first one that exited before it was.
-`down` signals the daemon and waits for it, then makes sure no process it started is left.
+`down` signals the daemon (only a verified one: see `ownership`) and waits for it, then kills
+whatever a killed daemon left behind, found by the mark each of its processes carries.
 """
 
 from __future__ import annotations
@@ -11,16 +12,24 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from meshctl.errors import CheckFailed, UsageError
-from meshctl.runtime.plan import Plan
-from meshctl.runtime.state import StateDir, read_json, write_json
+from meshctl.runtime.observed import Observed, read_observed
+from meshctl.runtime.ownership import (
+    alive,
+    kill_supervised,
+    mesh_running,
+    running_supervisor,
+    signal_supervisor,
+    supervised,
+    supervisor_argv,
+)
+from meshctl.runtime.plan import Plan, read_plan, write_plan
+from meshctl.runtime.polling import poll
+from meshctl.runtime.state import StateDir
 from meshctl.runtime.supervisor import plan_digest
 
 Progress = Callable[[str], None]
@@ -37,27 +46,28 @@ class ProcessView:
     last_exit: int | None
 
 
-def read_processes(state: StateDir) -> dict[str, ProcessView]:
-    raw = read_json(state.state, {}) or {}
+def views_of(observed: Observed | None) -> dict[str, ProcessView]:
+    if observed is None:
+        return {}
     return {
         name: ProcessView(
-            name=name,
-            role=p.get("role", "?"),
-            status=p.get("status", "?"),
-            ready=bool(p.get("ready")),
-            pid=p.get("pid"),
-            restarts=int(p.get("restarts", 0)),
-            last_exit=p.get("last_exit"),
+            name=name, role=p.role, status=p.status, ready=p.ready, pid=p.pid,
+            restarts=p.restarts, last_exit=p.last_exit,
         )
-        for name, p in (raw.get("processes") or {}).items()
+        for name, p in observed.processes.items()
     }
 
 
+def read_processes(state: StateDir) -> dict[str, ProcessView]:
+    return views_of(read_observed(state))
+
+
 def load_plan(state: StateDir) -> Plan:
-    raw = read_json(state.plan)
-    if raw is None:
-        raise UsageError(f"nothing is running from {state.root} (no plan.json; run `meshctl up`)")
-    return Plan.from_json(raw)
+    plan = read_plan(state, required=mesh_running(state))
+    if plan is None:
+        raise UsageError(f"nothing is running from {state.root} ({state.plan} is missing; "
+                         "`meshctl up` starts the mesh)")
+    return plan
 
 
 def start_daemon(state: StateDir) -> int:
@@ -65,7 +75,7 @@ def start_daemon(state: StateDir) -> int:
     state.ensure()
     with open(state.log("supervisor"), "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "meshctl.runtime.supervisor", "--state", str(state.root)],
+            supervisor_argv(state),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -77,23 +87,19 @@ def start_daemon(state: StateDir) -> int:
 
 def publish_plan(state: StateDir, plan: Plan) -> None:
     """Write plan.json and wake the daemon (it would notice within half a second anyway)."""
-    write_json(state.plan, plan.to_json())
-    pid = state.daemon_pid()
-    if pid is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGHUP)
+    write_plan(state, plan)
+    signal_supervisor(state, signal.SIGHUP)
 
 
 def wait_settled(state: StateDir, timeout: float = 30.0) -> bool:
     """Until the daemon follows plan.json and has stopped what left it; False on timeout."""
     want = plan_digest(state)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        raw = read_json(state.state, {}) or {}
-        if raw.get("plan_digest") == want and not raw.get("retiring"):
-            return True
-        time.sleep(0.05)
-    return False
+
+    def settled() -> bool:
+        observed = read_observed(state)
+        return observed is not None and observed.plan_digest == want and not observed.retiring
+
+    return poll(settled, timeout=timeout, every=0.05)
 
 
 def tail(path: Path, lines: int = 8) -> str:
@@ -118,16 +124,18 @@ def wait_ready(
     lines of their logs), or those still not ready after `timeout` seconds.
     """
     want_digest = plan_digest(state)
-    deadline = time.monotonic() + timeout
     announced: set[str] = set()
-    while True:
-        raw = read_json(state.state, {}) or {}
-        views = read_processes(state)
-        following = raw.get("plan_digest") == want_digest
-        if following:
-            failed = [
-                v for n, v in views.items() if n in names and v.restarts > 0 and not v.ready
-            ]
+
+    def all_ready() -> bool:
+        observed = read_observed(state)
+        views = views_of(observed)
+        # Only what this supervisor observed counts: a state.json left by an earlier run (same
+        # plan, so the same digest) says nothing about the processes starting now.
+        fresh = observed is not None and (
+            daemon_pid is None or observed.supervisor.pid == daemon_pid
+        )
+        if observed is not None and fresh and observed.plan_digest == want_digest:
+            failed = [v for n, v in views.items() if n in names and v.restarts > 0 and not v.ready]
             if failed:
                 raise CheckFailed(_exited_message(state, failed))
             for n in sorted(names):
@@ -137,18 +145,17 @@ def wait_ready(
                     if progress:
                         progress(f"ready  {n} ({len(announced)}/{len(names)})")
             if announced >= names:
-                return
-        if daemon_pid is not None and not _alive(daemon_pid):
+                return True
+        if daemon_pid is not None and not alive(daemon_pid):
             raise CheckFailed(
                 "the supervisor exited while starting; its log:\n" + tail(state.log("supervisor"))
             )
-        if time.monotonic() > deadline:
-            waiting = sorted(names - announced)
-            shown = ", ".join(waiting[:10]) + (" ..." if len(waiting) > 10 else "")
-            raise CheckFailed(
-                f"not ready after {timeout:.0f}s: {shown} (logs in {state.logs})"
-            )
-        time.sleep(0.1)
+        return False
+
+    if not poll(all_ready, timeout=timeout, every=0.1):
+        waiting = sorted(names - announced)
+        shown = ", ".join(waiting[:10]) + (" ..." if len(waiting) > 10 else "")
+        raise CheckFailed(f"not ready after {timeout:.0f}s: {shown} (logs in {state.logs})")
 
 
 def _exited_message(state: StateDir, failed: list[ProcessView]) -> str:
@@ -162,67 +169,37 @@ def _exited_message(state: StateDir, failed: list[ProcessView]) -> str:
     return "did not start: " + "\n".join(parts)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child of ours counts as gone.
-    with contextlib.suppress(ChildProcessError):
-        done, _ = os.waitpid(pid, os.WNOHANG)
-        if done == pid:
-            return False
-    return True
-
-
 def stop_daemon(state: StateDir, timeout: float = 30.0) -> bool:
-    """SIGTERM the daemon and wait until it has stopped everything; False if none ran."""
-    pid = state.daemon_pid()
+    """SIGTERM the (verified) daemon and wait until it has stopped everything; False if none ran."""
+    pid = signal_supervisor(state, signal.SIGTERM)
     if pid is None:
         return False
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if _alive(pid):
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    state.pidfile.unlink(missing_ok=True)
+    if not poll(lambda: not alive(pid), timeout=timeout, every=0.05):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if running_supervisor(state) == pid:
+                os.kill(pid, signal.SIGKILL)
+        poll(lambda: not alive(pid), timeout=5, every=0.05)
     return True
 
 
 def reap_leftovers(state: StateDir) -> list[str]:
-    """Kill processes state.json records that still run as we started them (daemon killed).
-
-    A pid is only touched when its command line is the one the plan gave it: a recycled pid
-    belongs to someone else.
-    """
-    raw: dict[str, Any] = read_json(state.state, {}) or {}
-    plan_raw = read_json(state.plan, {}) or {}
-    argv_of = {p["name"]: p["argv"] for p in plan_raw.get("processes", [])}
-    killed = []
-    for name, proc in (raw.get("processes") or {}).items():
-        pid = proc.get("pid")
-        if not pid or name not in argv_of or not _started_by_us(pid, argv_of[name], state):
-            continue
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
-            killed.append(name)
-    return killed
+    """Kill the processes a killed supervisor of this directory left running (by their mark).
+    Never while a supervisor runs here: those are its processes."""
+    if mesh_running(state):
+        return []
+    return kill_supervised(state)
 
 
-def _started_by_us(pid: int, argv: list[str], state: StateDir) -> bool:
-    """Its command line is the plan's, or (a sidecar re-executes itself) names the same
-    files in this state directory."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-    args = [a.decode(errors="replace") for a in raw.rstrip(b"\0").split(b"\0")]
-    if args == argv:
-        return True
-    ours = {a for a in argv if a.startswith(str(state.root))}
-    return bool(ours) and ours <= set(args)
+def require_running(state: StateDir) -> None:
+    """UsageError unless a supervisor runs on `state`, saying what does run if one died."""
+    if mesh_running(state):
+        return
+    left = sorted(supervised(state))
+    if left:
+        shown = ", ".join(left[:6]) + (" ..." if len(left) > 6 else "")
+        raise UsageError(
+            f"the supervisor of {state.root} is not running, but {len(left)} process(es) it "
+            f"started still run unsupervised ({shown}): `meshctl up` replaces them, "
+            "`meshctl down` stops them"
+        )
+    raise UsageError(f"the mesh from {state.root} is not running (`meshctl up` starts it)")

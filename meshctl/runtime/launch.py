@@ -20,10 +20,11 @@ from meshctl.runtime.plan import (
     Plan,
     build_plan,
     write_bindings,
+    write_plan,
     write_sidecar_config,
 )
 from meshctl.runtime.ports import HOST, PortBook, port_is_free
-from meshctl.runtime.state import StateDir, write_json
+from meshctl.runtime.state import StateDir
 from meshctl.runtime.topology import topology_of
 from meshctl.validate.diagnostics import Diagnostic
 
@@ -49,7 +50,10 @@ def prepare(
     state: StateDir,
     *,
     gateway_ports: Mapping[str, int] | None = None,
+    replacing: frozenset[str] = frozenset(),
 ) -> Prepared:
+    """`replacing`: processes a dead supervisor left that `up` is about to replace; their
+    ports are theirs to hand over, not taken."""
     compiled, warnings = compile_dir(policy_dir)
     state.ensure()
     ports = PortBook(state.ports)
@@ -61,18 +65,22 @@ def prepare(
         ports=ports,
         workdir=policy_dir.resolve().parent,
         gateway_ports=gateway_ports,
+        running=replacing,
     )
-    check_ports_free(plan)
+    check_ports_free(plan, skip=[s.instance for s in plan.sidecars
+                                 if {s.process, s.app_process} & replacing])
     ports.save()
     write_compiled(compiled, state.compiled(compiled.revision))
     write_sidecar_files(state, plan, compiled, (s.instance for s in plan.sidecars))
-    write_json(state.plan, plan.to_json())
+    write_plan(state, plan)
     return Prepared(plan=plan, compiled=compiled, warnings=warnings)
 
 
 def record_up(policy_dir: Path, state: StateDir, prepared: Prepared) -> None:
     """The revision `up` started is the applied one, once it runs."""
-    record_applied(state, prepared.compiled, prepared.plan)
+    compiled = prepared.compiled
+    record_applied(state, compiled.revision, compiled.source_digest, compiled.rendered(),
+                   [s.instance for s in prepared.plan.sidecars])
     _record_ref(policy_dir, prepared.compiled.revision)
 
 

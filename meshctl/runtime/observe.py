@@ -11,8 +11,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from meshctl.runtime.control import ProcessView, read_processes
+from meshctl.runtime.control import ProcessView, views_of
 from meshctl.runtime.metrics import Snapshot, Window, parse_snapshot, window
+from meshctl.runtime.observed import read_observed
 from meshctl.runtime.plan import Plan, SidecarRecord
 from meshctl.runtime.ports import HOST
 from meshctl.runtime.probe import fetch, fetch_revision
@@ -73,7 +74,7 @@ def observe(state: StateDir, plan: Plan, interval: float = 1.0) -> list[SidecarS
         time.sleep(interval)
     after = scrape(records)
     revisions = running_revisions(records)
-    procs = read_processes(state)
+    procs = views_of(read_observed(state, required=True))
     out = []
     for r in records:
         b, a = before.get(r.instance), after.get(r.instance)

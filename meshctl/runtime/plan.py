@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Collection, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from meshctl.contract import Listeners, RuntimeBindings, SidecarConfig, TlsFiles, dump_json
 from meshctl.errors import UsageError
 from meshctl.fsio import write_atomic
 from meshctl.runtime.ports import HOST, PortBook
-from meshctl.runtime.state import StateDir
+from meshctl.runtime.state import Record, StateDir, read_record, write_record
 from meshctl.runtime.topology import Topology, VersionSpec
+
+PLAN_VERSION = "meshctl.dev/state/plan/v1"
 
 APP, SIDECAR, GATEWAY = "app", "sidecar", "gateway"
 
@@ -34,12 +35,6 @@ class ProcessSpec:
     ready_url: str | None = None  # ready when GET answers 200
     ready_port: int | None = None  # ready when the port accepts connections
     tls_dir: str | None = None
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> ProcessSpec:
-        known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in raw.items() if k in known}
-        return cls(**{**data, "argv": tuple(raw["argv"]), "env": dict(raw["env"])})
 
 
 @dataclass(frozen=True)
@@ -77,33 +72,27 @@ class Plan:
     # may name it differently (python3, python), and that alone must not restart anything.
     python: str = field(default_factory=lambda: sys.executable)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "policy_dir": self.policy_dir,
-            "revision": self.revision,
-            "topology": self.topology.to_json(),
-            "sidecars": [asdict(s) for s in self.sidecars],
-            "processes": [asdict(p) for p in self.processes],
-            "python": self.python,
-        }
-
-    @classmethod
-    def from_json(cls, raw: Mapping[str, Any]) -> Plan:
-        return cls(
-            policy_dir=raw["policy_dir"],
-            revision=raw["revision"],
-            topology=Topology.from_json(raw["topology"]),
-            sidecars=[SidecarRecord(**s) for s in raw["sidecars"]],
-            processes=[ProcessSpec.from_json(p) for p in raw["processes"]],
-            python=raw.get("python") or sys.executable,
-        )
-
     def gateway_urls(self) -> dict[str, str]:
         return {
             s.sidecar.removeprefix("gateway/"): f"http://{HOST}:{s.outbound_port}"
             for s in self.sidecars
             if s.is_gateway
         }
+
+
+PLAN = Record(
+    "plan.json", PLAN_VERSION, Plan,
+    "`meshctl up` writes it: run `meshctl down`, then `meshctl up` to lay the mesh out again",
+)
+
+
+def read_plan(state: StateDir, *, required: bool = False) -> Plan | None:
+    value: Plan | None = read_record(state.plan, PLAN, required=required)
+    return value
+
+
+def write_plan(state: StateDir, plan: Plan) -> None:
+    write_record(state.plan, PLAN, plan)
 
 
 def python_argv(run: tuple[str, ...], python: str) -> tuple[str, ...]:

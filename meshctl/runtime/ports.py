@@ -13,20 +13,32 @@ state directory that holds it. A claim is stale once its owner no longer lists t
 from __future__ import annotations
 
 import errno
-import json
 import os
 import random
 import socket
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshctl.runtime.state import read_json, write_json
+from meshctl.runtime.state import Record, StateFileError, read_record, write_record
 
 HOST = "127.0.0.1"
 LOWEST_PORT = 10_000
 RANGE_WIDTH = 20_000
 CLAIM_GRACE_S = 300.0
+PORTS_VERSION = "meshctl.dev/state/ports/v1"
+
+
+@dataclass
+class Ports:
+    ports: dict[str, int] = field(default_factory=dict)
+
+
+PORTS = Record(
+    "ports.json", PORTS_VERSION, Ports,
+    "after `meshctl down`, remove it: the next `meshctl up` chooses new ports",
+)
 
 
 def port_is_free(port: int, host: str = HOST) -> bool:
@@ -61,11 +73,12 @@ def claims_dir() -> Path:
 class PortBook:
     """Assignments by key; `assign` reuses a key's old port when it is still free."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, required: bool = False) -> None:
+        """`required`: the mesh runs, so its ports must be known (a missing file is an error)."""
         self.path = path
         self.owner = str(path.parent.resolve())
-        raw = read_json(path, {}) or {}
-        self.ports: dict[str, int] = {str(k): int(v) for k, v in raw.items()}
+        saved: Ports | None = read_record(path, PORTS, required=required)
+        self.ports: dict[str, int] = dict(saved.ports) if saved else {}
         self._taken_now: set[int] = set()
         self._claims = claims_dir()
 
@@ -118,7 +131,7 @@ class PortBook:
         return True
 
     def save(self) -> None:
-        write_json(self.path, self.ports)
+        write_record(self.path, PORTS, Ports(dict(sorted(self.ports.items()))))
 
 
 def _fresh(claim: Path) -> bool:
@@ -132,7 +145,7 @@ def _fresh(claim: Path) -> bool:
 def _still_holds(owner: str, port: int) -> bool:
     """Does the state directory `owner` still list `port` in its ports.json?"""
     try:
-        raw = json.loads((Path(owner) / "ports.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        saved: Ports | None = read_record(Path(owner) / "ports.json", PORTS)
+    except (OSError, StateFileError):
         return False
-    return isinstance(raw, dict) and port in raw.values()
+    return saved is not None and port in saved.ports.values()

@@ -1,29 +1,40 @@
 """The state directory: where the local runtime keeps everything it owns, and nothing else.
 
-Layout (all JSON written atomically, temp file + rename):
-  plan.json                 desired processes and instances (written by up/apply)
-  state.json                observed processes: pids, health, restarts (written by the daemon)
-  supervisor.pid            the daemon's pid while it runs
-  ports.json                port assignments, kept stable across restarts and `up` runs
-  applied.json              the revision the sidecars run, and each sidecar config's hash
-  history.json              revisions applied, newest last
-  compiled/<revision>/      compiled output of each revision applied
+Layout (every JSON file a typed record with a `version`, written atomically):
+  plan.json                 desired processes and instances (written by up/apply)   runtime.plan
+  state.json                observed processes: pids, health, restarts (the daemon) runtime.observed
+  ports.json                port assignments, stable across restarts and `up` runs  runtime.ports
+  applied.json              the revision the sidecars run, each config's hash       runtime.applied
+  history.json              revisions applied, newest last: the one history         runtime.applied
+  supervisor.lock           flock-ed by the daemon for its whole life: who owns this directory
+  supervisor.pid            the daemon's pid and start time (a hint; the lock decides)
+  compiled/<revision>/      compiled output of each revision applied (manifest + configs)
   sidecars/<instance>/      config.json, bindings.json, confdir/ (mitmproxy's own files)
   ca/                       the mesh CA and issued certificates
   logs/<process>.log        stdout+stderr of every process
+
+A state file that is missing where it must exist, truncated, not JSON, of another version or of
+the wrong shape is a `StateFileError` (exit 2) naming the file and what to do; reading never
+repairs or rewrites anything, so nothing else in the directory is lost.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import TypeAdapter, ValidationError
+
+from meshctl.errors import UsageError
 from meshctl.fsio import write_atomic
 
 STATE_ENV = "MESHCTL_STATE"
+T = TypeVar("T")
 
 
 def resolve_state_dir(policy_dir: Path, state: Path | None) -> Path:
@@ -36,17 +47,70 @@ def resolve_state_dir(policy_dir: Path, state: Path | None) -> Path:
     return (policy_dir.resolve().parent / ".meshctl").resolve()
 
 
-def write_json(path: Path, data: Any) -> None:
-    write_atomic(path, json.dumps(data, indent=1, sort_keys=True) + "\n")
+class StateFileError(UsageError):
+    """A state file meshctl cannot trust; the message names it and says what to do."""
 
 
-def read_json(path: Path, default: Any = None) -> Any:
+@dataclass(frozen=True)
+class Record:
+    """One kind of state file: its name, the version it is written with, its type and the
+    advice given when it is damaged."""
+
+    name: str
+    version: str
+    type: Any
+    remedy: str
+
+    def path(self, root: Path) -> Path:
+        return root / self.name
+
+
+@cache
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(tp)
+
+
+def read_record(path: Path, record: Record, *, required: bool = False) -> Any:
+    """The typed value in `path`, or None when it does not exist (StateFileError if `required`)."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_bytes()
     except FileNotFoundError:
-        return default
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+        if required:
+            raise StateFileError(f"{path} is missing; {record.remedy}") from None
+        return None
+    try:
+        raw = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise StateFileError(
+            f"{path} is not valid JSON (truncated or damaged: {exc}); {record.remedy}"
+        ) from None
+    if not isinstance(raw, dict):
+        raise StateFileError(f"{path} does not hold a {record.name} record; {record.remedy}")
+    version = raw.pop("version", None)
+    if version != record.version:
+        raise StateFileError(
+            f"{path} was written by another meshctl (version {version!r}; this one reads "
+            f"{record.version!r}); {record.remedy}"
+        )
+    if dataclasses.is_dataclass(record.type):
+        unknown = sorted(set(raw) - {f.name for f in dataclasses.fields(record.type)})
+        if unknown:
+            raise StateFileError(
+                f"{path} is damaged (unknown field {unknown[0]!r}); {record.remedy}"
+            )
+    try:
+        return _adapter(record.type).validate_python(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise StateFileError(
+            f"{path} is damaged ({where}: {first['msg']}); {record.remedy}"
+        ) from None
+
+
+def write_record(path: Path, record: Record, value: Any) -> None:
+    data = _adapter(record.type).dump_python(value, mode="json")
+    write_atomic(path, json.dumps({"version": record.version, **data}, indent=1, sort_keys=True) + "\n")
 
 
 @dataclass(frozen=True)
@@ -64,6 +128,10 @@ class StateDir:
     @property
     def pidfile(self) -> Path:
         return self.root / "supervisor.pid"
+
+    @property
+    def lockfile(self) -> Path:
+        return self.root / "supervisor.lock"
 
     @property
     def ports(self) -> Path:
@@ -109,15 +177,7 @@ class StateDir:
             write_atomic(ignore, "*\n")
 
     def daemon_pid(self) -> int | None:
-        """The supervisor's pid if it is alive, else None (a stale pid file is ignored)."""
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (FileNotFoundError, ValueError):
-            return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        """The supervisor's pid while one runs on this directory (verified), else None."""
+        from meshctl.runtime.ownership import running_supervisor
+
+        return running_supervisor(self)

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import os
 import shutil
@@ -23,11 +22,12 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from meshctl.runtime.plan import GATEWAY, Plan, ProcessSpec
+from meshctl.runtime.observed import Observed, ProcessRecord, SupervisorRecord, write_observed
+from meshctl.runtime.ownership import NAME_ENV, OWNER_ENV, AlreadyRunning, hold_lock
+from meshctl.runtime.plan import GATEWAY, PLAN, Plan, ProcessSpec
 from meshctl.runtime.probe import probe_http, probe_tcp
-from meshctl.runtime.state import StateDir, read_json, write_json
+from meshctl.runtime.state import StateDir, StateFileError, read_record
 
 log = logging.getLogger("meshctl.supervisor")
 
@@ -60,19 +60,18 @@ class Managed:
             self.status = status
             self.since = time.time()
 
-    def to_json(self) -> dict[str, Any]:
+    def record(self) -> ProcessRecord:
         alive = self.proc is not None and self.proc.returncode is None
-        return {
-            "role": self.spec.role,
-            "pid": self.proc.pid if alive and self.proc else None,
-            "status": self.status,
-            "ready": self.status == "ready",
-            "restarts": self.restarts,
-            "last_exit": self.last_exit,
-            "started_at": self.started_at,
-            "since": self.since,
-            "log": None,
-        }
+        return ProcessRecord(
+            role=self.spec.role,
+            pid=self.proc.pid if alive and self.proc else None,
+            status=self.status,
+            ready=self.status == "ready",
+            restarts=self.restarts,
+            last_exit=self.last_exit,
+            started_at=self.started_at,
+            since=self.since,
+        )
 
 
 class Supervisor:
@@ -90,7 +89,6 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stop_event.set)
         loop.add_signal_handler(signal.SIGHUP, self.reload_event.set)
-        self.state.pidfile.write_text(f"{os.getpid()}\n")
         writer = asyncio.create_task(self._write_state_loop())
         renewer = asyncio.create_task(self._renew_loop())
         rotator = asyncio.create_task(self._rotate_loop())
@@ -110,7 +108,6 @@ class Supervisor:
             rotator.cancel()
             writer.cancel()
             self._write_state(stopped=True)
-            self.state.pidfile.unlink(missing_ok=True)
 
     @staticmethod
     async def _wait_any(*events: asyncio.Event) -> None:
@@ -132,10 +129,11 @@ class Supervisor:
         if digest == self.plan_digest:
             return
         try:
-            plan = Plan.from_json(json.loads(text))
-        except (ValueError, KeyError, TypeError) as exc:
-            log.error("plan.json unreadable, keeping the current processes: %s", exc)
-            self.plan_digest = digest
+            plan: Plan = read_record(self.state.plan, PLAN, required=True)
+        except StateFileError as exc:
+            log.error("keeping the current processes: %s", exc)
+            self.plan_digest = digest  # state.json says which plan.json it looked at
+            self.dirty.set()
             return
         wanted = {p.name: p for p in plan.processes}
         for name in list(self.procs):
@@ -210,7 +208,7 @@ class Supervisor:
             return await asyncio.create_subprocess_exec(
                 *spec.argv,
                 cwd=spec.cwd,
-                env={**os.environ, **spec.env},
+                env={**os.environ, **spec.env, OWNER_ENV: str(self.state.root), NAME_ENV: spec.name},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=asyncio.subprocess.STDOUT,
@@ -275,15 +273,15 @@ class Supervisor:
             await asyncio.sleep(0.05)
 
     def _write_state(self, stopped: bool = False) -> None:
-        write_json(
-            self.state.state,
-            {
-                "supervisor": {"pid": None if stopped else os.getpid(), "stopped": stopped},
-                "plan_digest": self.plan_digest,
-                "retiring": sorted(self.retiring),
-                "updated": time.time(),
-                "processes": {name: m.to_json() for name, m in sorted(self.procs.items())},
-            },
+        write_observed(
+            self.state,
+            Observed(
+                supervisor=SupervisorRecord(pid=None if stopped else os.getpid(), stopped=stopped),
+                plan_digest=self.plan_digest,
+                retiring=tuple(sorted(self.retiring)),
+                updated=time.time(),
+                processes={name: m.record() for name, m in sorted(self.procs.items())},
+            ),
         )
 
     async def _rotate_loop(self) -> None:
@@ -310,10 +308,18 @@ class Supervisor:
         for m in list(self.procs.values()):
             if not m.spec.tls_dir:
                 continue
-            config = read_json(Path(m.spec.tls_dir).parent / "config.json", {}) or {}
-            identity = config.get("identity")
+            identity = _identity_in(Path(m.spec.tls_dir).parent / "config.json")
             if identity and renew_if_due(ca, identity, Path(m.spec.tls_dir)):
                 log.info("%s: certificate renewed", m.spec.name)
+
+
+def _identity_in(config: Path) -> str | None:
+    from meshctl.contract import ContractError, parse_sidecar_config
+
+    try:
+        return parse_sidecar_config(config.read_bytes()).identity
+    except (OSError, ContractError):
+        return None
 
 
 def rotate_log(path: Path, max_bytes: int) -> bool:
@@ -354,7 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     state = StateDir(args.state.resolve())
     state.ensure()
-    asyncio.run(Supervisor(state).run())
+    try:
+        with hold_lock(state):
+            asyncio.run(Supervisor(state).run())
+    except AlreadyRunning:
+        log.error("another supervisor already runs on %s; exiting", state.root)
+        return 2
     return 0
 
 

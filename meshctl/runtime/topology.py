@@ -5,8 +5,7 @@ Kept as plain JSON-able values so the plan (and the daemon reading it) never nee
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 from meshctl.model import MeshPolicy
 
@@ -55,33 +54,6 @@ class Topology:
 
     def versions(self) -> list[VersionSpec]:
         return [v for s in self.services for v in s.versions]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, raw: dict[str, Any]) -> Topology:
-        services = tuple(
-            ServiceSpec(
-                name=s["name"],
-                protocol=s["protocol"],
-                health_path=s["health_path"],
-                versions=tuple(
-                    VersionSpec(
-                        service=v["service"],
-                        version=v["version"],
-                        replicas=v["replicas"],
-                        run=tuple(v["run"]) if v["run"] is not None else None,
-                        env=dict(v["env"]),
-                        endpoints=tuple(v["endpoints"]),
-                    )
-                    for v in s["versions"]
-                ),
-            )
-            for s in raw["services"]
-        )
-        gateways = tuple(GatewaySpec(name=g["name"], port=g["port"]) for g in raw["gateways"])
-        return cls(services=services, gateways=gateways)
 
 
 def topology_of(policy: MeshPolicy) -> Topology:

@@ -17,9 +17,9 @@ from meshctl.runtime.control import (
     stop_daemon,
     wait_ready,
 )
-from meshctl.runtime.plan import APP, Plan, ProcessSpec
+from meshctl.runtime.plan import APP, Plan, ProcessSpec, write_plan
 from meshctl.runtime.ports import PortBook, port_is_free
-from meshctl.runtime.state import StateDir, write_json
+from meshctl.runtime.state import StateDir
 from meshctl.runtime.topology import Topology
 from tests.runtime.helpers import pid_alive, wait_until
 
@@ -35,12 +35,12 @@ def http_server(name: str, port: int, cwd: Path) -> ProcessSpec:
     )
 
 
-def write_plan(state: StateDir, processes: list[ProcessSpec]) -> None:
+def plan_of(state: StateDir, processes: list[ProcessSpec]) -> None:
     plan = Plan(
         policy_dir="-", revision="r1", topology=Topology((), ()), processes=processes
     )
     state.ensure()
-    write_json(state.plan, plan.to_json())
+    write_plan(state, plan)
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def state(tmp_path: Path):  # type: ignore[no-untyped-def]
 def test_restarts_a_killed_process_and_stops_everything(state: StateDir, tmp_path: Path) -> None:
     ports = PortBook(tmp_path / "ports.json")
     p1, p2 = ports.assign("a"), ports.assign("b")
-    write_plan(state, [http_server("a", p1, tmp_path), http_server("b", p2, tmp_path)])
+    plan_of(state, [http_server("a", p1, tmp_path), http_server("b", p2, tmp_path)])
     daemon = start_daemon(state)
     wait_ready(state, {"a", "b"}, timeout=30, daemon_pid=daemon)
     first = read_processes(state)["a"]
@@ -85,7 +85,7 @@ def test_names_a_process_that_exits_before_it_is_ready(state: StateDir, tmp_path
         cwd=str(tmp_path),
         ready_port=port + 1,
     )
-    write_plan(state, [http_server("ok", port, tmp_path), broken])
+    plan_of(state, [http_server("ok", port, tmp_path), broken])
     daemon = start_daemon(state)
     with pytest.raises(CheckFailed) as info:
         wait_ready(state, {"ok", "broken"}, timeout=30, daemon_pid=daemon)
@@ -97,11 +97,11 @@ def test_names_a_process_that_exits_before_it_is_ready(state: StateDir, tmp_path
 def test_follows_a_rewritten_plan(state: StateDir, tmp_path: Path) -> None:
     ports = PortBook(tmp_path / "ports.json")
     p1, p2 = ports.assign("a"), ports.assign("b")
-    write_plan(state, [http_server("a", p1, tmp_path)])
+    plan_of(state, [http_server("a", p1, tmp_path)])
     daemon = start_daemon(state)
     wait_ready(state, {"a"}, timeout=30, daemon_pid=daemon)
     pid_a = read_processes(state)["a"].pid
-    write_plan(state, [http_server("b", p2, tmp_path)])  # a removed, b added
+    plan_of(state, [http_server("b", p2, tmp_path)])  # a removed, b added
     wait_ready(state, {"b"}, timeout=30, daemon_pid=daemon)
     wait_until(lambda: "a" not in read_processes(state), timeout=20)
     assert pid_a is not None and not pid_alive(pid_a)
@@ -129,7 +129,7 @@ def test_a_command_that_does_not_exist_is_named_with_the_reason(
         name="ghost", role=APP, argv=("no-such-program-here", "--serve"), env={},
         cwd=str(tmp_path), ready_port=1,
     )
-    write_plan(state, [missing])
+    plan_of(state, [missing])
     daemon = start_daemon(state)
     with pytest.raises(CheckFailed) as info:
         wait_ready(state, {"ghost"}, timeout=30, daemon_pid=daemon)
