@@ -122,10 +122,10 @@ class Supervisor:
 
     def _reconcile(self) -> None:
         try:
-            text = self.state.plan.read_text(encoding="utf-8")
+            text = self.state.plan.read_bytes()
         except FileNotFoundError:
             return
-        digest = hashlib.sha256(text.encode()).hexdigest()
+        digest = hashlib.sha256(text).hexdigest()
         if digest == self.plan_digest:
             return
         try:

@@ -96,8 +96,11 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StateDir]:
     pid = start_daemon(state)
     wait_ready(state, {"sleeper"}, timeout=30, daemon_pid=pid)
     yield state
+    survived = mesh_running(state)
     stop_daemon(state, timeout=15)
     reap_leftovers(state)
+    log = state.log("supervisor").read_text()
+    assert survived and "Traceback" not in log, f"the supervisor did not survive the damage:\n{log}"
 
 
 def run(command: str, state: StateDir, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
