@@ -10,7 +10,7 @@ from pathlib import Path
 
 from meshctl.errors import UsageError
 from meshctl.sources import PolicyFile
-from meshctl.sources.git import GitError, PolicyRepo
+from meshctl.sources.git import GitError, PolicyRepo, run_git
 from meshctl.sources.worktree import read_worktree
 
 
@@ -35,3 +35,20 @@ def read_policy(policy_dir: Path, rev: str | None = None) -> tuple[list[PolicyFi
             raise UsageError(f"revision {rev} has no {repo.prefix or 'policy'} directory")
         return repo.read_policy(commit), commit
     return read_worktree(policy_dir), worktree_revision(policy_dir)
+
+
+def commit_subjects(policy_dir: Path, revisions: list[str]) -> dict[str, str]:
+    """Commit id -> subject line, for the revisions that are commits of the policy's repo."""
+    commits = sorted({r for r in revisions if r and not r.endswith("-dirty")})
+    if not commits:
+        return {}
+    try:
+        repo = PolicyRepo.discover(policy_dir)
+    except GitError:
+        return {}
+    proc = run_git(["log", "--no-walk=unsorted", "--format=%H%x00%s", *commits], repo.root,
+                   check=False)
+    if proc.returncode != 0:  # a revision no longer in the repository: no subjects at all
+        return {}
+    rows = (line.partition("\0") for line in proc.stdout.decode(errors="replace").splitlines())
+    return {commit: subject for commit, _, subject in rows}

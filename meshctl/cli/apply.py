@@ -14,6 +14,7 @@ import typer
 from meshctl.cli.common import PolicyDirOption, StateOption, choose, err, out, policy_dir, report_diagnostics
 from meshctl.errors import UsageError
 from meshctl.model.values import parse_duration_ms
+from meshctl.revisions import commit_subjects
 from meshctl.rollout.apply import apply_lock, execute
 from meshctl.rollout.gate import GateSpec
 from meshctl.rollout.planning import describe, gate_of, plan_rollout
@@ -191,25 +192,6 @@ def history_command(
         subject = f"  {entry['subject']}" if entry.get("subject") else ""
         note = f"\n    {entry['note']}" if entry.get("note") else ""
         out(f"{mark} {at}  {entry['action']:<16} {str(entry['revision'])[:12]}{subject}{note}\n")
-
-
-def commit_subjects(policy_dir: Path, revisions: list[str]) -> dict[str, str]:
-    """Commit id -> subject line, for the revisions that are commits of the policy's repo."""
-    from meshctl.sources.git import GitError, PolicyRepo, run_git
-
-    commits = sorted({r for r in revisions if r and not r.endswith("-dirty")})
-    if not commits:
-        return {}
-    try:
-        repo = PolicyRepo.discover(policy_dir)
-    except GitError:
-        return {}
-    proc = run_git(["log", "--no-walk=unsorted", "--format=%H%x00%s", *commits], repo.root,
-                   check=False)
-    if proc.returncode != 0:  # a revision no longer in the repository: no subjects at all
-        return {}
-    rows = (line.partition("\0") for line in proc.stdout.decode(errors="replace").splitlines())
-    return {commit: subject for commit, _, subject in rows}
 
 
 def _first_ok(entries: list[dict[str, object]]) -> dict[str, object] | None:

@@ -33,6 +33,7 @@ COMMANDS = {
     "up": "up",
     "down": "up",
     "status": "status",
+    "dashboard": "dashboard",
     "apply": "apply",
     "history": "apply",
     "rollback": "apply",

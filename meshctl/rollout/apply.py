@@ -20,6 +20,7 @@ from meshctl.fsio import write_atomic
 from meshctl.rollout.confirm import wait_for_revision
 from meshctl.rollout.gate import GateResult, watch
 from meshctl.rollout.planning import RolloutPlan
+from meshctl.rollout.progress import ProgressFile, wave_label
 from meshctl.runtime.applied import append_history, record_applied
 from meshctl.runtime.control import publish_plan, wait_ready, wait_settled
 from meshctl.runtime.launch import check_ports_free, tls_of, write_sidecar_files
@@ -77,21 +78,28 @@ def execute(
     confirm_timeout: float = CONFIRM_TIMEOUT_S,
     action: str = "apply",
 ) -> ApplyOutcome:
-    run = _Run(state, plan, progress, confirm_timeout)
+    tracker = ProgressFile(state, plan, action)  # for watchers (meshctl dashboard)
+
+    def report(text: str) -> None:
+        progress(text)
+        tracker.message(text)
+
+    run = _Run(state, plan, report, confirm_timeout, tracker)
     try:
         run.start_new_processes()
         for i, wave in enumerate(plan.waves):
-            label = "canary" if i == 0 and len(plan.waves) > 1 else f"wave {i + 1}"
-            run.update_wave(label, wave)
+            run.update_wave(wave_label(i, len(plan.waves)), wave)
         run.stop_removed()
     except (_Failed, CheckFailed) as exc:
-        progress(f"rolling back: {exc}")
-        _undo(state, plan, run.previous, progress)
+        report(f"rolling back: {exc}")
+        _undo(state, plan, run.previous, report)
         append_history(state, plan.target, action=f"{action}-failed", note=str(exc).split("\n")[0])
+        tracker.finish("rolled back", str(exc).split("\n")[0])
         raise CheckFailed(f"{action} of {plan.target} failed and was rolled back: {exc}") from None
     except BaseException:
-        progress("interrupted: rolling back")
-        _undo(state, plan, run.previous, progress)
+        report("interrupted: rolling back")
+        _undo(state, plan, run.previous, report)
+        tracker.finish("interrupted")
         raise
     write_compiled(plan.compiled, state.compiled(plan.target))
     record_applied(state, plan.target, plan.compiled.source_digest, run.rendered,
@@ -100,6 +108,7 @@ def execute(
         # The applied revision, in git, with its reflog as history (`meshctl diff` reads it).
         repo.update_ref(plan.target, f"meshctl {action} {plan.target}")
     run.outcome.ok = True
+    tracker.finish("succeeded")
     return run.outcome
 
 
@@ -107,8 +116,10 @@ class _Run:
     """One apply in progress: what it changed so far, so that it can be undone."""
 
     def __init__(
-        self, state: StateDir, plan: RolloutPlan, progress: Progress, confirm_timeout: float
+        self, state: StateDir, plan: RolloutPlan, progress: Progress, confirm_timeout: float,
+        tracker: ProgressFile,
     ) -> None:
+        self.tracker = tracker
         self.state = state
         self.plan = plan
         self.progress = progress
@@ -173,10 +184,14 @@ class _Run:
         plan = self.plan
         if plan.gate.window_ms == 0:
             self.progress(f"{label}: no gate (window 0)")
+            self.tracker.wave(label, "passed")
             return
         records = [self.records[n] for n in instances if n in self.records]
-        result = watch(plan.gate, records, progress=self.progress)
+        result = watch(plan.gate, records, progress=self.progress,
+                       on_tick=lambda t: self.tracker.gate_tick(label, t))
         self.outcome.gates.append(result)
+        self.tracker.gate_tick(label, result.traffic, result.reason or "passed")
+        self.tracker.wave(label, "passed" if result.ok else "failed")
         if not result.ok:
             raise _Failed(f"{label} failed the gate: {result.summary()}")
         self.progress(f"{label}: gate passed ({result.summary()})")
@@ -185,6 +200,7 @@ class _Run:
         """New configs for one wave, confirmed by every sidecar in it, then the gate."""
         plan = self.plan
         self.progress(f"{label}: updating {len(wave)} sidecar(s): {', '.join(wave)}")
+        self.tracker.wave(label, "updating")
         started = time.monotonic()
         for instance in wave:
             path = self.state.sidecar_config(instance)
@@ -199,6 +215,7 @@ class _Run:
             )
         took = time.monotonic() - started
         self.outcome.seconds_to_confirm.append(took)
+        self.tracker.wave(label, "gating", confirm_s=round(took, 2))
         self.progress(
             f"{label}: {len(wave)} sidecar(s) confirmed on the new revision in {took:.2f}s"
         )

@@ -76,6 +76,7 @@ def watch(
     *,
     tick: float = 1.0,
     progress: Callable[[str], None] | None = None,
+    on_tick: Callable[[Window], None] | None = None,
 ) -> GateResult:
     """Scrape at the start, then every `tick`, until the window ends or errors fail it."""
     start = time.monotonic()
@@ -90,6 +91,8 @@ def watch(
         after = scrape(records, all_reporters=True)
         traffic = combine(_windows(before, after), time.monotonic() - start)
         verdict = judge(spec, traffic, final)
+        if on_tick:
+            on_tick(traffic)
         if verdict is not None:
             return verdict
         if progress:
