@@ -12,7 +12,7 @@ from meshctl.dashboard.graph import gateway_id, numbers, served, service_id, ver
 from meshctl.dashboard.mesh import MeshState, pss_kib
 from meshctl.dashboard.series import Counts, Series, is_probe
 from meshctl.diff import words
-from meshctl.explain import ExplainError, Request, explain, parse_header, text_report
+from meshctl.explain import ExplainError, Question, explain, parse_header, text_report
 from meshctl.revisions import commit_subjects
 from meshctl.rollout.progress import FILE as PROGRESS_FILE
 from meshctl.runtime.applied import read_history
@@ -220,7 +220,7 @@ def explain_view(mesh: MeshState, body: Mapping[str, Any]) -> dict[str, Any]:
     if not mesh.configs:
         raise ExplainError(f"no compiled configs of revision {mesh.revision} in {mesh.state.root}")
     headers = dict(parse_header(str(h)) for h in raw_headers)
-    result = explain(mesh.configs, Request(source, method, url, headers))
+    result = explain(mesh.configs, Question(source, method, url, headers))
     src_nodes = [gateway_id(source)] if source.startswith("gateway/") else [
         version_id(source, v.version) for s in mesh.plan.topology.services if s.name == source
         for v in s.versions
