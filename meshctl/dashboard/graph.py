@@ -73,6 +73,9 @@ class _Edge:
 def caller_node(mesh: MeshState, workload: str, version: str) -> str | None:
     if workload.startswith("gateway/"):
         return gateway_id(workload)
+    gateway = next((g.name for g in mesh.plan.topology.gateways if workload == g.instance), None)
+    if gateway is not None and not _known_service(mesh, workload):
+        return gateway_id(gateway)  # Istio's spelling: the gateway's workload, gateway-<name>
     if workload == UNKNOWN or not mesh.records_of(workload) and not _known_service(mesh, workload):
         return None
     if version != UNKNOWN and _has_version(mesh, workload, version):
@@ -133,7 +136,8 @@ def build_edges(mesh: MeshState, traffic: Series, seconds: float) -> list[dict[s
     denied: dict[tuple[str, str], Counts] = {}
     for source, target in configured_edges(mesh):
         edges[(source, target)] = _Edge(source, target, configured=True)
-    for key, counts in sorted(traffic.items()):
+    # The callers' reports make the edges; then the callees' add the lock and their refusals.
+    for key, counts in sorted(traffic.items(), key=lambda kv: (kv[0].reporter != "source", kv[0])):
         src = caller_node(mesh, key.source, key.source_version)
         dst = callee_node(mesh, key.destination, key.destination_version)
         if src is None or dst is None:
@@ -241,7 +245,7 @@ def build_nodes(mesh: MeshState, traffic: Series, seconds: float,
         records = [r for r in mesh.plan.sidecars if r.sidecar == gw.sidecar]
         sent = Counts()
         for key, counts in traffic.items():
-            if key.reporter == "source" and key.source == gw.sidecar:
+            if key.reporter == "source" and key.source in (gw.sidecar, gw.instance):
                 sent.add(counts)
         nums = numbers(sent, seconds)
         healthy = sum(1 for r in records if mesh.healthy(r))
@@ -290,15 +294,15 @@ def build_graph(mesh: MeshState, traffic: Series, seconds: float,
             name = edge["target"].removeprefix("external/")
             nodes.append({"id": edge["target"], "kind": "external", "label": name, "parent": None,
                           "service": name, "version": None, "health": "idle"})
-    # Rank versions by their own edges, then give a service its versions' smallest rank.
+    # Rank versions by their own edges, then give a service its versions' largest rank.
     leaf = [n["id"] for n in nodes if n["kind"] != "service"]
     parent = {n["id"]: n["parent"] for n in nodes if n.get("parent")}
-    pairs = [(e["source"], e["target"]) for e in edges]
+    pairs = [(e["source"], e["target"]) for e in edges if e["kind"] != "denied"]  # refused: no say
     pairs += [(a, v) for a, b in pairs for v, p in parent.items() if p == b]  # to a service: to its versions
     rank = ranks(leaf, pairs)
     for node in nodes:
         if node["kind"] == "service":
-            node["rank"] = min((rank[v] for v, p in parent.items() if p == node["id"]), default=1)
+            node["rank"] = max((rank[v] for v, p in parent.items() if p == node["id"]), default=1)
         else:
             node["rank"] = rank.get(node["id"], 0)
     for node in nodes:  # a version sits in its service's column

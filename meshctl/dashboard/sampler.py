@@ -154,22 +154,31 @@ def _value(row: dict[str, object]) -> float:
 class History:
     """The last `keep_s` seconds of steps, and the latest sample."""
 
-    def __init__(self, keep_s: float = 300.0) -> None:
+    def __init__(self, keep_s: float = 300.0, stale_s: float = 30.0) -> None:
         self.keep_s = keep_s
+        self.stale_s = stale_s  # a sidecar away longer than this restarts its count
         self.latest: Sample | None = None
         self.steps: deque[Step] = deque()
+        self.revisions: dict[str, str | None] = {}  # instance -> last revision it reported
+        self._last: dict[str, tuple[float, Scraped]] = {}  # instance -> its last good scrape
 
     def add(self, sample: Sample) -> None:
+        """A missed scrape (a slow sidecar on a busy machine) loses nothing: the next good one
+        is counted against the last good one."""
         prev = self.latest
         self.latest = sample
-        if prev is None:
-            return
         by_instance = {}
         for name, now in sample.sidecars.items():
-            before = prev.sidecars.get(name)
-            if not now.reachable or before is None or not before.reachable:
-                continue  # a sidecar that was away: no step rather than a burst of totals
-            by_instance[name] = delta(before.series, now.series)
+            if not now.reachable:
+                continue
+            if now.revision is not None or name not in self.revisions:
+                self.revisions[name] = now.revision
+            last = self._last.get(name)
+            self._last[name] = (sample.at, now)
+            if last is not None and sample.at - last[0] <= self.stale_s:
+                by_instance[name] = delta(last[1].series, now.series)
+        if prev is None:
+            return
         self.steps.append(Step(sample.at, max(sample.at - prev.at, 1e-6), by_instance))
         while self.steps and self.steps[0].at < sample.at - self.keep_s:
             self.steps.popleft()

@@ -17,7 +17,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from meshctl.runtime.metrics import DURATION, REQUESTS, quantile
 
 UNKNOWN = "unknown"
-_SOURCE = ("source_workload", "source_canonical_service", "source_app")
+# The service first: Istio's source_workload is the Deployment ("reviews-v1"); ours is the
+# service name ("reviews", "gateway/public") until the sidecar reports the full set.
+_SOURCE = ("source_canonical_service", "source_app", "source_workload")
 _SOURCE_VERSION = ("source_version", "source_canonical_revision")
 _DESTINATION = ("destination_service_name", "destination_canonical_service", "destination_app")
 _DESTINATION_VERSION = ("destination_version", "destination_canonical_revision")
@@ -97,7 +99,7 @@ def is_probe(key: EdgeKey) -> bool:
     no caller version (the sidecar sends it itself, not on behalf of an app)."""
     return (
         key.reporter == "destination" and key.source_version == UNKNOWN
-        and key.source != UNKNOWN and not key.source.startswith("gateway/")
+        and key.source != UNKNOWN and not key.source.startswith(("gateway/", "gateway-"))
     )
 
 

@@ -84,7 +84,7 @@ class Dashboard:
         sample = await self.source.sample(mesh.plan.sidecars)
         self.history.add(sample)
         seconds, by_instance = self.history.window(self.settings.window)
-        revisions = {name: s.revision for name, s in sample.sidecars.items()}
+        revisions = self.history.revisions
         live = self.live
         live.mesh, live.at = mesh, sample.at
         live.graph = build_graph(mesh, merge(by_instance.values()), seconds, revisions)
@@ -142,7 +142,7 @@ class Dashboard:
         view = service_view(
             mesh, request.match_info["name"], window,
             self.history.buckets(self.settings.series_step),
-            {n: s.revision for n, s in (self.history.latest.sidecars.items() if self.history.latest else [])},
+            self.history.revisions,
             merge(window[1].values()),
         )
         if view is None:

@@ -84,6 +84,7 @@ def instance_json(mesh: MeshState, record: Any, revision: str | None,
     for key, counts in (traffic or {}).items():
         if key.reporter == "destination" and not is_probe(key):
             own.add(counts)
+    own.requests -= own.denied  # refused by its access policy: not served
     status = ", ".join(
         f"{'app' if p.name == record.app_process else 'sidecar'} {p.status}"
         for p in procs if p and not p.ready

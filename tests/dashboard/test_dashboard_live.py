@@ -6,16 +6,21 @@ Screenshots go to tests/artifacts/dashboard/ (git-ignored) for a person to look 
 
 from __future__ import annotations
 
+import http.client
+import json
+import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dashboard.conftest import ARTIFACTS, Running
+from tests.dashboard.conftest import ARTIFACTS, Running, start_dashboard, stop
 from tests.runtime.helpers import commit_all, edit
+from tests.support.procs import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -113,21 +118,85 @@ def test_only_loopback_host_names_are_answered(shop: Running) -> None:
     assert status == 421 and "127.0.0.1 only" in body["error"]
 
 
-def test_events_stream_ticks(shop: Running) -> None:
-    import http.client
-
-    host, port = shop.url.removeprefix("http://").rstrip("/").split(":")
+def ticks(url: str, count: int) -> list[dict[str, Any]]:
+    """The first `count` server-sent ticks of a dashboard."""
+    host, port = url.removeprefix("http://").rstrip("/").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=10)
     conn.request("GET", "/api/events")
     resp = conn.getresponse()
     assert resp.getheader("content-type", "").startswith("text/event-stream")
-    ticks, started = 0, time.monotonic()
-    while ticks < 2 and time.monotonic() - started < 10:
+    seen: list[dict[str, Any]] = []
+    started = time.monotonic()
+    while len(seen) < count and time.monotonic() - started < 15:
         line = resp.fp.readline().decode()
-        if line.startswith("data: ") and '"graph"' in line:
-            ticks += 1
+        if line.startswith("data: "):
+            seen.append(json.loads(line[6:]))
     conn.close()
-    assert ticks == 2
+    return seen
+
+
+def first_tick(url: str) -> dict[str, Any]:
+    return ticks(url, 1)[0]
+
+
+def test_events_stream_ticks(shop: Running) -> None:
+    got = ticks(shop.url, 2)
+    assert len(got) == 2 and got[1]["at"] > got[0]["at"]
+    assert got[1]["graph"]["nodes"] and got[1]["rollout"]["revision"] and got[1]["error"] is None
+
+
+def test_prometheus_as_the_source_draws_the_same_graph(shop: Running, tmp_path: Path) -> None:
+    """A real Prometheus scraping every sidecar's admin /metrics; the dashboard reads its sums."""
+    binary = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(binary).exists():
+        pytest.skip("prometheus is not installed (scripts/system-deps installs it)")
+    plan = json.loads((shop.state / "plan.json").read_text())
+    targets = [f"127.0.0.1:{s['admin_port']}" for s in plan["sidecars"]]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: mesh\n    static_configs: [{{targets: {json.dumps(targets)}}}]\n"
+    )
+    port = free_port()
+    prom = subprocess.Popen(
+        [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    dash = None
+    try:
+        dash, url = start_dashboard(shop.repo, "--prometheus", f"http://127.0.0.1:{port}")
+        via_prom = Running(shop.repo, shop.state, url, shop.gateway, shop.load, dash)
+        graph = via_prom.wait_for("/api/graph", lambda g: EDGES <= set(live_edges(g)),
+                                  timeout=90, what="every live edge through Prometheus")
+        for edge_id in EDGES:
+            assert live_edges(graph)[edge_id]["mtls"] is True
+        view = via_prom.wait_for("/api/services/reviews",
+                                 lambda v: all(x["share"] for x in v["versions"]), what="shares")
+        assert {v["version"] for v in view["versions"]} == {"v1", "v2"}
+    finally:
+        if dash is not None:
+            stop(dash)
+        prom.terminate()
+        prom.wait(timeout=30)
+
+
+def test_an_unreachable_prometheus_is_reported_not_fatal(shop: Running) -> None:
+    dash, url = start_dashboard(shop.repo, "--prometheus", f"http://127.0.0.1:{free_port()}")
+    try:
+        quiet = Running(shop.repo, shop.state, url, shop.gateway, shop.load, dash)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, graph = quiet.api("/api/graph")
+            if status == 200:
+                break
+            time.sleep(0.5)
+        assert status == 200 and NODES <= {n["id"] for n in graph["nodes"]}
+        tick = first_tick(url)
+        assert tick["error"] and "127.0.0.1" in tick["error"], tick["error"]  # the page's banner
+    finally:
+        stop(dash)
 
 
 # --- in the browser ------------------------------------------------------------------------

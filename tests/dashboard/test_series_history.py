@@ -101,3 +101,14 @@ def test_ranks_are_longest_paths_and_survive_cycles() -> None:
     assert got["gw"] == 0 and got["a"] == 1 and got["b"] == 2 and got["lonely"] == 0
     assert got["c"] == 3
     assert ranks(["gw", "a", "b", "c", "lonely"], list(reversed(edges))) == got  # order-free
+
+
+def test_a_missed_scrape_loses_no_requests_and_keeps_the_revision() -> None:
+    key = labels("source", "frontend", "v1", "reviews", "v1")
+    edge = EdgeKey(*key[:5])
+    history = History()
+    history.add(Sample(0.0, {"a": Scraped(True, "rev1", parse_series(exposition(*[(key, 1.0)] * 5)))}))
+    history.add(Sample(1.0, {"a": Scraped(False)}))  # too slow to answer this time
+    history.add(Sample(2.0, {"a": Scraped(True, None, parse_series(exposition(*[(key, 1.0)] * 9)))}))
+    assert history.window(10)[1]["a"][edge].requests == 4
+    assert history.revisions == {"a": "rev1"}
