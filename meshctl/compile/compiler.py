@@ -41,10 +41,9 @@ from meshctl.contract import (
     dump_json,
 )
 from meshctl.model import AccessPolicy, Gateway, MeshPolicy, Route, Service
-from meshctl.model.mesh import MeshSpec
+from meshctl.model.mesh import MeshSpec, effective_timeout_ms
 from meshctl.model.route import HeaderRules, Retries, RouteRule
 from meshctl.model.service import HashBalancer
-from meshctl.validate.semantic import DEFAULT_TIMEOUT_MS
 
 DEFAULT_MESH_NAME = "mesh"
 # As Istio's default retry policy, connection-level failures only: safe for every method.
@@ -156,12 +155,7 @@ def _retries(ctx: _Context, own: Retries | None) -> RetryPolicy:
 
 
 def _timeout(ctx: _Context, own: int | str | None) -> int | None:
-    """Milliseconds, or None for `timeout: none` (no route timeout, as Istio's default)."""
-    if own is None and ctx.mesh.defaults is not None:
-        own = ctx.mesh.defaults.timeout
-    if own is None:
-        return DEFAULT_TIMEOUT_MS
-    return None if own == "none" else int(own)
+    return effective_timeout_ms(own, ctx.mesh.defaults)
 
 
 # --- destinations --------------------------------------------------------------------------

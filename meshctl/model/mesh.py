@@ -19,10 +19,24 @@ class RetryBudget(Spec):
     min_per_second: Annotated[int, Field(ge=0, le=100_000)] = 10
 
 
+DEFAULT_TIMEOUT_MS = 15_000  # as Envoy's route default; Mesh.spec.defaults.timeout overrides
+
+
 class Defaults(Spec):
     timeout: Duration | NoTimeout | None = None
     retries: Retries | None = None
     retry_budget: RetryBudget | None = None
+
+
+def effective_timeout_ms(own: int | str | None, defaults: Defaults | None) -> int | None:
+    """A route rule's timeout in milliseconds: its own, else the mesh default, else 15 s; None for
+    `timeout: none` (no route timeout). The one statement of the rule: validate checks against
+    it, the compiler compiles it."""
+    if own is None and defaults is not None:
+        own = defaults.timeout
+    if own is None:
+        return DEFAULT_TIMEOUT_MS
+    return None if own == "none" else int(own)
 
 
 class Tracing(Spec):

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from meshctl.model import Located, MeshPolicy, Route, Service
 from meshctl.model.gateway import GatewayRule
+from meshctl.model.mesh import effective_timeout_ms
 from meshctl.model.route import Match, Redirect, RouteRule
 from meshctl.model.values import format_duration_ms
 from meshctl.regex import full_match, regex_problem
@@ -20,7 +21,6 @@ from meshctl.yamlio import Document, Path
 
 AnyRule = RouteRule | GatewayRule
 
-DEFAULT_TIMEOUT_MS = 15_000  # as Envoy's route default; Mesh.spec.defaults.timeout overrides
 
 
 def check_policy(policy: MeshPolicy) -> list[Diagnostic]:
@@ -202,15 +202,8 @@ def _check_services(policy: MeshPolicy) -> Iterator[Diagnostic]:
 
 
 def _effective_timeout(policy: MeshPolicy, rule: RouteRule) -> int | None:
-    """Milliseconds, or None for `timeout: none`."""
     mesh = policy.mesh
-    defaults = mesh.spec.defaults if mesh else None
-    own = rule.timeout
-    if own is None and defaults is not None:
-        own = defaults.timeout
-    if own is None:
-        return DEFAULT_TIMEOUT_MS
-    return None if own == "none" else int(own)
+    return effective_timeout_ms(rule.timeout, mesh.spec.defaults if mesh else None)
 
 
 def _check_routes(policy: MeshPolicy) -> Iterator[Diagnostic]:

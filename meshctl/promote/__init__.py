@@ -1,0 +1,1 @@
+"""`meshctl promote`: move traffic to a new version step by step, each step a gated, judged commit."""
