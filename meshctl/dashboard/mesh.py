@@ -6,6 +6,7 @@ parsed once per revision.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from meshctl.contract import ContractError, SidecarConfig, parse_sidecar_config
 from meshctl.runtime.applied import read_applied
 from meshctl.runtime.control import ProcessView, load_plan, read_processes
 from meshctl.runtime.plan import Plan, SidecarRecord
-from meshctl.runtime.state import StateDir, read_json
+from meshctl.runtime.state import StateDir
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,12 @@ class ConfigCache:
 
 def load_configs(directory: Path) -> dict[str, SidecarConfig]:
     """Every sidecar config a compile output's manifest lists; {} when there is none."""
-    manifest = read_json(directory / "manifest.json", {}) or {}
+    try:
+        manifest = json.loads((directory / "manifest.json").read_bytes())
+    except (OSError, ValueError):
+        return {}
     configs = {}
-    for name in manifest.get("sidecars", {}):
+    for name in manifest.get("sidecars", {}) if isinstance(manifest, dict) else ():
         try:
             configs[name] = parse_sidecar_config((directory / sidecar_file(name)).read_bytes())
         except (OSError, ContractError):

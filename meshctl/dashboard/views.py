@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -15,8 +17,8 @@ from meshctl.diff import words
 from meshctl.explain import ExplainError, Question, explain, parse_header, text_report
 from meshctl.revisions import commit_subjects
 from meshctl.rollout.progress import FILE as PROGRESS_FILE
+from meshctl.rollout.progress import VERSION as PROGRESS_VERSION
 from meshctl.runtime.applied import read_history
-from meshctl.runtime.state import read_json
 
 # --- service -------------------------------------------------------------------------------
 
@@ -161,10 +163,10 @@ def _alive(pid: object) -> bool:
 def read_progress(mesh: MeshState) -> dict[str, Any] | None:
     """The last apply's progress file; a "running" one whose writer died is "abandoned"."""
     try:
-        data = read_json(mesh.state.root / PROGRESS_FILE)
-    except ValueError:
-        return None
-    if not isinstance(data, dict):
+        data = json.loads((mesh.state.root / PROGRESS_FILE).read_bytes())
+    except (OSError, ValueError):
+        return None  # none yet, or caught between two writes of another tool: next tick
+    if not isinstance(data, dict) or data.get("version") != PROGRESS_VERSION:
         return None
     if data.get("status") == "running" and not _alive(data.get("pid")):
         data["status"] = "abandoned"
@@ -173,7 +175,7 @@ def read_progress(mesh: MeshState) -> dict[str, Any] | None:
 
 
 def rollout_view(mesh: MeshState, subjects: dict[str, str]) -> dict[str, Any]:
-    entries = list(reversed(read_history(mesh.state)))[:50]
+    entries = [dataclasses.asdict(e) for e in reversed(read_history(mesh.state))][:50]
     progress = read_progress(mesh)
     for entry in entries:
         entry["subject"] = subjects.get(str(entry.get("revision")))
@@ -193,7 +195,7 @@ class Subjects:
         self._asked: set[str] = set()
 
     def of(self, mesh: MeshState) -> dict[str, str]:
-        wanted = {str(e.get("revision")) for e in read_history(mesh.state)}
+        wanted = {e.revision for e in read_history(mesh.state)}
         wanted.add(str(mesh.revision))
         progress = read_progress(mesh)
         if progress and progress.get("target"):

@@ -7,15 +7,18 @@ writer's pid is in the file: a reader treats a "running" file whose writer died 
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from typing import Any
 
+from meshctl.fsio import write_atomic
 from meshctl.rollout.planning import RolloutPlan
 from meshctl.runtime.metrics import Window
-from meshctl.runtime.state import StateDir, write_json
+from meshctl.runtime.state import StateDir
 
 FILE = "rollout.json"
+VERSION = "1"  # of the format below; a reader ignores a file of another version
 
 
 def wave_label(index: int, count: int) -> str:
@@ -27,7 +30,7 @@ class ProgressFile:
         self.path = state.root / FILE
         gate = plan.gate
         self.data: dict[str, Any] = {
-            "action": action, "base": plan.base, "target": plan.target, "pid": os.getpid(),
+            "version": VERSION, "action": action, "base": plan.base, "target": plan.target, "pid": os.getpid(),
             "started_at": time.time(), "status": "running", "message": "",
             "added": plan.added, "removed": plan.removed,
             "gate": {"window_s": gate.window_ms / 1000, "max_error_rate": gate.max_error_rate,
@@ -43,7 +46,7 @@ class ProgressFile:
     def _write(self) -> None:
         self.data["updated_at"] = time.time()
         try:
-            write_json(self.path, self.data)
+            write_atomic(self.path, json.dumps(self.data, indent=1, sort_keys=True) + "\n")
         except OSError:
             pass  # progress is for watchers: never what fails an apply
 
