@@ -19,8 +19,12 @@ SOURCE_VERSION_HEADER = "x-mesh-source-version"
 # Never forwarded as received. x-forwarded-client-cert is set by the inbound sidecar from the
 # verified client certificate only, so neither an app nor a caller can forge it.
 XFCC_HEADER = "x-forwarded-client-cert"
+# "<iss>/<sub>" of the end user a gateway verified; the destination trusts it only from a
+# gateway's verified identity (AccessPolicy requestPrincipals).
+REQUEST_PRINCIPAL_HEADER = "x-mesh-request-principal"
 INTERNAL_HEADERS = frozenset(
-    {SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER, "x-mesh-stream"}
+    {SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER, "x-mesh-stream",
+     REQUEST_PRINCIPAL_HEADER}
 )
 # Bodies above this, upgrades, event streams and chunked uploads go through mitmproxy's own
 # streaming path instead of the pooled client, which buffers (and so could retry).
@@ -49,6 +53,7 @@ class FlowInfo:
     native: bool = False  # forwarded by mitmproxy itself (streaming)
     traceparent: str = ""
     identity: str | None = None  # the caller's verified SPIFFE ID (inbound)
+    request_principal: str | None = None  # the end user's "<iss>/<sub>" (gateway, inbound)
     access_policy: str | None = None  # the AccessPolicy that decided; None: the default did
     set_cookies: list[str] = field(default_factory=list)  # Set-Cookie values for the client
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names, read once

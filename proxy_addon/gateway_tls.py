@@ -26,7 +26,7 @@ from mitmproxy.addons.tlsconfig import AppData, alpn_select_callback
 from OpenSSL import SSL
 
 from meshctl.contract import CompiledCertificate, GatewayListener
-from proxy_addon.hosts import host_matches
+from meshctl.decision.hosts import host_matches
 
 log = logging.getLogger(__name__)
 

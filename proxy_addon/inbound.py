@@ -14,6 +14,7 @@ from mitmproxy import http
 from meshctl.decision import Request, decide
 from proxy_addon import tls
 from proxy_addon.flowinfo import (
+    REQUEST_PRINCIPAL_HEADER,
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
     STREAM_RESPONSE_OVER,
@@ -54,7 +55,10 @@ def admission(flow: http.HTTPFlow, info: FlowInfo) -> http.Response | None:
     info.identity = peer_identity(flow)
     info.security = "mutual_tls" if info.identity is not None else "none"
     request = flow.request
-    decision = decide(config, Request(request.method, request.path, inbound=True, identity=info.identity))
+    if info.identity is not None and workload_of(info.identity).startswith("gateway/"):
+        info.request_principal = info.headers.get(REQUEST_PRINCIPAL_HEADER)
+    decision = decide(config, Request(request.method, request.path, inbound=True, identity=info.identity,
+                                      principal=info.request_principal))
     # Strict mTLS refuses before any policy is read (reload.check_pair ensures certificates).
     if decision.answer is not None and decision.access is None:
         return answer_response(decision.answer, info.flags)

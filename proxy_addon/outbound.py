@@ -27,6 +27,7 @@ from meshctl.decision import NEVER_REACHED, Decision, Request, retry_unreached_o
 from meshctl.decision.headers import apply_header_ops
 from meshctl.decision.routing import RequestView
 from proxy_addon.flowinfo import (
+    REQUEST_PRINCIPAL_HEADER,
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
     STREAM_RESPONSE_OVER,
@@ -121,6 +122,8 @@ async def serve_decision(
     headers["traceparent"] = info.traceparent
     headers[SOURCE_WORKLOAD_HEADER] = info.source_workload
     headers[SOURCE_VERSION_HEADER] = info.source_version
+    if info.request_principal is not None:
+        headers[REQUEST_PRINCIPAL_HEADER] = info.request_principal
     upstream_target = decision.upstream_target or request.path
     body = request.raw_content or b""
     if rule.mirror is not None and random.random() * 100.0 < rule.mirror.percent:

@@ -8,6 +8,7 @@ import logging
 from multidict import CIMultiDict
 
 from meshctl.contract import RuntimeBindings, SidecarConfig
+from proxy_addon.edge import EdgeState
 from proxy_addon.flowinfo import FlowInfo
 from proxy_addon.origination import HostsResolver, OriginationContexts, version_of
 from proxy_addon.samples import RecentRequests
@@ -32,6 +33,7 @@ class SidecarRuntime:
         # origination); names the runtime bound in `RuntimeBindings.hosts` resolve first.
         self.upstream = Upstream(resolver=HostsResolver(lambda: self.snapshot.bindings.hosts))
         self.origination = OriginationContexts()
+        self.edge = EdgeState()  # gateways: listeners, end-user tokens, client limits
         self.app_upstream = Upstream()  # the local app is always plain HTTP
         self.tls: SidecarTls | None = None
         self._mirrors: set[asyncio.Task[None]] = set()
@@ -49,6 +51,7 @@ class SidecarRuntime:
         except TlsError as exc:  # files changed since they were checked: keep the last good
             logger.error("keeping the current certificates: %s", exc)
         snap = self.state.install(config, bindings)
+        self.edge.install(config, bindings)
         self.metrics.set_revision(config.revision)
         self.access_log.enabled = config.telemetry.access_log == "json"
         return snap
@@ -112,3 +115,4 @@ class SidecarRuntime:
             task.cancel()
         await self.upstream.close()
         await self.app_upstream.close()
+        await self.edge.close()

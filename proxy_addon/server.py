@@ -27,9 +27,11 @@ from mitmproxy.master import Master
 from mitmproxy.proxy import mode_specs
 
 from meshctl.contract import RuntimeBindings, SidecarConfig
+from meshctl.decision.hosts import listener_ports
 from proxy_addon.addon import MeshAddon
 from proxy_addon.admin import Admin
 from proxy_addon.dispatch import LeanAddonManager
+from proxy_addon.gateway_tls import GatewayTls
 from proxy_addon.health import HealthChecker
 from proxy_addon.reload import Watcher
 from proxy_addon.runtime import SidecarRuntime
@@ -45,15 +47,16 @@ UNROUTABLE = "127.0.0.1:9"  # reverse target of the gateway listener; every flow
 def listener_roles(config: SidecarConfig, bindings: RuntimeBindings) -> dict[str, str]:
     """mitmproxy mode specs (normalised) -> the role of the flows they accept.
 
-    A gateway listens on `bindings.listeners.outbound` when the runtime set it (so a runtime can
-    move it), else on the Gateway's own port.
+    A gateway listens on each port of its listeners (`hosts.listener_ports`: the runtime may move
+    them through `bindings.listeners.gateway`, and the first port through
+    `bindings.listeners.outbound`, as for the single-port form).
     """
     host = bindings.listeners.host
     specs: dict[str, str] = {}
     if config.kind == "gateway":
         assert config.gateway is not None
-        port = bindings.listeners.outbound or config.gateway.port
-        specs[f"reverse:http://{UNROUTABLE}@{host}:{port}"] = "gateway"
+        for port in listener_ports(config.gateway, bindings):
+            specs[f"reverse:http://{UNROUTABLE}@{host}:{port}"] = "gateway"
     else:
         if bindings.listeners.outbound is not None:
             specs[f"regular@{host}:{bindings.listeners.outbound}"] = "outbound"
@@ -153,6 +156,7 @@ class Sidecar:
                 lambda: self.rt.tls, lambda: self.rt.snapshot, self.roles,
                 self.rt.metrics.registry, self.rt.access_log.write,
             ),
+            GatewayTls(self.rt.edge.ports),  # https gateway listeners, also before TlsConfig
             tlsconfig.TlsConfig(),
             errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
             self.addon,

@@ -36,7 +36,14 @@ def path_matches(pattern: str, path: str) -> bool:
     return path == pattern
 
 
-def rule_matches(rule: CompiledAccessRule, identity: str | None, method: str, path: str) -> bool:
+def rule_matches(
+    rule: CompiledAccessRule, identity: str | None, method: str, path: str, principal: str | None = None
+) -> bool:
+    if rule.request_principals is not None:
+        if principal is None:
+            return False
+        if "*" not in rule.request_principals and principal not in rule.request_principals:
+            return False
     if rule.sources is not None:
         if identity is None:
             return False
@@ -49,17 +56,20 @@ def rule_matches(rule: CompiledAccessRule, identity: str | None, method: str, pa
     return True
 
 
-def decide(access: Access, identity: str | None, method: str, path: str) -> AccessDecision:
+def decide(
+    access: Access, identity: str | None, method: str, path: str, principal: str | None = None
+) -> AccessDecision:
+    """`principal`: "<iss>/<sub>" of the end user a gateway verified (see decide.Request)."""
     path = path.partition("?")[0] or "/"
     for policy in access.policies:
         if policy.action == "deny" and any(
-            rule_matches(r, identity, method, path) for r in policy.rules
+            rule_matches(r, identity, method, path, principal) for r in policy.rules
         ):
             return AccessDecision(False, policy.name, f"denied by policy {policy.name!r}")
     allow_policies = [p for p in access.policies if p.action == "allow"]
     if allow_policies:
         for policy in allow_policies:
-            if any(rule_matches(r, identity, method, path) for r in policy.rules):
+            if any(rule_matches(r, identity, method, path, principal) for r in policy.rules):
                 return AccessDecision(True, policy.name, f"allowed by policy {policy.name!r}")
         return AccessDecision(False, None, "no allow policy matches")
     allowed = access.default == "allow"

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from meshctl.contract import (
     CompiledBackend,
+    CompiledCors,
     CompiledFault,
     CompiledGatewayRule,
     CompiledHeaderOps,
@@ -31,7 +33,9 @@ from meshctl.contract import (
 )
 from meshctl.decision.access import AccessDecision
 from meshctl.decision.access import decide as access_verdict
+from meshctl.decision.cors import allowed_origin, is_preflight, preflight_headers
 from meshctl.decision.headers import with_ops
+from meshctl.decision.hosts import host_of, rule_applies
 from meshctl.decision.routing import (
     RequestView,
     backend_probabilities,
@@ -60,6 +64,13 @@ class Request:
     inbound: bool = False  # arriving at this sidecar's own service
     identity: str | None = None  # inbound: the caller's verified SPIFFE ID
     source_version: str | None = None  # outbound: this sidecar's own version (match.from svc/v2)
+    # The edge. `listener`: the gateway listener that took the request (None: rules are not
+    # filtered by listener, as `explain` without one); `claims`: of the end-user token the
+    # gateway verified (None: no token); `principal`: inbound, "<iss>/<sub>" a gateway vouched
+    # for (trusted only from a gateway's verified identity).
+    listener: str | None = None
+    claims: Mapping[str, Any] | None = None
+    principal: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +109,7 @@ class Decision:
     unreached_retries: int = 0  # retries after a try that never reached the app (every method)
     retry_refusal: str | None = None  # why it gets none though the rule has retries
     access: AccessDecision | None = None  # refused at the source, or (inbound) the verdict
+    cors: CompiledCors | None = None  # gateway: the CORS policy of the rules that applied
 
     @property
     def rule_name(self) -> str | None:
@@ -190,10 +202,38 @@ def decide(config: SidecarConfig, request: Request) -> Decision:
 
 def _gateway(config: SidecarConfig, request: Request, view: RequestView) -> Decision:
     gateway = config.gateway
-    matched = match_rule(gateway.rules, view) if gateway else None
+    if request.claims is not None:
+        view = replace(view, claims=request.claims)
+    host = host_of(request.authority) if request.authority else None
+    rules = [r for r in gateway.rules if rule_applies(r, request.listener, host)] if gateway else []
+    matched = match_rule(rules, view)
     if matched is None:
         return Decision(request, view, answer=Answer(404, ("NR",), reason="no gateway rule matches"))
     rule, match = matched
+    if rule.require_token and request.claims is None:
+        answer = Answer(401, ("UAEX",), reason="Jwt is missing")
+        return Decision(request, view, gateway_rule=rule, gateway_match=match, answer=answer)
+    assert gateway is not None
+    decision = _gateway_rule(config, request, view, rule, match)
+    policy = rule.cors or (decision.rule.cors if decision.rule else None) or gateway.cors
+    if policy is None:
+        return decision
+    if is_preflight(request.method, request.headers):
+        origin = allowed_origin(policy, request.headers)
+        if origin is None:
+            refused = Answer(403, body="CORS: origin not allowed\n",
+                             reason="CORS preflight from an origin the policy does not allow")
+            return replace(decision, answer=refused, cors=policy)
+        answer = Answer(204, headers=tuple(preflight_headers(policy, origin).items()),
+                        reason="CORS preflight answered at the gateway")
+        return replace(decision, answer=answer, cors=policy)
+    return replace(decision, cors=policy)
+
+
+def _gateway_rule(
+    config: SidecarConfig, request: Request, view: RequestView, rule: CompiledGatewayRule,
+    match: RequestMatch | None,
+) -> Decision:
     answer = _answers_itself(rule, request, request.authority or "localhost")
     if answer is not None:
         return Decision(request, view, gateway_rule=rule, gateway_match=match, answer=answer)
@@ -207,7 +247,8 @@ def _gateway(config: SidecarConfig, request: Request, view: RequestView) -> Deci
     ops = rule.request_headers
     if ops.remove or ops.set or ops.add:
         request = replace(request, headers=with_ops(request.headers, ops))
-        view = view_from_target(request.method, request.target, request.headers)
+        view = replace(view_from_target(request.method, request.target, request.headers),
+                       claims=view.claims)
     return _route(dest, request, view, rule, match)
 
 
@@ -267,6 +308,7 @@ def _inbound(config: SidecarConfig, request: Request) -> Decision:
         return Decision(request, view, service=service, answer=refusal)
     if config.inbound is None:
         return Decision(request, view, service=service)
-    verdict = access_verdict(config.inbound.access, request.identity, request.method, request.target)
+    verdict = access_verdict(config.inbound.access, request.identity, request.method, request.target,
+                             request.principal)
     answer = None if verdict.allowed else Answer(403, ("RBAC",), reason=verdict.reason)
     return Decision(request, view, service=service, answer=answer, access=verdict)

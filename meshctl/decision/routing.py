@@ -23,7 +23,7 @@ import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
 from meshctl.contract import (
@@ -34,6 +34,7 @@ from meshctl.contract import (
     CompiledStringMatch,
     RequestMatch,
 )
+from meshctl.decision.claims import claim_value
 from meshctl.regex import full_match, substitute
 
 
@@ -45,6 +46,7 @@ class RequestView:
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     cookies: Mapping[str, str] = field(default_factory=dict)
     source_version: str | None = None  # the calling sidecar's own version (match.from: svc/v2)
+    claims: Mapping[str, Any] = field(default_factory=dict)  # of a token a gateway verified
 
 
 def parse_cookies(header: str) -> dict[str, str]:
@@ -90,6 +92,14 @@ def segment_prefix_holds(prefix: str, path: str) -> bool:
     (a trailing slash in the prefix is ignored)."""
     base = prefix.rstrip("/")
     return not base or path == base or path.startswith(base + "/")
+def claim_matches(match: CompiledStringMatch, claims: Mapping[str, Any], name: str) -> bool:
+    """A list claim (e.g. groups) matches when one of its values does; no token, no claim."""
+    value = claim_value(claims, name)
+    if isinstance(value, list):
+        if match.present is not None:
+            return match.present
+        return any(string_matches(match, item) for item in value)
+    return string_matches(match, value)
 
 
 def request_matches(match: RequestMatch, view: RequestView) -> bool:
@@ -104,6 +114,9 @@ def request_matches(match: RequestMatch, view: RequestView) -> bool:
             return False
     for name, cond in match.query.items():
         if not string_matches(cond, view.query.get(name)):
+            return False
+    for name, cond in match.claims.items():
+        if not claim_matches(cond, view.claims, name):
             return False
     return True
 

@@ -1,8 +1,9 @@
 """Host names at a gateway: `*.suffix` matching, and which listener takes a request.
 
-Pure functions. A gateway's listeners are bound to ports (the runtime may move them:
-`RuntimeBindings.listeners.gateway`, or `listeners.outbound` for the first port, which is how
-the single-port form has always been moved); several listeners may share a port and are told
+Pure functions (the sidecar and `explain` share them). A gateway's listeners are bound to
+ports (the runtime may move them: `RuntimeBindings.listeners.gateway`, or `listeners.outbound`
+for the first port, which is how the single-port form has always been moved); several
+listeners may share a port and are told
 apart by host: the SNI on https, the Host header on http. An exact host wins over a wildcard,
 a longer wildcard over a shorter one, and a listener without hosts takes what is left.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from meshctl.contract import CompiledGateway, GatewayListener, RuntimeBindings
+from meshctl.contract import CompiledGateway, CompiledGatewayRule, GatewayListener, RuntimeBindings
 
 
 def host_of(authority: str) -> str:
@@ -76,3 +77,29 @@ def listener_ports(
     for listener in listeners:
         ports[bound_port(gateway, bindings, listener)].append(listener)
     return {port: tuple(found) for port, found in sorted(ports.items())}
+
+
+def rule_applies(rule: CompiledGatewayRule, listener: str | None, host: str | None) -> bool:
+    """A gateway rule takes part when it names no listener or this one, and no host or this one.
+    `listener`/`host` None (explain without them): only that condition is not checked."""
+    if rule.listeners and listener is not None and listener not in rule.listeners:
+        return False
+    if rule.hosts and host is not None and not any(host_matches(p, host) for p in rule.hosts):
+        return False
+    return True
+
+
+def choose_listener(
+    listeners: tuple[GatewayListener, ...], host: str, sni: str | None, tls: bool
+) -> GatewayListener | None:
+    """The listener of one port that takes a request; None: 404 NR.
+
+    Over TLS the SNI picks among the https listeners, and the Host must be one that listener
+    serves too (a certificate for one name is no licence to reach another); in plain HTTP the
+    Host picks among the http listeners.
+    """
+    if tls:
+        https = tuple(lst for lst in listeners if lst.protocol == "https")
+        chosen = pick_listener(https, sni.lower().rstrip(".") if sni else host)
+        return chosen if chosen is not None and serves(chosen, host) else None
+    return pick_listener(tuple(lst for lst in listeners if lst.protocol == "http"), host)
