@@ -204,8 +204,10 @@ class Authenticator:
                 raise AuthError("Jwt is expired") from None
             except jwt.ImmatureSignatureError:
                 raise AuthError("Jwt not yet valid") from None
-            except (jwt.InvalidAudienceError, jwt.MissingRequiredClaimError) as exc:
-                if "aud" in str(exc):
+            except jwt.InvalidAudienceError:
+                raise AuthError("Audiences in Jwt are not allowed") from None
+            except jwt.MissingRequiredClaimError as exc:
+                if exc.claim == "aud":
                     raise AuthError("Audiences in Jwt are not allowed") from None
                 raise AuthError(failure) from None
             except jwt.PyJWTError:

@@ -120,6 +120,11 @@ def _check_matches(
             yield from _check_source(doc, (*where, "from", j), source, services, gateways)
 
 
+def _narrowed(rule: AnyRule) -> bool:
+    """A gateway rule kept to some listeners or hosts leaves the others to later rules."""
+    return isinstance(rule, GatewayRule) and (rule.hosts is not None or rule.listeners is not None)
+
+
 def _check_reachability(
     doc: Document, rules_path: Path, rules: Sequence[AnyRule], *, warn_no_catch_all: bool
 ) -> Iterator[Diagnostic]:
@@ -130,7 +135,7 @@ def _check_reachability(
             earlier = rules[catch_all_at].name
             yield at(doc, (*rules_path, i), "MESH015",
                      f"rule '{name}' is unreachable: rule '{earlier}' before it matches every request")
-        elif is_catch_all(rule.match):
+        elif is_catch_all(rule.match) and not _narrowed(rule):
             catch_all_at = i
     if warn_no_catch_all and catch_all_at is None and rules:
         last = len(rules) - 1

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from meshctl.contract import SidecarConfig
 from meshctl.pipeline import build
 from meshctl.sources.worktree import read_worktree
-from tests.edge.pki import TestCa
+from tests.edge.pki import CertAuthority
 
 ISSUER = "https://id.shop.example"
 AUDIENCE = "shop-web"
@@ -77,7 +77,7 @@ class Reply:
         return json.loads(self.body)
 
 
-def call(port: int, host: str, path: str = "/", *, sni: str | None = None, ca: TestCa | None = None,
+def call(port: int, host: str, path: str = "/", *, sni: str | None = None, ca: CertAuthority | None = None,
          method: str = "GET", headers: dict[str, str] | None = None,
          source: str = "127.0.0.1") -> Reply:
     """One request to 127.0.0.1:port; over TLS with `sni` when `ca` is given (the client trusts

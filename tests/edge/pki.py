@@ -15,7 +15,7 @@ from meshctl.fsio import write_atomic
 
 
 @dataclass
-class TestCa:
+class CertAuthority:
     key: ec.EllipticCurvePrivateKey
     cert: x509.Certificate
     path: Path  # the CA certificate (PEM)
@@ -46,7 +46,7 @@ class TestCa:
         write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM).decode())
 
 
-def make_ca(directory: Path, name: str = "edge test CA") -> TestCa:
+def make_ca(directory: Path, name: str = "edge test CA") -> CertAuthority:
     directory.mkdir(parents=True, exist_ok=True)
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
@@ -68,7 +68,7 @@ def make_ca(directory: Path, name: str = "edge test CA") -> TestCa:
     )
     path = directory / "ca.pem"
     write_atomic(path, cert.public_bytes(serialization.Encoding.PEM).decode())
-    return TestCa(key, cert, path)
+    return CertAuthority(key, cert, path)
 
 
 def serial_of(pem: bytes) -> int:
