@@ -30,7 +30,9 @@ class Admin:
         current: Callable[[], tuple[SidecarConfig, RuntimeBindings]],
         is_ready: Callable[[], bool],
         recent: RecentRequests | None = None,
+        endpoints: Callable[[], object] | None = None,
     ) -> None:
+        self.endpoints = endpoints  # endpoint health and ejections, shown under /config
         self.metrics = metrics
         self.recent = recent or RecentRequests()
         self.current = current
@@ -66,6 +68,7 @@ class Admin:
                 "version": bindings.version,
                 "ready": self.is_ready(),
                 "config": config.model_dump(mode="json"),
+                "endpoints": self.endpoints() if self.endpoints is not None else {},
             }
             return 200, JSON, json.dumps(body).encode()
         if path == "/samples":

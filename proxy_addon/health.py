@@ -24,9 +24,17 @@ TICK_S = 0.1
 
 
 def record_probe(ep: Endpoint, ok: bool, check: CompiledHealthCheck) -> bool:
-    """Count one probe result; return True when the endpoint's health changed."""
+    """Count one probe result; return True when the endpoint's health changed.
+
+    A passing probe also ends an outlier ejection (Envoy's successful_active_health_check_
+    uneject_host): an app back after a crash takes traffic at the next probe, not after
+    baseEjectionTime."""
     if ok:
         ep.hc_failures = 0
+        if ep.ejected_until > 0.0:
+            ep.ejected_until = 0.0
+            ep.consecutive_5xx = 0
+            return True
         ep.hc_successes += 1
         if not ep.healthy and ep.hc_successes >= check.healthy_threshold:
             ep.healthy = True

@@ -26,6 +26,7 @@ from meshctl.contract import (
 from meshctl.decision import NEVER_REACHED, Decision, Request, retry_unreached_only, routing
 from meshctl.decision.headers import apply_header_ops
 from meshctl.decision.routing import RequestView
+from proxy_addon.endpoints import healthy_backend
 from proxy_addon.flowinfo import (
     REQUEST_PRINCIPAL_HEADER,
     SOURCE_VERSION_HEADER,
@@ -37,7 +38,7 @@ from proxy_addon.flowinfo import (
 )
 from proxy_addon.limits import Overflow
 from proxy_addon.responses import FLAG_HEADER, answer_response, flag_response
-from proxy_addon.retry import backoff_ms, retriable_error, retriable_status
+from proxy_addon.retry import app_unreached, backoff_ms, retriable_error, retriable_status
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.state import DestinationState
 from proxy_addon.tracing import next_traceparent
@@ -109,7 +110,14 @@ async def serve_decision(
         if random.random() * 100.0 < fault.abort.percent:
             info.flags.append("FI")
             return flag_response(fault.abort.status, info.flags)
-    backend = choose_backend(decision, info)
+    now = time.monotonic()
+
+    def has_available(candidate: CompiledBackend) -> bool:
+        eps = info.snapshot.endpoints_for(candidate.service, candidate.version)
+        return bool(eps) and rt.state.dest_state(candidate.service).endpoints.any_available(eps, now)
+
+    backend = healthy_backend(rule.backends, choose_backend(decision, info), has_available,
+                              decision.sticky_key)
     info.service = backend.service
     target_dest = info.snapshot.destination(backend.service) or decision.destination
     headers = forward_headers(request)
@@ -202,11 +210,15 @@ async def _attempts(
     avoid: set[str] = set()
     result: UpstreamResponse | str | None = None
     gave_up = False
+    unreached = False  # the last attempt never reached an app (connect failure)
     for attempt in range(tries):
         is_retry = attempt > 0
+        budgeted = is_retry and not unreached
         if is_retry:
-            # A retry counts against the budget from its backoff until its answer.
-            if not state.budget.try_acquire(time.monotonic()):
+            # A retry counts against the budget from its backoff until its answer. The budget
+            # keeps retries from multiplying an app's load; a request no app has seen adds
+            # none, so a connect failure is always tried on another endpoint.
+            if budgeted and not state.budget.try_acquire(time.monotonic()):
                 gave_up = True
                 break
             rt.metrics.retries.labels(state.service).inc()
@@ -239,14 +251,19 @@ async def _attempts(
             finally:
                 ep.active -= 1
         finally:
-            if is_retry:
+            if budgeted:
                 state.budget.release()
         failed = isinstance(result, str) or result.status >= 500
-        if state.endpoints.record(ep, failed, time.monotonic(), od, len(candidates)):
+        if state.endpoints.record(ep, failed, time.monotonic(), od):
             rt.metrics.ejections.labels(state.service).inc()
             logger.warning("ejected an endpoint of %s after consecutive failures",
                            state.service)
-        if isinstance(result, str):
+        unreached = result == "connect-failure" or (
+            isinstance(result, UpstreamResponse) and app_unreached(result.status, result.headers)
+        )  # the far sidecar found no app: as a connect failure
+        if unreached:
+            retriable = retriable_error(retries.on, "connect-failure")
+        elif isinstance(result, str):
             retriable = retriable_error(retries.on, result)
         else:
             retriable = retriable_status(retries.on, result.status)

@@ -6,12 +6,18 @@ Whether a request may be retried at all (method, body size) is part of the routi
   Error kinds: "connect-failure", "reset", "timeout" (a per-try timeout).
 - `backoff_ms(attempt, backoff, u)`: exponential backoff with full jitter.
 - `RetryBudget`: retries in flight at most `percent` of requests in flight, but
-  `min_per_second` retries per second are always allowed.
+  `min_per_second` retries per second and MIN_RETRY_CONCURRENCY at once are always allowed.
+- `app_unreached(status, headers)`: a 503 from the destination's sidecar that never reached
+  its app counts as a connect failure.
 """
 
 from __future__ import annotations
 
 from meshctl.contract import CompiledBackoff, CompiledRetryBudget
+
+# As Envoy's retry budget `min_retry_concurrency`: this many retries may always be in flight,
+# so a burst of connect failures to a dead endpoint is retried elsewhere at any request rate.
+MIN_RETRY_CONCURRENCY = 3
 
 
 def retriable_status(on: tuple[str, ...], status: int) -> bool:
@@ -61,7 +67,10 @@ class RetryBudget:
         second = int(now)
         if second != self._second:
             self._second, self._retries_this_second = second, 0
-        within_floor = self._retries_this_second < self.spec.min_per_second
+        within_floor = (
+            self._retries_this_second < self.spec.min_per_second
+            or self.retries_in_flight < MIN_RETRY_CONCURRENCY
+        )
         within_percent = (self.retries_in_flight + 1) <= (
             self.spec.percent / 100.0 * max(self.requests_in_flight, 1)
         )
@@ -73,3 +82,18 @@ class RetryBudget:
 
     def release(self) -> None:
         self.retries_in_flight = max(0, self.retries_in_flight - 1)
+
+
+# Flags a mesh sidecar puts on its own 503 when it could not reach its app (or had none).
+_UNREACHED_FLAGS = frozenset({"UF", "UH"})
+
+
+def app_unreached(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
+    """A 503 the destination's sidecar made because its app refused the connection: the app
+    never saw the request, so it is a connect failure, safe to send to another endpoint."""
+    if status != 503:
+        return False
+    for name, value in headers:
+        if name.lower() == b"x-mesh-response-flags":
+            return bool(_UNREACHED_FLAGS.intersection(value.decode("latin-1").split(",")))
+    return False

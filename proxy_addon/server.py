@@ -35,6 +35,7 @@ from proxy_addon.gateway_tls import GatewayTls
 from proxy_addon.health import HealthChecker
 from proxy_addon.reload import Watcher
 from proxy_addon.runtime import SidecarRuntime
+from proxy_addon.state import endpoint_report
 from proxy_addon.tcp import TcpTunnels
 from proxy_addon.tls import MeshTls
 
@@ -108,7 +109,8 @@ class Sidecar:
         self._own_confdir = confdir is None
         self.confdir = confdir or Path(tempfile.mkdtemp(prefix="meshctl-sidecar-"))
         self.master: Master | None = None
-        self.admin = Admin(self.rt.metrics, self._current, lambda: self.ready, self.rt.recent)
+        self.admin = Admin(self.rt.metrics, self._current, lambda: self.ready, self.rt.recent,
+                           lambda: endpoint_report(self.rt.state, time.monotonic()))
         self.watcher = Watcher(config_path, bindings_path, self._apply, self._refused)
         self.health = HealthChecker(self.rt)
         self._drain_task: asyncio.Task[None] | None = None

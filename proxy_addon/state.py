@@ -42,6 +42,24 @@ class Snapshot:
         return self.config.destinations.get(service)
 
 
+def endpoint_report(state: PolicyState, now: float) -> dict[str, list[dict[str, object]]]:
+    """Each destination's endpoints as the load balancer sees them (for /config and status)."""
+    report: dict[str, list[dict[str, object]]] = {}
+    for service, dest in sorted(state.destinations.items()):
+        report[service] = [
+            {
+                "address": ep.address,
+                "version": ep.version,
+                "healthy": ep.healthy,
+                "ejected": ep.ejected_until > now,
+                "ejected_for_s": round(max(ep.ejected_until - now, 0.0), 3),
+                "ejections": ep.ejections,
+            }
+            for ep in dest.endpoints.known()
+        ]
+    return report
+
+
 class PolicyState:
     """What the addon keeps between flows and reloads."""
 

@@ -152,11 +152,12 @@ def test_retry_budget_floor_and_percent() -> None:
     budget = RetryBudget(CompiledRetryBudget(percent=50, min_per_second=2))
     budget.requests_in_flight = 2
     assert budget.try_acquire(100.0) and budget.try_acquire(100.0)  # floor: 2 per second
-    assert not budget.try_acquire(100.0)  # 3 retries > 50% of 2 requests
+    assert budget.try_acquire(100.0)  # 3 in flight are always allowed (Envoy's min concurrency)
+    assert not budget.try_acquire(100.0)  # 4 retries > 50% of 2 requests
     budget.requests_in_flight = 10
-    assert budget.try_acquire(100.5)  # 3 <= 5
+    assert budget.try_acquire(100.5)  # 4 <= 5
     budget.release()
-    assert budget.retries_in_flight == 2
+    assert budget.retries_in_flight == 3
 
 
 def test_pool_gate_overflows_beyond_capacity_and_pending() -> None:
@@ -191,9 +192,9 @@ def test_outlier_ejection_bounded_by_max_percent() -> None:
     eps = EndpointSet("reviews")
     a, c = eps.get("a:1", "v1"), eps.get("c:1", "v1")
     od = CompiledOutlierDetection(consecutive_5xx=2, base_ejection_time_ms=1000, max_ejection_percent=50)
-    assert not eps.record(a, True, 0.0, od, 2)
-    assert eps.record(a, True, 0.0, od, 2)  # second 5xx in a row: ejected
-    assert not eps.record(c, True, 0.0, od, 2) and not eps.record(c, True, 0.0, od, 2)  # 50% cap
+    assert not eps.record(a, True, 0.0, od)
+    assert eps.record(a, True, 0.0, od)  # second 5xx in a row: ejected
+    assert not eps.record(c, True, 0.0, od) and not eps.record(c, True, 0.0, od)  # 50% cap
     lb = LoadBalancer()
     assert eps.pick([a, c], lb, 0.5, set()) is c
     assert eps.pick([a, c], lb, 1.5, {"c:1"}) is a  # ejection over; a retry avoids c

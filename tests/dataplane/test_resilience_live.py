@@ -226,7 +226,9 @@ def test_killed_endpoint_is_ejected_and_traffic_continues(caller: Sidecar, tmp_p
         steady.stop()
 
 
-def test_no_endpoint_left_gives_503_uh(caller: Sidecar) -> None:
+def test_a_lone_ejected_endpoint_is_still_tried_in_panic(caller: Sidecar) -> None:
+    """As Envoy below its panic threshold: with no endpoint available, the ejected one is
+    tried rather than none (503 UF, not UH)."""
     dead = f"127.0.0.1:{free_port()}"
     install(
         caller, rule(),
@@ -236,7 +238,7 @@ def test_no_endpoint_left_gives_503_uh(caller: Sidecar) -> None:
     )
     first, second = fire(get("http://orders/u", 2), caller.outbound_proxy, concurrency=1)
     assert (first.status, first.flags) == (503, "UF")
-    assert (second.status, second.flags) == (503, "UH")
+    assert (second.status, second.flags) == (503, "UF")
     assert b"127.0.0.1" not in first.body + second.body
 
 

@@ -65,7 +65,8 @@ def _payments(ca_file: Path) -> Destination:
     rule = split("payments-api", {"v1": 100}, retries=RetryPolicy(attempts=3, on=("5xx", "connect-failure")),
                  timeout_ms=5000)
     base = destination("payments-api", ("v1",), rules=(rule,), traffic_policy=CompiledTrafficPolicy(
-        outlier_detection=CompiledOutlierDetection(consecutive_5xx=5, base_ejection_time_ms=1000)))
+        outlier_detection=CompiledOutlierDetection(consecutive_5xx=5, base_ejection_time_ms=1000,
+                                                   max_ejection_percent=100)))  # one endpoint
     return base.model_copy(update={"origination": {"v1": CompiledOriginationTls(sni=NAME, ca_file=str(ca_file))}})
 
 
