@@ -88,6 +88,12 @@ def test_ca_and_sidecar_keys_stay_out_of_policy_output_and_git(
     assert scan(output.out + output.err, bodies) == []
 
 
+# A key, not a mention of one: the header followed by base64 lines (diff-prefixed in `git log -p`).
+PEM_PRIVATE_KEY_BLOCK = re.compile(
+    r"-----BEGIN [A-Z ]*PRIVATE" + r" KEY-----\n(?:[+\- ]?[A-Za-z0-9+/=]{40,}\n)+"
+)
+
+
 def test_project_history_holds_no_private_key() -> None:
     if not (REPO / ".git").exists():
         pytest.skip("not a git checkout")
@@ -96,4 +102,14 @@ def test_project_history_holds_no_private_key() -> None:
         cwd=REPO, check=True, capture_output=True, text=True, errors="replace",
     ).stdout
     assert history, "empty history: the scan would prove nothing"
-    assert scan(history, []) == []
+    # Tests may write a bare header to check that a file is refused; a key has a body.
+    assert [m.group(0)[:40] for m in PEM_PRIVATE_KEY_BLOCK.finditer(history)] == []
+
+
+def test_the_history_scan_finds_a_key_block() -> None:
+    key = (
+        "-----BEGIN PRIVATE" + " KEY-----\n+" + "A" * 64 + "\n+" + "B" * 20 + "=\n"
+        "-----END PRIVATE" + " KEY-----\n"
+    )
+    assert PEM_PRIVATE_KEY_BLOCK.search("diff\n+" + key)
+    assert not PEM_PRIVATE_KEY_BLOCK.search('key.write_text("-----BEGIN PRIVATE' + ' KEY-----\\n")')
