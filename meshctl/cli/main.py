@@ -41,6 +41,7 @@ COMMANDS = {
     "sidecar": "sidecar",
     "ca": "ca",
     "render": "render",
+    "import": "import_",
     "schema": "schema",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
