@@ -138,3 +138,32 @@ spec:
     gateway = (tmp_path / "out" / "gateway-edge.yaml").read_text()
     assert gateway.index("service: alpha") < gateway.index("service: beta")
     assert run_meshctl("validate", "out", cwd=tmp_path).returncode == 0
+
+
+def test_source_labels_with_a_version_apply_to_that_versions_sidecars_only(tmp_path: Path) -> None:
+    (tmp_path / "vs.yaml").write_text("""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: ratings}
+spec:
+  hosts: [ratings]
+  http:
+    - match: [{sourceLabels: {app: reviews, version: v2}}]
+      route: [{destination: {host: ratings, subset: v2}}]
+    - route: [{destination: {host: ratings, subset: v1}}]
+""")
+    result = run_meshctl("import", "istio", str(INPUTS / "workloads.yaml"), "vs.yaml", "--out", "m", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout
+    (tmp_path / "m" / "tests").mkdir()
+    (tmp_path / "m" / "tests" / "t.yaml").write_text("""tests:
+  - name: reviews v2 gets ratings v2
+    request: {from: reviews/v2, url: http://ratings/r}
+    expect: {rule: ratings-0, backend: ratings/v2}
+  - name: reviews v1 does not
+    request: {from: reviews/v1, url: http://ratings/r}
+    expect: {rule: ratings-1, backend: ratings/v1}
+  - name: nor does productpage
+    request: {from: productpage, url: http://ratings/r}
+    expect: {rule: ratings-1}
+""")
+    tested = run_meshctl("test", "m", cwd=tmp_path)
+    assert tested.returncode == 0, tested.stdout + tested.stderr
