@@ -16,19 +16,21 @@ from typing import Any
 from mitmproxy import http
 
 from meshctl.decision import decide
+from proxy_addon import reporting
 from proxy_addon.flowinfo import KEY, FlowInfo, header_dict, wants_stream
 from proxy_addon.gateway import serve_gateway
 from proxy_addon.inbound import serve_inbound
+from proxy_addon.labels import BLACKHOLE, PASSTHROUGH
 from proxy_addon.outbound import outbound_request, serve_decision
 from proxy_addon.responses import answer_response, client_wants_close, flag_response
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.streaming import route_stream, stream_instead
 from proxy_addon.tcp import TcpTunnels
+from proxy_addon.tracing import new_request_id
 from proxy_addon.upstream import StreamInstead
 
 logger = logging.getLogger(__name__)
 
-PASSTHROUGH = "PassthroughCluster"  # Istio's name for traffic to hosts outside the mesh
 
 
 class MeshAddon:
@@ -72,6 +74,8 @@ class MeshAddon:
             )
             info.source_version = snap.bindings.version or "unknown"
         info.headers = header_dict(flow.request)
+        if "x-request-id" not in info.headers:  # as Envoy: every request gets one, kept downstream
+            info.headers["x-request-id"] = flow.request.headers["x-request-id"] = new_request_id()
         if wants_stream(info.headers):
             route_stream(self.rt, flow, info)
 
@@ -102,7 +106,8 @@ class MeshAddon:
             info.native = True
             return None
         if decision.destination is None:  # refused at the source, or not a mesh service
-            info.service = decision.service or PASSTHROUGH
+            # Istio's names: a refused outside host went to the BlackHoleCluster
+            info.service = decision.service or BLACKHOLE
             assert decision.answer is not None
             return answer_response(decision.answer, info.flags)
         return await serve_decision(self.rt, info, flow.request, decision)
@@ -141,45 +146,6 @@ class MeshAddon:
         if info is None:
             return
         self.in_flight -= 1
-        duration_ms = (time.monotonic() - info.started) * 1000.0
-        flags = ",".join(info.flags) or "-"
-        reporter = "destination" if info.role == "inbound" else "source"
-        if info.role == "inbound":
-            self.rt.recent.add(duration_ms, status)
-        self.rt.metrics.observe(
-            (
-                reporter,
-                info.source_workload,
-                info.source_version,
-                info.service,
-                info.version,
-                str(status),
-                flags,
-                info.security,
-            ),
-            duration_ms,
-        )
-        if self.rt.access_log.enabled:
-            self.rt.access_log.write(
-                {
-                    "direction": info.role,
-                    "method": flow.request.method,
-                    "authority": flow.request.host_header or flow.request.host,
-                    "path": flow.request.path,
-                    "status": status,
-                    "flags": flags,
-                    "rule": info.rule,
-                    "service": info.service,
-                    "version": info.version,
-                    "upstream": info.endpoint,
-                    "attempts": info.attempts,
-                    "streamed": info.native,
-                    "duration_ms": round(duration_ms, 2),
-                    "source": info.source_workload,
-                    "identity": info.identity,
-                    "access_policy": info.access_policy,
-                    "connection_security_policy": info.security,
-                    "traceparent": info.traceparent or None,
-                    "revision": info.snapshot.revision,
-                }
-            )
+        if info.role == "inbound" and "x-mesh-health-check" not in info.headers:
+            self.rt.recent.add((time.monotonic() - info.started) * 1000.0, status)
+        reporting.finish(self.rt, flow, info, status)

@@ -22,9 +22,10 @@ XFCC_HEADER = "x-forwarded-client-cert"
 # "<iss>/<sub>" of the end user a gateway verified; the destination trusts it only from a
 # gateway's verified identity (AccessPolicy requestPrincipals).
 REQUEST_PRINCIPAL_HEADER = "x-mesh-request-principal"
+# x-mesh-peer carries the caller's metric labels, x-mesh-health-check marks a probe.
 INTERNAL_HEADERS = frozenset(
     {SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER, "x-mesh-stream",
-     REQUEST_PRINCIPAL_HEADER}
+     REQUEST_PRINCIPAL_HEADER, "x-mesh-peer", "x-mesh-health-check"}
 )
 # Bodies above this, upgrades, event streams and chunked uploads go through mitmproxy's own
 # streaming path instead of the pooled client, which buffers (and so could retry).

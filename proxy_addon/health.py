@@ -82,7 +82,9 @@ class HealthChecker:
 
     async def _probe(self, service: str, ep: Endpoint, check: CompiledHealthCheck) -> None:
         snap = self.rt.snapshot
-        headers: CIMultiDict[str] = CIMultiDict(host=service, **{"user-agent": "meshctl-health"})
+        # The header tells the endpoint's sidecar this is a probe, not traffic (never counted).
+        headers: CIMultiDict[str] = CIMultiDict(
+            host=service, **{"user-agent": "meshctl-health", "x-mesh-health-check": "1"})
         try:
             async with asyncio.timeout(check.timeout_ms / 1000.0):
                 tls = self.rt.peer_tls(snap, service, ep.address)
@@ -92,6 +94,7 @@ class HealthChecker:
             ok = 200 <= result.status < 300
         except (UpstreamError, TimeoutError):
             ok = False
+        self.rt.metrics.health_checks.labels(service, ep.version, "success" if ok else "failure").inc()
         if record_probe(ep, ok, check):
             state = "healthy" if ep.healthy else "unhealthy"
             logger.warning("an endpoint of %s is now %s (active health check)", service, state)

@@ -36,6 +36,7 @@ from proxy_addon.flowinfo import (
     forward_headers,
     make_response,
 )
+from proxy_addon.labels import PEER_HEADER
 from proxy_addon.limits import Overflow
 from proxy_addon.responses import FLAG_HEADER, answer_response, flag_response
 from proxy_addon.retry import app_unreached, backoff_ms, retriable_error, retriable_status
@@ -132,6 +133,7 @@ async def serve_decision(
     headers[SOURCE_VERSION_HEADER] = info.source_version
     if info.request_principal is not None:
         headers[REQUEST_PRINCIPAL_HEADER] = info.request_principal
+    headers[PEER_HEADER] = rt.labels.peer_header
     upstream_target = decision.upstream_target or request.path
     body = request.raw_content or b""
     if rule.mirror is not None and random.random() * 100.0 < rule.mirror.percent:

@@ -8,13 +8,16 @@ import logging
 from multidict import CIMultiDict
 
 from meshctl.contract import RuntimeBindings, SidecarConfig
+from proxy_addon.accesslog import AccessLog
 from proxy_addon.edge import EdgeState
 from proxy_addon.flowinfo import FlowInfo
+from proxy_addon.labels import Labeller
 from proxy_addon.origination import HostsResolver, OriginationContexts, version_of
 from proxy_addon.samples import RecentRequests
 from proxy_addon.state import PolicyState, Snapshot
-from proxy_addon.telemetry import AccessLog, Metrics
+from proxy_addon.telemetry import Metrics
 from proxy_addon.tls import PeerTls, SidecarTls, TlsError, tls_for, upstream_tls
+from proxy_addon.tracing import Spans
 from proxy_addon.upstream import Upstream, UpstreamError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +32,8 @@ class SidecarRuntime:
         self.metrics = Metrics()
         self.access_log = AccessLog()
         self.recent = RecentRequests()  # latencies of what this sidecar served, for promote
+        self.spans = Spans(self.metrics.spans_exported.inc, self.metrics.spans_dropped.inc)
+        self.labels = Labeller(config, bindings)
         # To other sidecars (mTLS per call, see peer_tls()) and to external services (TLS
         # origination); names the runtime bound in `RuntimeBindings.hosts` resolve first.
         self.upstream = Upstream(resolver=HostsResolver(lambda: self.snapshot.bindings.hosts))
@@ -53,7 +58,17 @@ class SidecarRuntime:
         snap = self.state.install(config, bindings)
         self.edge.install(config, bindings)
         self.metrics.set_revision(config.revision)
-        self.access_log.enabled = config.telemetry.access_log == "json"
+        self.metrics.prepare(config)
+        self.labels = Labeller(config, bindings)
+        t = config.telemetry
+        self.access_log.configure(t.access_log, bindings.access_log, t.access_log_max_bytes,
+                                  t.access_log_keep)
+        w = self.labels.workload
+        self.spans.configure(t.otlp_endpoint, (
+            ("service.name", w.canonical_service), ("service.namespace", w.namespace),
+            ("service.version", w.version), ("service.instance.id", bindings.instance),
+            ("k8s.namespace.name", w.namespace), ("meshctl.workload", w.workload),
+        ))
         return snap
 
     def peer_tls(self, snap: Snapshot, service: str, address: str) -> PeerTls | None:
@@ -113,6 +128,7 @@ class SidecarRuntime:
     async def close(self) -> None:
         for task in list(self._mirrors):
             task.cancel()
+        await self.spans.close()
         await self.upstream.close()
         await self.app_upstream.close()
         await self.edge.close()

@@ -180,7 +180,7 @@ class Sidecar:
             self.health.stop()
             await self.admin.stop()
             await self.rt.close()
-            self.rt.access_log.flush()
+            self.rt.access_log.close()
             if self._own_confdir:
                 shutil.rmtree(self.confdir, ignore_errors=True)
         return self.exit_code
@@ -197,6 +197,7 @@ class Sidecar:
             return
         self.watcher.start()
         self.health.start()
+        self.rt.spans.start()
         assert self.master is not None
         if (check := self.master.addons.get("errorcheck")) is not None:
             check.finish()  # (idempotent) stop collecting log records

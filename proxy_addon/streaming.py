@@ -15,6 +15,7 @@ from mitmproxy import http
 from meshctl.decision import decide
 from meshctl.decision.headers import apply_header_ops
 from proxy_addon.flowinfo import (
+    INTERNAL_HEADERS,
     SOURCE_VERSION_HEADER,
     SOURCE_WORKLOAD_HEADER,
     STREAM_HINT_HEADER,
@@ -22,6 +23,7 @@ from proxy_addon.flowinfo import (
     FlowInfo,
 )
 from proxy_addon.inbound import admission, client_cert_header
+from proxy_addon.labels import PEER_HEADER
 from proxy_addon.outbound import choose_backend, lb_hash_key, outbound_request
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.tracing import next_traceparent
@@ -61,8 +63,7 @@ def route_stream(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> Non
             return
         if snap.bindings.app is None:
             return
-        for name in (SOURCE_WORKLOAD_HEADER, SOURCE_VERSION_HEADER, XFCC_HEADER,
-                     STREAM_HINT_HEADER):
+        for name in INTERNAL_HEADERS:
             flow.request.headers.pop(name, None)
         xfcc = client_cert_header(info)
         if xfcc is not None:
@@ -102,6 +103,7 @@ def route_stream(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> Non
     flow.request.headers["traceparent"] = info.traceparent
     flow.request.headers[SOURCE_WORKLOAD_HEADER] = info.source_workload
     flow.request.headers[SOURCE_VERSION_HEADER] = info.source_version
+    flow.request.headers[PEER_HEADER] = rt.labels.peer_header
     # https: mitmproxy's own upstream connection; MeshTls.tls_start_server does the mTLS.
     scheme = "http"
     if rt.tls is not None and rt.peer_tls(info.snapshot, backend.service, ep.address):

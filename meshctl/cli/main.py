@@ -42,6 +42,7 @@ COMMANDS = {
     "ca": "ca",
     "render": "render",
     "import": "import_",
+    "prometheus-config": "prometheus",
     "schema": "schema",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))

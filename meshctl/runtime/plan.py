@@ -246,7 +246,8 @@ def plaintext_endpoints_of(plan: Plan) -> tuple[str, ...]:
 
 
 def bindings_for(
-    record: SidecarRecord, plan: Plan, tls: TlsFiles | None, draining: Collection[str] = ()
+    record: SidecarRecord, plan: Plan, tls: TlsFiles | None, draining: Collection[str] = (),
+    access_log: str | None = None,
 ) -> RuntimeBindings:
     return RuntimeBindings(
         version=record.version,
@@ -261,6 +262,7 @@ def bindings_for(
         endpoints=endpoints_of(plan, draining),
         tls=tls,
         plaintext_endpoints=plaintext_endpoints_of(plan),
+        access_log=access_log,
     )
 
 
@@ -278,7 +280,10 @@ def write_bindings(
         if only is not None and record.instance not in only:
             continue
         path = state.sidecar_bindings(record.instance)
-        text = dump_json(bindings_for(record, plan, tls.get(record.instance), draining))
+        # The access log has a file of its own, apart from the process output (the sidecar
+        # rotates it); logs/<process>.log keeps what the process prints.
+        access_log = str(state.logs / f"{record.instance}.access.log")
+        text = dump_json(bindings_for(record, plan, tls.get(record.instance), draining, access_log))
         if not path.exists() or path.read_text(encoding="utf-8") != text:
             (state.sidecar_dir(record.instance) / "confdir").mkdir(parents=True, exist_ok=True)
             write_atomic(path, text)

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meshctl.runtime.file_sd import write_targets
 from meshctl.runtime.observed import Observed, ProcessRecord, SupervisorRecord, write_observed
 from meshctl.runtime.ownership import NAME_ENV, OWNER_ENV, AlreadyRunning, hold_lock
 from meshctl.runtime.plan import GATEWAY, PLAN, Plan, ProcessSpec
@@ -108,6 +109,7 @@ class Supervisor:
             rotator.cancel()
             writer.cancel()
             self._write_state(stopped=True)
+            self._write_targets(None)
 
     @staticmethod
     async def _wait_any(*events: asyncio.Event) -> None:
@@ -144,8 +146,16 @@ class Supervisor:
         for name, spec in wanted.items():
             if name not in self.procs:
                 self._start(spec)
+        self._write_targets(plan)
         self.plan_digest = digest
         self.dirty.set()
+
+    def _write_targets(self, plan: Plan | None) -> None:
+        """Keep Prometheus' file_sd targets in step with the plan (empty once stopped)."""
+        try:
+            write_targets(self.state, plan)
+        except OSError as exc:
+            log.error("cannot write the Prometheus target file: %s", exc)
 
     async def _retire(self, m: Managed) -> None:
         self.retiring.add(m.spec.name)

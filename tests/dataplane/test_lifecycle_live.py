@@ -15,6 +15,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from meshctl.contract import dump_json
+from proxy_addon.labels import ISTIO_LABELS
 from tests.dataplane.conftest import fire, get
 from tests.support.configs import destination, service_config, split
 from tests.support.procs import REPO, App, Sidecar, bindings_for, http_get, write_atomic
@@ -120,16 +121,15 @@ def test_metrics_parse_with_istio_names_and_labels(sidecar: Sidecar) -> None:
     families = {f.name: f for f in text_string_to_metric_families(body.decode())}
     requests = families["istio_requests"]
     labels = {tuple(sorted(s.labels)) for s in requests.samples}
-    assert labels == {tuple(sorted((
-        "reporter", "source_workload", "source_version", "destination_service_name",
-        "destination_version", "response_code", "response_flags", "connection_security_policy",
-    )))}
+    assert labels == {tuple(sorted(ISTIO_LABELS))}
     ok = [s for s in requests.samples if s.labels["destination_service_name"] == "reviews"
           and s.labels["response_code"] == "200"]
     assert ok and ok[0].labels["reporter"] == "source"
-    assert ok[0].labels["source_workload"] == "productpage"
-    nr = [s for s in requests.samples if s.labels["response_flags"] == "NR"]
-    assert nr and nr[0].labels["response_code"] == "502"
+    assert ok[0].labels["source_workload"] == "productpage-v1"
+    # registry-only refuses an unknown host as Istio does: BlackHoleCluster, 502, no flag
+    blocked = [s for s in requests.samples if s.labels["destination_service_name"] == "BlackHoleCluster"]
+    assert blocked and blocked[0].labels["response_code"] == "502"
+    assert blocked[0].labels["response_flags"] == "-"
     assert families["istio_request_duration_milliseconds"].type == "histogram"
     revision = families["meshctl_config_revision_info"].samples
     assert [s.labels["revision"] for s in revision] == ["metrics"]
@@ -154,9 +154,9 @@ def test_access_log_lines_are_json_with_the_decision(sidecar: Sidecar) -> None:
         assert time.monotonic() < deadline
         time.sleep(0.05)
     entry = [e for e in sidecar.access_log() if e["path"] == "/logged?x=1"][-1]
-    assert entry["rule"] == "default" and entry["status"] == 200 and entry["attempts"] == 1
-    assert entry["upstream"].startswith("127.0.0.1:") and entry["version"] == "v1"
-    assert entry["flags"] == "-" and entry["duration_ms"] >= 0 and entry["revision"] == "log"
+    assert entry["route_name"] == "default" and entry["response_code"] == 200 and entry["attempts"] == 1
+    assert entry["upstream_host"].startswith("127.0.0.1:") and entry["version"] == "v1"
+    assert entry["response_flags"] == "-" and entry["duration"] >= 0 and entry["revision"] == "log"
 
 
 def test_bad_config_at_startup_exits_2_with_a_clear_message(tmp_path: Path) -> None:

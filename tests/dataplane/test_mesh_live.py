@@ -77,7 +77,7 @@ def test_two_hop_path_reaches_the_app_with_trace_and_telemetry(
     assert seen["traceparent"].split("-")[1] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert not any(h.lower().startswith("x-mesh-") for h in seen)  # internal headers stripped
     metrics = inbound.metrics()
-    assert 'reporter="destination"' in metrics and 'source_workload="productpage"' in metrics
+    assert 'reporter="destination"' in metrics and 'source_workload="productpage-v1"' in metrics
 
 
 def test_access_policy_is_enforced_on_the_inbound_side(mesh: Sidecar, inbound: Sidecar) -> None:
@@ -201,7 +201,7 @@ def test_gateway_applies_its_rules_then_the_route(gateway: Sidecar) -> None:
     assert (hello.status, hello.body) == (200, b"hi")
     assert (nothing.status, nothing.flags) == (404, "NR")
     entry = [e for e in gateway.access_log() if e["path"] == "/shop/items"][-1]
-    assert entry["rule"] == "shop/all" and entry["source"] == "gateway/public"
+    assert entry["route_name"] == "shop/all" and entry["source_workload"] == "gateway-public"
 
 
 def test_tcp_service_bytes_pass_through_a_connect_tunnel(tmp_path: Path, mesh: Sidecar) -> None:

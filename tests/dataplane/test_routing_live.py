@@ -129,7 +129,7 @@ def test_matches_choose_rules_in_order_and_unmatched_gets_404_nr(sidecar: Sideca
         assert (result.status, result.app) == (status, app), (req, result)
         if status == 404:
             assert result.flags == "NR" and result.json()["flags"] == "NR"
-    rules = [e["rule"] for e in sidecar.access_log()[-len(cases):]]
+    rules = [e["route_name"] for e in sidecar.access_log()[-len(cases):]]
     assert rules == ["beta", "beta", "api", None, "regex", None]
 
 

@@ -72,7 +72,7 @@ def test_permitted_caller_succeeds_and_app_sees_its_identity(mesh: Mesh) -> None
     xfcc = {k.lower(): v for k, v in seen.items()}["x-forwarded-client-cert"]
     assert xfcc == f"By={identity('reviews')};URI={identity('productpage')}"
     entry = inbound_log(mesh, "/hello")
-    assert entry["identity"] == identity("productpage")
+    assert entry["downstream_peer_uri_san"] == identity("productpage")
     assert entry["access_policy"] == "callers"
     assert entry["connection_security_policy"] == "mutual_tls"
     expiry = counter(mesh.reviews.metrics(), "meshctl_certificate_expiry_timestamp_seconds")
@@ -97,7 +97,7 @@ def test_caller_the_policy_does_not_allow_gets_403_rbac(mesh: Mesh) -> None:
     status, headers, _ = via(mesh.ratings.outbound_proxy, "http://reviews/secret")
     assert status == 403 and headers["x-mesh-response-flags"] == "RBAC"
     entry = inbound_log(mesh, "/secret")
-    assert entry["identity"] == identity("ratings") and entry["flags"] == "RBAC"
+    assert entry["downstream_peer_uri_san"] == identity("ratings") and entry["response_flags"] == "RBAC"
     # a deny policy wins over the allow policy, and the log names it
     status, headers, _ = via(mesh.productpage.outbound_proxy, "http://reviews/admin/users")
     assert status == 403 and headers["x-mesh-response-flags"] == "RBAC"
@@ -199,7 +199,7 @@ def test_permissive_accepts_plain_http_and_labels_both(mesh: Mesh) -> None:
         ctx = client_context(None, mesh.tls["reviews"].ca_file)
         status, _, _ = tls_request(mesh.reviews.inbound_address, ctx, "/public/anon-tls")
         assert status == 200
-        assert inbound_log(mesh, "/public/anon-tls")["identity"] is None
+        assert inbound_log(mesh, "/public/anon-tls")["downstream_peer_uri_san"] is None
         status, _, _ = via(mesh.productpage.outbound_proxy, "http://reviews/public/mtls")
         assert status == 200
         assert inbound_log(mesh, "/public/mtls")["connection_security_policy"] == "mutual_tls"
@@ -234,7 +234,7 @@ def test_disabled_server_still_serves_callers_on_mtls_during_a_rollout(mesh: Mes
         # productpage still runs strict (not updated yet): its mTLS call is served
         status, _, body = via(mesh.productpage.outbound_proxy, "http://reviews/mid-rollout")
         assert status == 200, body
-        assert inbound_log(mesh, "/mid-rollout")["identity"] == identity("productpage")
+        assert inbound_log(mesh, "/mid-rollout")["downstream_peer_uri_san"] == identity("productpage")
     finally:
         mesh.set_reviews("strict")
 
