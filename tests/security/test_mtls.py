@@ -107,7 +107,7 @@ def test_caller_the_policy_does_not_allow_gets_403_rbac(mesh: Mesh) -> None:
         line for line in mesh.reviews.metrics().splitlines()
         if line.startswith("istio_requests_total{")
         and 'response_code="403"' in line and 'response_flags="RBAC"' in line
-        and 'source_workload="ratings"' in line
+        and 'source_app="ratings"' in line
     ]
     assert denied and float(denied[0].rsplit(" ", 1)[1]) >= 1, denied
 
