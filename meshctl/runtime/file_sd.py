@@ -15,7 +15,7 @@ from typing import Any
 from meshctl.fsio import write_atomic
 from meshctl.runtime.plan import Plan
 from meshctl.runtime.ports import HOST
-from meshctl.runtime.state import StateDir, read_json
+from meshctl.runtime.state import StateDir
 
 JOB = "meshctl"
 
@@ -28,10 +28,11 @@ def _namespace(state: StateDir, plan: Plan) -> str:
     """The namespace the sidecars report (from any compiled config; all share it)."""
     for record in plan.sidecars:
         try:
-            config = read_json(state.sidecar_config(record.instance), {})
-        except ValueError:
+            config = json.loads(state.sidecar_config(record.instance).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
             continue
-        namespace = (config.get("telemetry") or {}).get("namespace")
+        telemetry = config.get("telemetry") if isinstance(config, dict) else None
+        namespace = telemetry.get("namespace") if isinstance(telemetry, dict) else None
         if isinstance(namespace, str):
             return namespace
     return "default"
