@@ -21,6 +21,7 @@ from proxy_addon.flowinfo import KEY, FlowInfo, header_dict, wants_stream
 from proxy_addon.gateway import serve_gateway
 from proxy_addon.inbound import serve_inbound
 from proxy_addon.labels import BLACKHOLE, PASSTHROUGH
+from proxy_addon.limits import malformed_fields
 from proxy_addon.outbound import outbound_request, serve_decision
 from proxy_addon.responses import answer_response, client_wants_close, flag_response
 from proxy_addon.runtime import SidecarRuntime
@@ -73,6 +74,10 @@ class MeshAddon:
                 snap.config.name if snap.config.kind == "service" else f"gateway/{snap.config.name}"
             )
             info.source_version = snap.bindings.version or "unknown"
+        if malformed_fields(flow.request.headers.fields):  # e.g. `X-A: a\0b`
+            info.flags.append("DPE")
+            flow.response = flag_response(400, info.flags, close=True)
+            return
         info.headers = header_dict(flow.request)
         if "x-request-id" not in info.headers:  # as Envoy: every request gets one, kept downstream
             info.headers["x-request-id"] = flow.request.headers["x-request-id"] = new_request_id()
@@ -139,7 +144,10 @@ class MeshAddon:
         info: FlowInfo | None = flow.metadata.get(KEY)
         if info is not None and flow.response is None:
             info.flags.append("UF" if info.native else "DC")
-        self._finish(flow, flow.response.status_code if flow.response else 0)
+        # Counted with the code the client got: mitmproxy answers a failed native flow with
+        # 502 (our flagged page); a client that went away got nothing, counted as nginx's 499.
+        fallback = 502 if info is not None and info.native else 499
+        self._finish(flow, flow.response.status_code if flow.response else fallback)
 
     def _finish(self, flow: http.HTTPFlow, status: int) -> None:
         info: FlowInfo | None = flow.metadata.pop(KEY, None)

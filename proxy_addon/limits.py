@@ -1,4 +1,5 @@
-"""Admission limits: a destination's connection pool (circuit breaker) and the inbound rate limit."""
+"""Admission limits: a destination's connection pool (circuit breaker), the inbound rate limit,
+and what a request's headers may hold at all."""
 
 from __future__ import annotations
 
@@ -7,6 +8,20 @@ import time
 from collections import deque
 
 from meshctl.contract import CompiledConnectionPool, CompiledRateLimit
+
+# Control bytes other than tab: HTTP forbids them in a field (RFC 9110 5.5); passing one on
+# would crash the upstream client or split a header.
+_FORBIDDEN_IN_FIELDS = frozenset(range(0x20)) - {0x09} | {0x7F}
+
+
+def malformed_fields(fields: tuple[tuple[bytes, bytes], ...]) -> bool:
+    """Does any header name or value carry a byte HTTP forbids there (NUL, CR, LF, ...)?"""
+    for name, value in fields:
+        if not name or not _FORBIDDEN_IN_FIELDS.isdisjoint(name) or b" " in name or b":" in name:
+            return True
+        if not _FORBIDDEN_IN_FIELDS.isdisjoint(value):
+            return True
+    return False
 
 
 class Overflow(Exception):
