@@ -21,7 +21,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bindings", required=True, type=Path)
     parser.add_argument("--confdir", type=Path, default=None)
     args = parser.parse_args(argv)
-    from proxy_addon.lean import cache_optimized_bytecode, skip_default_addons
+    from proxy_addon.lean import cache_optimized_bytecode
+    from proxy_addon.patches import skip_default_addons
 
     cache_optimized_bytecode()
     skip_default_addons()

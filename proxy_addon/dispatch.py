@@ -6,6 +6,7 @@ each request fired 4 lifecycle events and 4 `update`s, and dispatch was the larg
 cost of a request. This manager keeps, per hook name, the list of handlers (rebuilt whenever
 an addon is added or removed), computes the event's arguments once, and skips `update` when
 nobody listens. Errors in handlers are logged by mitmproxy's own `safecall`, as before.
+The AddonManager methods it overrides are guarded by source digests in `proxy_addon.patches`.
 """
 
 from __future__ import annotations

@@ -4,13 +4,13 @@ mitmproxy answers by itself when a request it forwards natively (a streamed requ
 reach its upstream, or when a client sends malformed HTTP: an HTML page naming mitmproxy and
 the error text, which carries internal addresses ("Connect call failed ('127.0.0.1', 41234)").
 A sidecar's own answers must carry `x-mesh-response-flags` and never leak addresses, so the
-page builder of mitmproxy's HTTP/1 layer is swapped for ours when the sidecar starts.
+page builder of mitmproxy's HTTP/1 layer is swapped for ours when the sidecar starts (the patch
+is in `proxy_addon.patches`).
 """
 
 from __future__ import annotations
 
-from mitmproxy.proxy.layers.http import _http1
-
+from proxy_addon import patches
 from proxy_addon.responses import flag_response
 
 
@@ -27,8 +27,8 @@ def error_flags(status: int, message: str) -> list[str]:
 
 def sidecar_error_response(status_code: int, message: str = "") -> bytes:
     response = flag_response(status_code, error_flags(status_code, message), close=True)
-    return _http1.http1.assemble_response(response)  # type: ignore[attr-defined,no-any-return]
+    return patches.assemble_response(response)
 
 
 def install_error_pages() -> None:
-    _http1.make_error_response = sidecar_error_response  # type: ignore[assignment]
+    patches.install_error_pages(sidecar_error_response)

@@ -33,11 +33,11 @@ from proxy_addon.admin import Admin
 from proxy_addon.dispatch import LeanAddonManager
 from proxy_addon.gateway_tls import GatewayTls
 from proxy_addon.health import HealthChecker
+from proxy_addon.mtls import MeshTls
 from proxy_addon.reload import Watcher
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.state import endpoint_report
 from proxy_addon.tcp import TcpTunnels
-from proxy_addon.tls import MeshTls
 
 logger = logging.getLogger("meshctl.sidecar")
 

@@ -211,7 +211,7 @@ def test_addon_imports_nothing_from_the_cli_side() -> None:
     # ruamel is mitmproxy's own dependency (its option files), so the check runs with the
     # sidecar's import path; the import-linter contract covers proxy_addon's own imports.
     code = (
-        "from proxy_addon.lean import skip_default_addons; skip_default_addons()\n"
+        "from proxy_addon.patches import skip_default_addons; skip_default_addons()\n"
         "import sys, proxy_addon.server, meshctl.decision.routing, meshctl.decision.access\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('typer', 'jinja2', 'jsonschema', 'flask') or m.startswith(('meshctl.cli', "

@@ -11,7 +11,7 @@ import pytest
 
 from meshctl.contract import TlsFiles, dump_json
 from meshctl.identity import MeshCA, spiffe_id, write_sidecar_certs
-from proxy_addon import tls
+from proxy_addon import mtls, tls
 from tests.support.configs import service_config
 from tests.support.procs import REPO, bindings_for
 
@@ -107,9 +107,9 @@ def test_handshake_reason_keeps_openssls_words() -> None:
         "The client may not trust the proxy's certificate for reviews.service.test.local "
         "(OpenSSL Error([('SSL routines', '', 'peer did not return a certificate')]))"
     )
-    assert tls.handshake_reason(error) == "peer did not return a certificate"
-    assert tls.handshake_reason("connection reset") == "connection reset"
-    assert tls.handshake_reason(
+    assert mtls.handshake_reason(error) == "peer did not return a certificate"
+    assert mtls.handshake_reason("connection reset") == "connection reset"
+    assert mtls.handshake_reason(
         "The client may not trust the proxy's certificate for x (Certificate verify failed: "
         "certificate has expired)"
     ) == "Certificate verify failed: certificate has expired"

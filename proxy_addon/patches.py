@@ -1,0 +1,142 @@
+"""Every place the sidecar reaches into mitmproxy's or pyOpenSSL's internals, in one module.
+
+Each patch is guarded: it is made only on the mitmproxy and pyOpenSSL versions it was written
+against (`SUPPORTED`); on another version the sidecar runs without it (slower start, mitmproxy's
+own error pages) or, where security depends on it (the upstream hostname check), refuses.
+`PATCHED` records a digest of the source of every internal function a patch replaces or relies
+on; `tests/dataplane/test_patches.py` fails when an upgrade changes one, so the patch is
+re-read before it ships.
+
+- `skip_default_addons`: register `mitmproxy.addons` without running its `__init__`, which
+  imports all ~40 default addons (flask, jinja2, ldap3...): ~20 MB less idle RSS per sidecar.
+- `install_error_pages`: mitmproxy's HTTP/1 error page (HTML naming mitmproxy and internal
+  addresses) replaced by the sidecar's flagged JSON answer (`proxy_addon.errorpage`).
+- `verify_upstream_host`: pyOpenSSL has no hostname check; set OpenSSL's own on the connection
+  through `SSL._lib`, exactly as mitmproxy's `tlsconfig` does.
+- `LeanAddonManager` (`proxy_addon.dispatch`) overrides `AddonManager.trigger_event` and
+  `handle_lifecycle`; its digests are recorded here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import inspect
+import logging
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED = {"mitmproxy": "12.", "pyOpenSSL": "26."}
+
+# "module:qualname" -> sha256 prefix of `inspect.getsource` of the internal a patch depends on.
+PATCHED = {
+    "mitmproxy.proxy.layers.http._http1:make_error_response": "03ce75ab62e8e78b",
+    "mitmproxy.addonmanager:AddonManager.trigger_event": "b763c59bc4992e33",
+    "mitmproxy.addonmanager:AddonManager.handle_lifecycle": "38c97e792d1db5b7",
+    "mitmproxy.addonmanager:AddonManager.add": "6c26295c4f0f4eb9",
+    "mitmproxy.addonmanager:AddonManager.remove": "2e93aab2204a39f6",
+    "mitmproxy.addons:": "c6040737c83f0ab7",  # the package's __init__: what skip_default_addons skips
+    "mitmproxy.addons.tlsconfig:TlsConfig.tls_start_server": "2e2dc9c25670cf64",  # our set1_host twin
+}
+
+
+def versions() -> dict[str, str]:
+    import mitmproxy.version
+    import OpenSSL
+
+    return {"mitmproxy": mitmproxy.version.VERSION, "pyOpenSSL": OpenSSL.__version__}
+
+
+def supported() -> bool:
+    found = versions()
+    return all(found[name].startswith(prefix) for name, prefix in SUPPORTED.items())
+
+
+def _target(key: str) -> Any:
+    module_name, _, qualname = key.partition(":")
+    if not qualname:  # a package's own __init__, read without importing it
+        spec = importlib.util.find_spec(module_name)
+        assert spec is not None and spec.origin is not None
+        return spec.origin
+    obj: Any = importlib.import_module(module_name)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def source_digest(key: str) -> str:
+    target = _target(key)
+    if isinstance(target, str):
+        with open(target, encoding="utf-8") as f:
+            text = f.read()
+    else:
+        text = inspect.getsource(target)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def drifted() -> list[str]:
+    """The patched internals whose source is not the one the patches were written against."""
+    return [key for key, digest in PATCHED.items() if source_digest(key) != digest]
+
+
+def _guarded(what: str) -> bool:
+    if supported():
+        return True
+    logger.warning("mitmproxy %s / pyOpenSSL %s not known to this sidecar: %s left out",
+                   versions()["mitmproxy"], versions()["pyOpenSSL"], what)
+    return False
+
+
+def skip_default_addons() -> None:
+    """Call before anything imports `mitmproxy.addons`."""
+    if "mitmproxy.addons" in sys.modules or not _guarded("lean addon loading"):
+        return
+    spec = importlib.util.find_spec("mitmproxy.addons")
+    if spec is None or spec.submodule_search_locations is None:
+        return
+    package = types.ModuleType("mitmproxy.addons")
+    package.__spec__ = spec
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__file__ = spec.origin
+    sys.modules["mitmproxy.addons"] = package
+    import mitmproxy
+
+    mitmproxy.addons = package  # type: ignore[attr-defined]
+
+
+def install_error_pages(make_response: Callable[[int, str], bytes]) -> None:
+    """mitmproxy's HTTP/1 layer builds its error answers with `make_response` instead."""
+    if not _guarded("the sidecar's error pages"):
+        return
+    from mitmproxy.proxy.layers.http import _http1
+
+    _http1.make_error_response = make_response  # type: ignore[assignment]
+
+
+def assemble_response(response: Any) -> bytes:
+    """An HTTP/1 response as bytes, with mitmproxy's own assembler."""
+    from mitmproxy.proxy.layers.http import _http1
+
+    return _http1.http1.assemble_response(response)  # type: ignore[attr-defined,no-any-return]
+
+
+class UnsupportedOpenSSL(RuntimeError):
+    """pyOpenSSL lacks what the upstream hostname check needs: refuse rather than not verify."""
+
+
+def verify_upstream_host(conn: Any, hostname: bytes) -> None:
+    """Make OpenSSL verify the server's certificate names `hostname` (a pyOpenSSL Connection)."""
+    from OpenSSL import SSL
+
+    lib = getattr(SSL, "_lib", None)
+    ssl_ptr = getattr(conn, "_ssl", None)
+    if lib is None or ssl_ptr is None or not hasattr(lib, "X509_VERIFY_PARAM_set1_host"):
+        raise UnsupportedOpenSSL(f"pyOpenSSL {versions()['pyOpenSSL']}: no way to check upstream host names")
+    param = lib.SSL_get0_param(ssl_ptr)
+    ok = lib.X509_VERIFY_PARAM_set1_host(param, hostname, len(hostname))
+    SSL._openssl_assert(ok == 1)  # type: ignore[attr-defined]
