@@ -7,10 +7,12 @@ is RS256 or ES256 (never `none`, never HMAC with a public key), its issuer is co
 key named by `kid` (or, without `kid`, one of the issuer's keys of that type) verifies the
 signature, `exp`/`nbf` hold (60 s of clock skew, as Istio), and `aud` names an allowed audience.
 
-Keys: a JWKS file is re-read when it changes (looked at once a second at most); a JWKS URL
-is fetched on first use, cached, refreshed every `refresh_ms`, and fetched again (at most
-every few seconds) when a token names a `kid` the cached set lacks, so a key rotation is
-picked up at once. A fetch that fails keeps the last good set.
+Verified tokens are cached (at most 60 s, never past `exp`, dropped when the key set changes),
+so a client's next request skips the signature check. Keys: a JWKS file is re-read when it
+changes (looked at once a second at most); a JWKS URL is fetched on first use, cached,
+refreshed every `refresh_ms`, and fetched again (at most every few seconds) when a token names
+a `kid` the cached set lacks, so a key rotation is picked up at once. A fetch that fails keeps
+the last good set.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +42,8 @@ REFETCH_UNKNOWN_KID_S = 5.0
 FETCH_TIMEOUT_S = 5.0
 MAX_JWKS_BYTES = 1024 * 1024
 MAX_TOKEN_BYTES = 16 * 1024
+VERIFIED_TTL_S = 60.0
+MAX_VERIFIED = 4096
 
 
 class AuthError(Exception):
@@ -93,6 +98,7 @@ class KeySet:
     provider: CompiledJwtProvider
     keys: list[jwt.PyJWK] = field(default_factory=list)
     loaded: bool = False
+    generation: int = 0  # counts key set changes: verified tokens of an older one are checked anew
     _stamp: tuple[int, int, int] | None = None
     _checked: float = -1e9
     _fetched: float = -1e9
@@ -110,6 +116,7 @@ class KeySet:
             with open(path, "rb") as handle:
                 self.keys = parse_key_set(handle.read(MAX_JWKS_BYTES))
             self._stamp, self.loaded = stamp, True
+            self.generation += 1
         except (OSError, ValueError) as exc:
             log.warning("keeping the last JWKS of %s: %s", self.provider.issuer, exc)
 
@@ -123,6 +130,7 @@ class KeySet:
                             raise ValueError(f"HTTP {resp.status}")
                         body = await resp.content.read(MAX_JWKS_BYTES)
                 self.keys, self.loaded = parse_key_set(body), True
+                self.generation += 1
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 log.warning("JWKS %s not fetched, keeping the last set: %s", url, exc)
 
@@ -146,6 +154,9 @@ class Authenticator:
         self.providers = providers
         self._sets = {p.issuer: KeySet(p) for p in providers}
         self._session: aiohttp.ClientSession | None = None
+        # Verified tokens, so a client's next request skips the signature check (as Envoy's
+        # jwt_cache): kept until `exp` and at most VERIFIED_TTL_S, dropped when keys change.
+        self._verified: OrderedDict[str, tuple[Principal, float, tuple[int, ...]]] = OrderedDict()
 
     def _http(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -161,6 +172,13 @@ class Authenticator:
         token = bearer_token(headers)
         if token is None:
             return None
+        cached = self._verified.get(token)
+        if cached is not None:
+            principal, until, generation = cached
+            await self._sets[principal.issuer].current(self._http(), None)  # keys still current?
+            if time.time() < until and generation == self._generation():
+                return principal
+            del self._verified[token]
         if len(token) > MAX_TOKEN_BYTES or token.count(".") != 2:
             raise AuthError("Jwt is not in the form of Header.Payload.Signature")
         try:
@@ -184,7 +202,18 @@ class Authenticator:
         ]
         if not candidates:
             raise AuthError("Jwks doesn't have key to match kid or alg from Jwt")
-        return self._verify(token, alg, keyset.provider, candidates)
+        principal = self._verify(token, alg, keyset.provider, candidates)
+        exp = principal.claims.get("exp")
+        until = time.time() + VERIFIED_TTL_S
+        if isinstance(exp, (int, float)):
+            until = min(until, float(exp))
+        self._verified[token] = (principal, until, self._generation())
+        if len(self._verified) > MAX_VERIFIED:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _generation(self) -> tuple[int, ...]:
+        return tuple(k.generation for k in self._sets.values())
 
     def _verify(
         self, token: str, alg: str, provider: CompiledJwtProvider, keys: list[jwt.PyJWK]

@@ -3,9 +3,9 @@
 Pure functions (the sidecar and `explain` share them). A gateway's listeners are bound to
 ports (the runtime may move them: `RuntimeBindings.listeners.gateway`, or `listeners.outbound`
 for the first port, which is how the single-port form has always been moved); several
-listeners may share a port and are told
-apart by host: the SNI on https, the Host header on http. An exact host wins over a wildcard,
-a longer wildcard over a shorter one, and a listener without hosts takes what is left.
+listeners may share a port and are told apart by host: the SNI on https, the Host header on
+http. An exact host wins over a wildcard, a longer wildcard over a shorter one, and a
+listener without hosts takes what is left.
 """
 
 from __future__ import annotations
