@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TextIO
 
 import typer
 
+from meshctl.cli.escape import terminal_safe
 from meshctl.errors import UsageError
 
 if TYPE_CHECKING:
@@ -58,7 +59,7 @@ def _write(stream: TextIO, text: str) -> None:
     error: the rest of the output goes nowhere, and the command still finishes what it does
     (e.g. `up` stops the mesh it started)."""
     try:
-        stream.write(text)
+        stream.write(terminal_safe(text))  # policy text is untrusted: no escape sequences
         stream.flush()
     except BrokenPipeError:
         _discard(stream)

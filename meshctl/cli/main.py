@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover
     from click.exceptions import ClickException  # type: ignore[assignment]
 from typer import Abort, Exit
 
+from meshctl.cli.escape import terminal_safe
 from meshctl.errors import MeshctlError
 
 # command name -> module in meshctl.cli that registers it; listed in help order
@@ -94,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             report_diagnostics(diagnostics)
         message = str(exc)
         if message:
-            print(f"meshctl: {message}", file=sys.stderr)
+            print(f"meshctl: {terminal_safe(message)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("meshctl: interrupted", file=sys.stderr)
