@@ -512,3 +512,93 @@ def dump_json(model: BaseModel) -> str:
     Serialized by pydantic's Rust core (~10x faster than json.dumps of a dict for large meshes).
     """
     return model.model_dump_json() + "\n"
+
+
+# --- the deployment manifest (manifest.json beside the sidecar configs) -----------------------
+
+MANIFEST_VERSION = "meshctl.dev/manifest/v1"
+
+
+class ManifestVersion(Frozen):
+    """One version of a service as the runtime deploys it."""
+
+    name: str
+    replicas: int
+    run: tuple[str, ...] | None = None  # None: not run by the mesh (static `endpoints`)
+    env: dict[str, str] = {}
+    endpoints: tuple[str, ...] = ()
+    labels: dict[str, str] = {}
+
+
+class ManifestService(Frozen):
+    name: str
+    protocol: str
+    port: int | None = None  # the app's port when the policy fixes it (Kubernetes)
+    health_path: str | None = None
+    versions: tuple[ManifestVersion, ...]
+
+
+class ManifestGateway(Frozen):
+    name: str
+    port: int  # the primary listener's port
+    ports: tuple[int, ...] = ()  # every listener's port
+
+
+class ManifestGate(Frozen):
+    window_ms: int
+    max_error_rate: float  # percent
+    max_p99_ms: int
+
+
+class ManifestRollout(Frozen):
+    canary: int | str  # a count, or a share such as "10%"
+    gate: ManifestGate
+
+
+class ManifestSidecar(Frozen):
+    file: str  # relative path of its config in the compiled directory
+    kind: Literal["service", "gateway"]
+    sha256: str  # "sha256:<hex>" of the file's bytes
+
+
+class DeploymentManifest(Frozen):
+    """Everything a runtime needs besides the sidecar configs: what to run, where, and how to
+    roll it out. Runtime, rollout and render read this, never the policy."""
+
+    manifest_version: str = MANIFEST_VERSION
+    schema_version: str = SCHEMA_VERSION  # of the sidecar configs beside it
+    revision: str
+    source_digest: str
+    mesh: str
+    namespace: str
+    trust_domain: str
+    mtls: Literal["strict", "permissive", "disabled"]
+    services: tuple[ManifestService, ...]
+    gateways: tuple[ManifestGateway, ...]
+    rollout: ManifestRollout
+    sidecars: dict[str, ManifestSidecar]
+
+
+def config_hash(data: str | bytes) -> str:
+    """How the manifest spells the hash of a config file's bytes."""
+    import hashlib
+
+    raw = data.encode() if isinstance(data, str) else data
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def parse_manifest(text: str | bytes) -> DeploymentManifest:
+    try:
+        raw = json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ContractError(f"not valid JSON: {exc}") from None
+    if not isinstance(raw, dict) or raw.get("manifest_version") != MANIFEST_VERSION:
+        found = raw.get("manifest_version") if isinstance(raw, dict) else None
+        raise ContractError(
+            f"unknown manifest_version {found!r}; this meshctl reads {MANIFEST_VERSION} "
+            "(recompile with this meshctl)"
+        )
+    try:
+        return DeploymentManifest.model_validate(raw)
+    except ValidationError as exc:
+        raise ContractError(_first_errors(exc)) from None

@@ -1,4 +1,5 @@
-"""The admin listener: /healthz, /ready, /metrics, /config, /samples, on the proxy's own loop.
+"""The admin listener: /healthz, /ready, /metrics, /config, /revision, /samples, on the proxy's
+own loop.
 
 Serving from the same loop means a stuck proxy shows as a stuck admin endpoint, not as a
 healthy one. A few lines of asyncio instead of aiohttp.web: the admin answers four GETs, one
@@ -13,7 +14,7 @@ import gzip
 import json
 from collections.abc import Callable
 
-from meshctl.contract import RuntimeBindings, SidecarConfig
+from meshctl.contract import RuntimeBindings, SidecarConfig, config_hash, dump_json
 from proxy_addon.samples import RecentRequests
 from proxy_addon.telemetry import Metrics
 
@@ -38,6 +39,7 @@ class Admin:
         self.current = current
         self.is_ready = is_ready
         self._server: asyncio.Server | None = None
+        self._revision: tuple[SidecarConfig, bytes] | None = None
 
     async def start(self, host: str, port: int) -> None:
         self._server = await asyncio.start_server(self._handle, host, port, reuse_address=True)
@@ -71,9 +73,21 @@ class Admin:
                 "endpoints": self.endpoints() if self.endpoints is not None else {},
             }
             return 200, JSON, json.dumps(body).encode()
+        if path == "/revision":
+            return 200, JSON, self._revision_body()
         if path == "/samples":
             return 200, JSON, self._samples(query)
         return 404, JSON, b'{"error": "not found"}'
+
+    def _revision_body(self) -> bytes:
+        """The revision this sidecar runs and the hash of its config (as the manifest spells
+        it: configs are canonical JSON, so this is the hash of the file it loaded). Small and
+        cached per config: rollout polls it to confirm every sidecar of a wave."""
+        config, _ = self.current()
+        if self._revision is None or self._revision[0] is not config:
+            body = {"revision": config.revision, "sha256": config_hash(dump_json(config))}
+            self._revision = (config, json.dumps(body).encode())
+        return self._revision[1]
 
     def _samples(self, query: str) -> bytes:
         """`?since=SEQ[&limit=0]`: the served requests after SEQ, [duration ms, status] each."""

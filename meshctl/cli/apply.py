@@ -11,14 +11,15 @@ from typing import Annotated, Any
 
 import typer
 
-from meshctl.cli.common import PolicyDirOption, StateOption, choose, err, out, policy_dir, report_diagnostics
+from meshctl.cli.common import PolicyDirOption, StateOption, TextOrJson, err, out, policy_dir, report_diagnostics
+from meshctl.cli.tables import render_table
 from meshctl.errors import UsageError
 from meshctl.model.values import parse_duration_ms
 from meshctl.revisions import commit_subjects
 from meshctl.rollout.apply import apply_lock, execute
 from meshctl.rollout.gate import GateSpec
 from meshctl.rollout.planning import describe, gate_of, plan_rollout
-from meshctl.rollout.source import compile_target
+from meshctl.rollout.source import compile_target, compiled_target
 from meshctl.runtime.applied import read_applied, read_history, record_applied
 from meshctl.runtime.control import load_plan, require_running, views_of
 from meshctl.runtime.observed import read_observed
@@ -71,6 +72,7 @@ def roll_out(
     action: str,
     fmt: str = "text",
     quiet: bool = False,
+    compiled_dir: Path | None = None,
 ) -> None:
     """Roll `rev` out; the one-line result goes to stdout (to stderr when `quiet`: a caller such
     as `promote` reports for itself)."""
@@ -82,7 +84,10 @@ def roll_out(
     read_history(sdir)
     read_observed(sdir, required=True)
     PortBook(sdir.ports, required=True)
-    target = compile_target(pdir, rev, allow_dirty=allow_dirty)
+    if compiled_dir is not None:
+        target = compiled_target(pdir, compiled_dir)
+    else:
+        target = compile_target(pdir, rev, allow_dirty=allow_dirty)
     report_diagnostics(target.warnings)
     with apply_lock(sdir):
         running = frozenset(n for n, v in views_of(read_observed(sdir, required=True)).items() if v.pid)
@@ -100,7 +105,7 @@ def roll_out(
         if plan.empty:
             # Same configs under a new name: record it, nothing to reload.
             compiled = target.compiled
-            record_applied(sdir, compiled.revision, compiled.source_digest, compiled.rendered(),
+            record_applied(sdir, compiled.revision, compiled.manifest.source_digest, compiled.rendered,
                            [s.instance for s in old.sidecars], action=action, note="no config changes")
             if target.repo is not None and target.commit:
                 target.repo.update_ref(target.commit, f"meshctl {action} {target.commit}")
@@ -125,13 +130,17 @@ def apply_command(
     ] = False,
     window: WindowOption = None,
     canary: CanaryOption = None,
-    format: Annotated[str, typer.Option("--format", help="text | json (--dry-run plan).")] = "text",
+    format: Annotated[TextOrJson, typer.Option("--format", help="Output format of the --dry-run plan.")] = "text",
+    compiled: Annotated[Path | None, typer.Option(
+        "--compiled", help="Apply this `meshctl compile` output (built once, e.g. by CI) as it is.",
+        show_default=False)] = None,
 ) -> None:
     """Validate, compile, and roll a revision out to the changed sidecars in gated waves."""
-    choose(format, ("text", "json"), "--format")
+    if compiled is not None and (rev is not None or allow_dirty):
+        raise UsageError("--compiled applies a compiled directory: give no REV and no --allow-dirty")
     pdir, sdir = _state(dir_option, state)
     roll_out(pdir, sdir, rev, allow_dirty=allow_dirty, dry_run=dry_run, window=window,
-             canary=canary, action="apply", fmt=format)
+             canary=canary, action="apply", fmt=format, compiled_dir=compiled)
 
 
 def previous_revision(sdir: StateDir) -> str:
@@ -169,10 +178,9 @@ def rollback_command(
 def history_command(
     dir_option: PolicyDirOption = None,
     state: StateOption = None,
-    format: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    format: Annotated[TextOrJson, typer.Option("--format", help="Output format.")] = "text",
 ) -> None:
     """List the revisions applied to the local mesh, newest first."""
-    choose(format, ("text", "json"), "--format")
     pdir, sdir = _state(dir_option, state)
     entries: list[dict[str, Any]] = [asdict(e) for e in reversed(read_history(sdir))]
     applied = read_applied(sdir)
@@ -186,12 +194,19 @@ def history_command(
     if not entries:
         out("nothing applied yet\n")
         return
-    for entry in entries:
-        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["at"]))
-        mark = "*" if entry["revision"] == current and entry is _first_ok(entries) else " "
-        subject = f"  {entry['subject']}" if entry.get("subject") else ""
-        note = f"\n    {entry['note']}" if entry.get("note") else ""
-        out(f"{mark} {at}  {entry['action']:<16} {str(entry['revision'])[:12]}{subject}{note}\n")
+    running = _first_ok(entries)
+    rows = [
+        (
+            "*" if entry["revision"] == current and entry is running else "",
+            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["at"])),
+            entry["action"],
+            str(entry["revision"])[:12],
+            entry.get("subject") or "",
+            entry.get("note") or "",
+        )
+        for entry in entries
+    ]
+    out(render_table(("", "AT", "ACTION", "REVISION", "SUBJECT", "NOTE"), rows))
 
 
 def _first_ok(entries: list[dict[str, object]]) -> dict[str, object] | None:

@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TextIO
+from typing import TYPE_CHECKING, Annotated, Literal, TextIO
 
 import typer
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from meshctl.validate.diagnostics import Diagnostic
 
 DEFAULT_POLICY_DIR = Path("mesh.d")
+TextOrJson = Literal["text", "json"]  # a --format typed this way is checked and listed in --help
 
 PolicyDirArgument = Annotated[
     Path | None, typer.Argument(help="Policy directory (default ./mesh.d).", show_default=False)

@@ -25,8 +25,7 @@ def compile_command(
     compiled = result.compiled_or_raise("nothing was compiled")
     report_diagnostics(result.warnings)
     manifest = write_compiled(compiled, out_dir)
-    sidecars = manifest["sidecars"]
-    out(f"compiled revision {compiled.revision}: {len(sidecars)} sidecar config(s) in {out_dir}\n")  # type: ignore[arg-type]
+    out(f"compiled revision {compiled.revision}: {len(manifest.sidecars)} sidecar config(s) in {out_dir}\n")
 
 
 def register(app: typer.Typer) -> None:

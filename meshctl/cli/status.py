@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 import typer
 
-from meshctl.cli.common import PolicyDirOption, StateOption, choose, out, policy_dir
+from meshctl.cli.common import PolicyDirOption, StateOption, TextOrJson, out, policy_dir
+from meshctl.cli.tables import render_table
 from meshctl.errors import UsageError
 from meshctl.runtime.applied import read_applied
 from meshctl.runtime.control import load_plan, require_running
@@ -109,7 +110,7 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
         lines.append(f"gateway {name}  {url}  {state}  {rps} req/s")
     header = ("SERVICE", "VERSION", "INSTANCE", "REVISION", "HEALTH", "REQ/S", "SHARE", "ERR%",
               "P50", "P99", "RESTARTS")
-    rows: list[tuple[str, ...]] = [header]
+    rows: list[tuple[str, ...]] = []
     by_version = {(v["service"], v["version"]): v for v in version_rows(statuses)}
     ordered = sorted(
         (s for s in statuses if not s.record.is_gateway),
@@ -136,16 +137,13 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
             _fmt(t.p50_ms if t else None, "ms"), _fmt(t.p99_ms if t else None, "ms"),
             str(s.restarts),
         ))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-              for row in rows]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n" + render_table(header, rows)
 
 
 def status_command(
     dir_option: PolicyDirOption = None,
     state: StateOption = None,
-    format: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    format: Annotated[TextOrJson, typer.Option("--format", help="Output format.")] = "text",
     interval: Annotated[
         float, typer.Option(help="Seconds between the two metric scrapes (0: since start).")
     ] = 1.0,
@@ -154,7 +152,6 @@ def status_command(
     ] = False,
 ) -> None:
     """Show each sidecar's revision, health, req/s, error rate and p50/p99."""
-    choose(format, ("text", "json"), "--format")
     if interval < 0:
         raise UsageError("--interval must be >= 0")
     sdir = StateDir(resolve_state_dir(policy_dir(None, dir_option), state))

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 from types import FrameType
 from typing import Annotated
 
 import typer
 
 from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, StateOption, err, out, policy_dir, report_diagnostics
+from meshctl.cli.tables import render_table
 from meshctl.errors import CheckFailed, UsageError
 from meshctl.runtime.applied import read_history
 from meshctl.runtime.control import (
@@ -41,22 +43,19 @@ def plan_table(plan: Plan) -> str:
     for name, url in sorted(plan.gateway_urls().items()):
         lines.append(f"gateway {name:<12} {url}")
     header = ("SERVICE", "VERSION", "INSTANCE", "APP", "INBOUND", "OUTBOUND", "ADMIN")
-    rows = [header]
-    for s in sorted(plan.sidecars, key=lambda s: (s.is_gateway, s.sidecar, s.instance)):
-        rows.append(
-            (
-                s.sidecar,
-                s.version or "-",
-                s.instance,
-                str(s.app_port or "-"),
-                str(s.inbound_port or "-"),
-                str(s.outbound_port or "-"),
-                str(s.admin_port),
-            )
+    rows = [
+        (
+            s.sidecar,
+            s.version or "-",
+            s.instance,
+            str(s.app_port or "-"),
+            str(s.inbound_port or "-"),
+            str(s.outbound_port or "-"),
+            str(s.admin_port),
         )
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines) + "\n"
+        for s in sorted(plan.sidecars, key=lambda s: (s.is_gateway, s.sidecar, s.instance))
+    ]
+    return "\n".join(lines) + "\n" + render_table(header, rows)
 
 
 def up_command(
@@ -76,6 +75,9 @@ def up_command(
             help="Listen on another port than the Gateway's (NAME=PORT, 0 for any free port).",
         ),
     ] = None,
+    compiled: Annotated[Path | None, typer.Option(
+        "--compiled", help="Run this `meshctl compile` output (built once, e.g. by CI) as it is.",
+        show_default=False)] = None,
 ) -> None:
     """Start every app instance with its sidecar, and every gateway, on 127.0.0.1."""
     pdir = policy_dir(directory, dir_option)
@@ -89,7 +91,7 @@ def up_command(
     read_history(sdir)
     PortBook(sdir.ports)
     prepared = prepare(pdir, sdir, gateway_ports=parse_gateway_ports(gateway_port or []),
-                       replacing=frozenset(supervised(sdir)))
+                       replacing=frozenset(supervised(sdir)), compiled_dir=compiled)
     report_diagnostics(prepared.warnings)
     left = reap_leftovers(sdir)
     if left:

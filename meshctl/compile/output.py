@@ -1,65 +1,95 @@
-"""Write compiled output: manifest plus one JSON file per sidecar, all or nothing."""
+"""Compiled mesh -> compiled output: the deployment manifest plus one JSON file per sidecar.
+
+The manifest carries what runtime, rollout and render need from the policy (services, versions,
+replicas, commands, gateways, rollout settings with the defaults applied), so none of them reads
+the policy model. Writing is all or nothing (`meshctl.compiled`).
+"""
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
-from meshctl import contract
-from meshctl.compile.compiler import CompiledMesh, config_hash, sidecar_file
-from meshctl.errors import UsageError
+from meshctl import defaults
+from meshctl.compile.compiler import CompiledMesh
+from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN
+from meshctl.compiled import MANIFEST, CompiledOutput, sidecar_file, write_compiled_dir
+from meshctl.contract import (
+    DeploymentManifest,
+    ManifestGate,
+    ManifestGateway,
+    ManifestRollout,
+    ManifestService,
+    ManifestSidecar,
+    ManifestVersion,
+    config_hash,
+)
 
-MANIFEST = "manifest.json"
+__all__ = ["MANIFEST", "compiled_output", "manifest_of", "write_compiled"]
 
 
-def manifest(compiled: CompiledMesh, rendered: dict[str, str]) -> dict[str, object]:
-    return {
-        "schema_version": contract.SCHEMA_VERSION,
-        "revision": compiled.revision,
-        "source_digest": compiled.source_digest,
-        "sidecars": {
-            name: {
-                "file": sidecar_file(name),
-                "kind": compiled.configs[name].kind,
-                "sha256": config_hash(text),
-            }
+def manifest_of(compiled: CompiledMesh, rendered: dict[str, str]) -> DeploymentManifest:
+    policy = compiled.policy
+    mesh = policy.mesh.spec if policy.mesh else None
+    services = tuple(
+        ManifestService(
+            name=svc.metadata.name,
+            protocol=svc.spec.protocol,
+            port=svc.spec.port,
+            health_path=svc.spec.health_check.path if svc.spec.health_check else None,
+            versions=tuple(
+                ManifestVersion(
+                    name=v.name, replicas=v.replicas, run=tuple(v.run) if v.run else None,
+                    env=dict(sorted((v.env or {}).items())), endpoints=tuple(v.endpoints or ()),
+                    labels=dict(sorted((v.labels or {}).items())),
+                )
+                for v in svc.spec.versions
+            ),
+        )
+        for svc in (loc.obj for loc in policy.services)
+    )
+    gateways = tuple(
+        ManifestGateway(
+            name=gw.metadata.name, port=gw.spec.primary_port,
+            ports=tuple(sorted({lst.port for lst in gw.spec.listeners or ()} | (
+                {gw.spec.port} if gw.spec.port is not None else set()))),
+        )
+        for gw in (loc.obj for loc in policy.gateways)
+    )
+    rollout = mesh.rollout if mesh else None
+    gate = rollout.gate if rollout else None
+    any_config = next(iter(compiled.configs.values()), None)
+    return DeploymentManifest(
+        revision=compiled.revision,
+        source_digest=compiled.source_digest,
+        mesh=any_config.mesh if any_config else (policy.mesh.metadata.name if policy.mesh else "mesh"),
+        namespace=compiled.namespace,
+        trust_domain=(mesh.trust_domain if mesh and mesh.trust_domain else DEFAULT_TRUST_DOMAIN),
+        mtls=mesh.mtls if mesh else "strict",
+        services=services,
+        gateways=gateways,
+        rollout=ManifestRollout(
+            canary=rollout.canary if rollout else defaults.CANARY,
+            gate=ManifestGate(
+                window_ms=gate.window if gate else defaults.GATE_WINDOW_MS,
+                max_error_rate=float(gate.max_error_rate) if gate else defaults.GATE_MAX_ERROR_RATE,
+                max_p99_ms=gate.max_p99 if gate else defaults.GATE_MAX_P99_MS,
+            ),
+        ),
+        sidecars={
+            name: ManifestSidecar(file=sidecar_file(name), kind=compiled.configs[name].kind,
+                                  sha256=config_hash(text))
             for name, text in rendered.items()
         },
-    }
+    )
 
 
-def write_compiled(compiled: CompiledMesh, out_dir: Path) -> dict[str, object]:
-    """Replace `out_dir` with the compiled output; returns the manifest written."""
-    try:
-        return _replace_output(compiled, out_dir.resolve())
-    except OSError as exc:
-        raise UsageError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
-
-
-def _replace_output(compiled: CompiledMesh, out_dir: Path) -> dict[str, object]:
+def compiled_output(compiled: CompiledMesh) -> CompiledOutput:
     rendered = compiled.rendered()
-    if out_dir.exists() and not (out_dir / MANIFEST).is_file() and any(out_dir.iterdir()):
-        raise UsageError(f"{out_dir} exists and is not a meshctl compile output; refusing to replace it")
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.new.", dir=out_dir.parent))
-    try:
-        for name, text in rendered.items():
-            target = staging / sidecar_file(name)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(text, encoding="utf-8")
-        data = manifest(compiled, rendered)
-        (staging / MANIFEST).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        if out_dir.exists():
-            retired = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old.", dir=out_dir.parent))
-            os.replace(out_dir, retired / "out")
-            os.replace(staging, out_dir)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            os.replace(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return data
+    return CompiledOutput(manifest_of(compiled, rendered), rendered, dict(compiled.configs))
+
+
+def write_compiled(compiled: CompiledMesh, out_dir: Path) -> DeploymentManifest:
+    """Replace `out_dir` with the compiled output; returns the manifest written."""
+    output = compiled_output(compiled)
+    write_compiled_dir(output, out_dir)
+    return output.manifest

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import pickle
 import sys
 import threading
-import traceback
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,49 +162,44 @@ def can_fork() -> bool:
 
 def _os_threads() -> int:
     """Threads of this process as the kernel counts them (also those not started by `threading`)."""
+    import psutil
+
     try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("Threads:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError):
-        pass
-    return threading.active_count()
+        return psutil.Process().num_threads()
+    except psutil.Error:
+        return threading.active_count()
+
+
+_PENDING: list[Callable[[], Built]] = []  # what the forked worker runs: inherited, not pickled
+
+
+def _run_pending() -> Built:
+    return _PENDING[0]()
 
 
 def both(first: Callable[[], Built], second: Callable[[], Built], *, fork: bool | None = None) -> tuple[Built, Built]:
-    """Run `first` in a forked child while this process runs `second` (one after the other
-    where forking is not possible; `fork` overrides the check)."""
+    """Run `first` in a forked worker while this process runs `second` (one after the other
+    where forking is not possible; `fork` overrides the check). The worker inherits `first` at
+    the fork (closures need no pickling); only its result comes back."""
     if not (can_fork() if fork is None else fork):
         return first(), second()
-    ctx = multiprocessing.get_context("fork")
-    receiver, sender = ctx.Pipe(duplex=False)
-
-    def child() -> None:
-        try:
-            payload = pickle.dumps(("ok", first()), protocol=pickle.HIGHEST_PROTOCOL)
-        except BaseException:  # the parent re-raises it: a bug, reported with its traceback
-            payload = pickle.dumps(("error", traceback.format_exc()))
-        try:
-            sender.send_bytes(payload)
-        except OSError:
-            pass  # the parent gave up (Ctrl-C, or its own side failed)
-
-    proc = ctx.Process(target=child, daemon=True)
-    proc.start()
-    sender.close()
+    _PENDING[:] = [first]
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
     try:
+        future = pool.submit(_run_pending)  # forks here, with `first` in place
         second_result = second()
         try:
-            status, value = pickle.loads(receiver.recv_bytes())
-        except EOFError:
-            raise RuntimeError(f"the base build died (exit code {proc.exitcode})") from None
+            first_result = future.result()
+        except BrokenProcessPool:
+            raise RuntimeError("the base build died") from None
+        except Exception as exc:  # a bug in the worker: re-raised here with its traceback
+            remote = exc.__cause__ or ""  # concurrent.futures' _RemoteTraceback
+            raise RuntimeError(f"the base build failed:\n{remote}\n{type(exc).__name__}: {exc}") from None
     except BaseException:
-        proc.kill()  # nobody will read its result
+        for proc in list(getattr(pool, "_processes", {}).values()):
+            proc.kill()  # nobody will read its result
         raise
     finally:
-        receiver.close()
-        proc.join()
-    if status != "ok":
-        raise RuntimeError(f"the base build failed:\n{value}")
-    return value, second_result
+        pool.shutdown(wait=True, cancel_futures=True)
+        _PENDING.clear()
+    return first_result, second_result

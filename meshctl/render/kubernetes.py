@@ -10,16 +10,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshctl import contract
-from meshctl.compile.compiler import CompiledMesh
+from meshctl import contract, defaults
+from meshctl.compiled import CompiledOutput
+from meshctl.contract import ManifestService
 from meshctl.fsio import write_atomic
-from meshctl.model import Service
 from meshctl.templating import render
 
 OUTBOUND_PORT = 15001  # the ports Istio users know: outbound, inbound, admin
 INBOUND_PORT = 15006
 ADMIN_PORT = 15020
-DEFAULT_APP_PORT = 8080
+DEFAULT_APP_PORT = defaults.APP_PORT
 CONFIG_DIR = "/etc/meshctl"
 TLS_DIR = "/etc/meshctl/tls"
 
@@ -38,28 +38,27 @@ def _dns(service: str, version: str, options: RenderOptions) -> str:
 Endpoints = dict[str, dict[str, tuple[str, ...]]]
 
 
-def _endpoints(compiled: CompiledMesh, options: RenderOptions) -> tuple[Endpoints, set[str]]:
+def _endpoints(compiled: CompiledOutput, options: RenderOptions) -> tuple[Endpoints, set[str]]:
     endpoints: Endpoints = {}
     plaintext: set[str] = set()
-    for loc in compiled.policy.services:
-        svc = loc.obj
+    for svc in compiled.manifest.services:
         versions: dict[str, tuple[str, ...]] = {}
-        for version in svc.spec.versions:
+        for version in svc.versions:
             if version.endpoints:
                 versions[version.name] = tuple(version.endpoints)
                 plaintext |= set(version.endpoints)
             else:
-                versions[version.name] = (_dns(svc.metadata.name, version.name, options),)
-        endpoints[svc.metadata.name] = versions
+                versions[version.name] = (_dns(svc.name, version.name, options),)
+        endpoints[svc.name] = versions
     return endpoints, plaintext
 
 
 def _bindings(
-    compiled: CompiledMesh, options: RenderOptions, *, instance: str, version: str | None, app_port: int | None,
+    compiled: CompiledOutput, options: RenderOptions, *, instance: str, version: str | None, app_port: int | None,
     gateway_port: int | None = None,
 ) -> str:
     endpoints, plaintext = _endpoints(compiled, options)
-    mtls = compiled.policy.mesh is None or compiled.policy.mesh.spec.mtls != "disabled"
+    mtls = compiled.manifest.mtls != "disabled"
     bindings = contract.RuntimeBindings(
         version=version,
         instance=instance,
@@ -78,11 +77,11 @@ def _bindings(
     return contract.dump_json(bindings)
 
 
-def _service_manifest(compiled: CompiledMesh, svc: Service, options: RenderOptions) -> str:
-    name = svc.metadata.name
-    app_port = svc.spec.port or DEFAULT_APP_PORT
+def _service_manifest(compiled: CompiledOutput, svc: ManifestService, options: RenderOptions) -> str:
+    name = svc.name
+    app_port = svc.port or DEFAULT_APP_PORT
     versions = []
-    for version in svc.spec.versions:
+    for version in svc.versions:
         if version.run is None:
             continue  # static endpoints: nothing to deploy
         labels = {"app": name, "version": version.name, **(version.labels or {})}
@@ -100,7 +99,7 @@ def _service_manifest(compiled: CompiledMesh, svc: Service, options: RenderOptio
         "name": name,
         "namespace": options.namespace,
         "revision": compiled.revision,
-        "config": contract.dump_json(compiled.configs[name]),
+        "config": compiled.rendered[name],
         "versions": versions,
         "app_port": app_port,
         "sidecar_image": options.sidecar_image,
@@ -108,19 +107,19 @@ def _service_manifest(compiled: CompiledMesh, svc: Service, options: RenderOptio
         "config_dir": CONFIG_DIR,
         "tls_dir": TLS_DIR,
         "tls": compiled.configs[name].mtls != "disabled",
-        "health_path": svc.spec.health_check.path if svc.spec.health_check else None,
+        "health_path": svc.health_path,
     }
     return render("kubernetes/service.yaml.j2", context)
 
 
-def _gateway_manifest(compiled: CompiledMesh, key: str, options: RenderOptions) -> str:
+def _gateway_manifest(compiled: CompiledOutput, key: str, options: RenderOptions) -> str:
     config = compiled.configs[key]
     assert config.gateway is not None
     context = {
         "name": config.name,
         "namespace": options.namespace,
         "revision": compiled.revision,
-        "config": contract.dump_json(config),
+        "config": compiled.rendered[key],
         "bindings": _bindings(compiled, options, instance=f"gateway-{config.name}", version=None, app_port=None,
                               gateway_port=config.gateway.port),
         "port": config.gateway.port,
@@ -133,12 +132,12 @@ def _gateway_manifest(compiled: CompiledMesh, key: str, options: RenderOptions) 
     return render("kubernetes/gateway.yaml.j2", context)
 
 
-def render_manifests(compiled: CompiledMesh, options: RenderOptions) -> dict[str, str]:
-    """File name -> YAML text; deterministic."""
+def render_manifests(compiled: CompiledOutput, options: RenderOptions) -> dict[str, str]:
+    """File name -> YAML text; deterministic. Reads the compiled output only (manifest and
+    configs), never the policy."""
     files: dict[str, str] = {}
-    for loc in compiled.policy.services:
-        svc = loc.obj
-        files[f"{svc.metadata.name}.yaml"] = _service_manifest(compiled, svc, options)
+    for svc in compiled.manifest.services:
+        files[f"{svc.name}.yaml"] = _service_manifest(compiled, svc, options)
     for key in sorted(k for k in compiled.configs if k.startswith("gateway/")):
         files[f"gateway-{key.removeprefix('gateway/')}.yaml"] = _gateway_manifest(compiled, key, options)
     files["kustomization.yaml"] = render("kubernetes/kustomization.yaml.j2",

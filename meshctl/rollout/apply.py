@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
-from meshctl.compile.output import write_compiled
+from meshctl.compiled import write_compiled_dir
 from meshctl.errors import CheckFailed, UsageError
 from meshctl.fsio import write_atomic
 from meshctl.rollout.confirm import wait_for_revision
@@ -101,8 +101,8 @@ def execute(
         _undo(state, plan, run.previous, report)
         tracker.finish("interrupted")
         raise
-    write_compiled(plan.compiled, state.compiled(plan.target))
-    record_applied(state, plan.target, plan.compiled.source_digest, run.rendered,
+    write_compiled_dir(plan.compiled, state.compiled(plan.target))
+    record_applied(state, plan.target, plan.compiled.manifest.source_digest, run.rendered,
                    [s.instance for s in plan.new.sidecars], action=action)
     if repo is not None and plan.commit and plan.commit == plan.target:
         # The applied revision, in git, with its reflog as history (`meshctl diff` reads it).
@@ -127,7 +127,7 @@ class _Run:
         self.outcome = ApplyOutcome(ok=False, revision=plan.target)
         self.previous: dict[str, str] = {}  # instance -> the config text it ran before
         self.records = {s.instance: s for s in plan.new.sidecars}
-        self.rendered = plan.compiled.rendered()  # each sidecar's JSON once, not per instance
+        self.rendered = plan.compiled.rendered  # each sidecar's JSON, exactly as compiled
 
     def start_new_processes(self) -> None:
         """New instances first, ready before any caller learns of them; then restarts."""

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from meshctl import defaults
 from meshctl.runtime.metrics import Snapshot, Window, window
 from meshctl.runtime.observe import scrape
 from meshctl.runtime.plan import SidecarRecord
@@ -20,9 +21,9 @@ EARLY_FAIL_MIN_REQUESTS = 20  # enough requests to stop a window early on errors
 
 @dataclass(frozen=True)
 class GateSpec:
-    window_ms: int = 10_000
-    max_error_rate: float = 1.0  # percent
-    max_p99_ms: int = 500
+    window_ms: int = defaults.GATE_WINDOW_MS
+    max_error_rate: float = defaults.GATE_MAX_ERROR_RATE  # percent
+    max_p99_ms: int = defaults.GATE_MAX_P99_MS
 
 
 @dataclass(frozen=True)

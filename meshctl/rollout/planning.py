@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshctl.compile.compiler import CompiledMesh
+from meshctl.compiled import CompiledOutput
 from meshctl.contract import ContractError, SidecarConfig, parse_sidecar_config
 from meshctl.rollout.gate import GateSpec
 from meshctl.rollout.waves import split_waves
@@ -25,7 +25,7 @@ class RolloutPlan:
     base: str | None
     target: str
     commit: str | None  # the git commit applied; None for a dirty work tree
-    compiled: CompiledMesh
+    compiled: CompiledOutput
     old: Plan
     new: Plan
     changed: list[str] = field(default_factory=list)  # kept instances whose config changes
@@ -69,19 +69,11 @@ def running_config(state: StateDir, instance: str) -> SidecarConfig | None:
         return None
 
 
-def gate_of(compiled: CompiledMesh) -> tuple[GateSpec, int | str]:
-    """The target revision's own rollout settings (Mesh.spec.rollout), else the defaults."""
-    mesh = compiled.policy.mesh
-    rollout = mesh.spec.rollout if mesh else None
-    gate = rollout.gate if rollout else None
-    spec = (
-        GateSpec(
-            window_ms=gate.window, max_error_rate=gate.max_error_rate, max_p99_ms=gate.max_p99
-        )
-        if gate
-        else GateSpec()
-    )
-    return spec, (rollout.canary if rollout else 1)
+def gate_of(compiled: CompiledOutput) -> tuple[GateSpec, int | str]:
+    """The target revision's own rollout settings (its manifest, defaults applied)."""
+    rollout = compiled.manifest.rollout
+    gate = rollout.gate
+    return GateSpec(gate.window_ms, gate.max_error_rate, gate.max_p99_ms), rollout.canary
 
 
 def kept_gateway_overrides(old: Plan, gateways: set[str]) -> dict[str, int]:
@@ -99,7 +91,7 @@ def kept_gateway_overrides(old: Plan, gateways: set[str]) -> dict[str, int]:
 def plan_rollout(
     state: StateDir,
     old: Plan,
-    compiled: CompiledMesh,
+    compiled: CompiledOutput,
     *,
     base: str | None,
     commit: str | None,
@@ -108,7 +100,7 @@ def plan_rollout(
     gate: GateSpec | None = None,
 ) -> RolloutPlan:
     ports = PortBook(state.ports, required=True)
-    topology = topology_of(compiled.policy)
+    topology = topology_of(compiled.manifest)
     new = build_plan(
         topology,
         policy_dir=Path(old.policy_dir),

@@ -6,23 +6,43 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from meshctl.compile.compiler import CompiledMesh
+from meshctl.compiled import CompiledOutput, read_compiled_dir
 from meshctl.errors import UsageError
-from meshctl.pipeline import build_source
-from meshctl.sources.git import PolicyRepo
-from meshctl.validate.diagnostics import Diagnostic
+from meshctl.sources.git import GitError, PolicyRepo
+
+if TYPE_CHECKING:
+    from meshctl.validate.diagnostics import Diagnostic
 
 
 @dataclass(frozen=True)
 class Target:
-    compiled: CompiledMesh
+    compiled: CompiledOutput
     commit: str | None  # None: the work tree, not a commit
     repo: PolicyRepo | None
     warnings: list[Diagnostic]
 
 
+def compiled_target(policy_dir: Path, directory: Path) -> Target:
+    """A directory `meshctl compile` wrote (in CI, say): its bytes as they are, hash-checked.
+    Its revision is the applied commit in git too when the policy's repository has it."""
+    output = read_compiled_dir(directory)
+    repo: PolicyRepo | None = None
+    commit = None
+    try:
+        repo = PolicyRepo.discover(policy_dir)
+        if not output.revision.endswith("-dirty") and repo.resolve(output.revision) == output.revision:
+            commit = output.revision
+    except (GitError, UsageError):
+        pass
+    return Target(compiled=output, commit=commit, repo=repo, warnings=[])
+
+
 def compile_target(policy_dir: Path, rev: str | None, *, allow_dirty: bool) -> Target:
+    from meshctl.compile.output import compiled_output
+    from meshctl.pipeline import build_source
+
     repo = PolicyRepo.discover(policy_dir)
     if rev is None and repo.is_dirty():
         if not allow_dirty:
@@ -39,4 +59,5 @@ def compile_target(policy_dir: Path, rev: str | None, *, allow_dirty: bool) -> T
         result = build_source(policy_dir, commit)
     where = "the work tree" if commit is None else (rev or "HEAD")
     compiled = result.compiled_or_raise("nothing applied", where=where)
-    return Target(compiled=compiled, commit=commit, repo=repo, warnings=result.warnings)
+    return Target(compiled=compiled_output(compiled), commit=commit, repo=repo,
+                  warnings=result.warnings)

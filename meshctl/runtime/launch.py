@@ -10,11 +10,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshctl.compile.compiler import CompiledMesh
-from meshctl.compile.output import write_compiled
+from meshctl.compiled import CompiledOutput, read_compiled_dir, write_compiled_dir
 from meshctl.contract import SidecarConfig, TlsFiles
 from meshctl.errors import UsageError
-from meshctl.pipeline import build_source
 from meshctl.runtime.applied import record_applied
 from meshctl.runtime.plan import (
     Plan,
@@ -32,17 +30,20 @@ from meshctl.validate.diagnostics import Diagnostic
 @dataclass(frozen=True)
 class Prepared:
     plan: Plan
-    compiled: CompiledMesh
+    compiled: CompiledOutput
     warnings: list[Diagnostic]
 
 
-def compile_dir(policy_dir: Path, rev: str | None = None) -> tuple[CompiledMesh, list[Diagnostic]]:
-    """Compile the work tree (or a revision): (compiled, warnings); PolicyInvalid carrying the
-    diagnostics when the policy has errors."""
+def compile_dir(policy_dir: Path, rev: str | None = None) -> tuple[CompiledOutput, list[Diagnostic]]:
+    """Compile the work tree (or a revision): (compiled output, warnings); PolicyInvalid
+    carrying the diagnostics when the policy has errors."""
+    from meshctl.compile.output import compiled_output
+    from meshctl.pipeline import build_source
+
     if not policy_dir.is_dir():
         raise UsageError(f"policy directory {policy_dir} does not exist")
     result = build_source(policy_dir, rev)
-    return result.compiled_or_raise("nothing was started"), result.warnings
+    return compiled_output(result.compiled_or_raise("nothing was started")), result.warnings
 
 
 def prepare(
@@ -51,14 +52,20 @@ def prepare(
     *,
     gateway_ports: Mapping[str, int] | None = None,
     replacing: frozenset[str] = frozenset(),
+    compiled_dir: Path | None = None,
 ) -> Prepared:
     """`replacing`: processes a dead supervisor left that `up` is about to replace; their
-    ports are theirs to hand over, not taken."""
-    compiled, warnings = compile_dir(policy_dir)
+    ports are theirs to hand over, not taken. `compiled_dir`: run that compiled output (built
+    elsewhere, hash-checked) instead of compiling `policy_dir`."""
+    warnings: list[Diagnostic] = []
+    if compiled_dir is not None:
+        compiled = read_compiled_dir(compiled_dir)
+    else:
+        compiled, warnings = compile_dir(policy_dir)
     state.ensure()
     ports = PortBook(state.ports)
     plan = build_plan(
-        topology_of(compiled.policy),
+        topology_of(compiled.manifest),
         policy_dir=policy_dir.resolve(),
         revision=compiled.revision,
         state=state,
@@ -70,7 +77,7 @@ def prepare(
     check_ports_free(plan, skip=[s.instance for s in plan.sidecars
                                  if {s.process, s.app_process} & replacing])
     ports.save()
-    write_compiled(compiled, state.compiled(compiled.revision))
+    write_compiled_dir(compiled, state.compiled(compiled.revision))
     write_sidecar_files(state, plan, compiled, (s.instance for s in plan.sidecars))
     write_plan(state, plan)
     return Prepared(plan=plan, compiled=compiled, warnings=warnings)
@@ -79,7 +86,7 @@ def prepare(
 def record_up(policy_dir: Path, state: StateDir, prepared: Prepared) -> None:
     """The revision `up` started is the applied one, once it runs."""
     compiled = prepared.compiled
-    record_applied(state, compiled.revision, compiled.source_digest, compiled.rendered(),
+    record_applied(state, compiled.revision, compiled.manifest.source_digest, compiled.rendered,
                    [s.instance for s in prepared.plan.sidecars])
     _record_ref(policy_dir, prepared.compiled.revision)
 
@@ -153,7 +160,7 @@ def tls_of(state: StateDir, plan: Plan) -> dict[str, TlsFiles]:
 def write_sidecar_files(
     state: StateDir,
     plan: Plan,
-    compiled: CompiledMesh,
+    compiled: CompiledOutput,
     instances: Iterable[str],
     *,
     all_bindings: bool = True,

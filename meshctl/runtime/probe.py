@@ -1,10 +1,24 @@
-"""Readiness probes: is a port accepting connections, does a URL answer 200."""
+"""Asking processes over HTTP: readiness, a sidecar's revision, an admin page. One aiohttp client
+for all of it; every answer other than 200 (or no answer in time) is "no"."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import json
+from dataclasses import dataclass
+
+import aiohttp
+
+_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
+
+
+@dataclass(frozen=True)
+class Running:
+    """What a sidecar's admin /revision says it runs."""
+
+    revision: str
+    sha256: str  # of its config, as the manifest spells it
 
 
 async def probe_tcp(host: str, port: int, timeout: float) -> bool:
@@ -19,69 +33,45 @@ async def probe_tcp(host: str, port: int, timeout: float) -> bool:
     return True
 
 
-async def probe_http(url: str, timeout: float) -> bool:
-    """GET `url` answers 200. A bare HTTP/1.0 request: no client library for a probe."""
-    rest = url.removeprefix("http://")
-    hostport, _, path = rest.partition("/")
-    host, _, port = hostport.partition(":")
+async def _get(url: str, timeout: float) -> bytes | None:
+    """Body of GET `url` when it answers 200, else None. No pooling: probes are one-off, and a
+    kept-alive connection would hold a sidecar's admin listener for nothing."""
     try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, int(port or 80))
-            try:
-                writer.write(f"GET /{path} HTTP/1.0\r\nHost: {hostport}\r\n\r\n".encode())
-                await writer.drain()
-                status_line = await reader.readline()
-            finally:
-                writer.close()
-    except (OSError, TimeoutError, ValueError):
-        return False
-    parts = status_line.split()
-    return len(parts) >= 2 and parts[1] == b"200"
+        async with aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            connector=aiohttp.TCPConnector(force_close=True),
+            auto_decompress=True,
+        ) as session, session.get(url, allow_redirects=False) as resp:
+            if resp.status != 200:
+                return None
+            return await resp.read()
+    except _ERRORS:
+        return None
 
 
-_REVISION = re.compile(rb'"revision":\s*"([^"]*)"')
+async def probe_http(url: str, timeout: float) -> bool:
+    """GET `url` answers 200."""
+    return await _get(url, timeout) is not None
+
+
+async def fetch_running(host: str, port: int, timeout: float) -> Running | None:
+    """The revision and config hash a sidecar reports on its admin /revision."""
+    body = await _get(f"http://{host}:{port}/revision", timeout)
+    if body is None:
+        return None
+    try:
+        raw = json.loads(body)
+        return Running(str(raw["revision"]), str(raw["sha256"]))
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 async def fetch_revision(host: str, port: int, timeout: float) -> str | None:
-    """The revision in a sidecar's /config, read from the first bytes of the answer only: the
-    field comes first, and confirming fifty sidecars should not parse fifty whole configs."""
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(f"GET /config HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
-                await writer.drain()
-                head = b""
-                while len(head) < 8192:
-                    chunk = await reader.read(4096)
-                    if not chunk:
-                        break
-                    head += chunk
-                    if (match := _REVISION.search(head)) is not None:
-                        break
-            finally:
-                writer.close()
-    except (OSError, TimeoutError):
-        return None
-    if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) or match is None:
-        return None
-    return match.group(1).decode()
+    running = await fetch_running(host, port, timeout)
+    return running.revision if running else None
 
 
 async def fetch(host: str, port: int, path: str, timeout: float) -> str | None:
-    """Body of GET `path` when it answers 200 (no gzip asked, the server closes), else None."""
-    try:
-        async with asyncio.timeout(timeout):
-            reader, writer = await asyncio.open_connection(host, port)
-            try:
-                writer.write(f"GET {path} HTTP/1.0\r\nHost: {host}:{port}\r\n\r\n".encode())
-                await writer.drain()
-                raw = await reader.read()
-            finally:
-                writer.close()
-    except (OSError, TimeoutError):
-        return None
-    head, _, body = raw.partition(b"\r\n\r\n")
-    if not head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")):
-        return None
-    return body.decode("utf-8", errors="replace")
+    """Body of GET `path` when it answers 200, else None."""
+    body = await _get(f"http://{host}:{port}{path}", timeout)
+    return None if body is None else body.decode("utf-8", errors="replace")

@@ -81,6 +81,7 @@ class Supervisor:
         self.procs: dict[str, Managed] = {}
         self.retiring: set[str] = set()  # names being stopped after leaving the plan
         self.plan_digest = ""
+        self.sidecar_of: dict[str, str] = {}  # process name -> compiled config key, for sidecars
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.dirty = asyncio.Event()
@@ -137,6 +138,7 @@ class Supervisor:
             self.plan_digest = digest  # state.json says which plan.json it looked at
             self.dirty.set()
             return
+        self.sidecar_of = {s.process: s.sidecar for s in plan.sidecars}
         wanted = {p.name: p for p in plan.processes}
         for name in list(self.procs):
             if name not in wanted or wanted[name] != self.procs[name].spec:
@@ -176,6 +178,7 @@ class Supervisor:
     async def _keep_running(self, m: Managed) -> None:
         failures = 0
         while not m.stopping:
+            self._restore_config_if_damaged(m.spec)
             try:
                 m.proc = await self._spawn(m.spec)
             except OSError as exc:
@@ -208,6 +211,26 @@ class Supervisor:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await m.wake.wait()
+
+    def _restore_config_if_damaged(self, spec: ProcessSpec) -> None:
+        """A sidecar whose config file is damaged would crash-loop: put the applied revision's
+        config back from its compiled copy (hash-checked), and say so in both logs."""
+        sidecar = self.sidecar_of.get(spec.name)
+        if sidecar is None or "--config" not in spec.argv:
+            return
+        path = Path(spec.argv[spec.argv.index("--config") + 1])
+        problem = _config_problem(path)
+        if problem is None:
+            return
+        try:
+            restored = restore_config(self.state, sidecar, path)
+        except (OSError, StateFileError, ValueError) as exc:
+            log.error("%s: %s is damaged (%s) and cannot be restored: %s", spec.name, path, problem, exc)
+            return
+        message = f"{path} was damaged ({problem}); restored from {restored}"
+        log.warning("%s: %s", spec.name, message)
+        with contextlib.suppress(OSError), open(self.state.log(spec.name), "a") as out:
+            out.write(f"meshctl supervisor: {message}\n")
 
     async def _spawn(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
         self.state.logs.mkdir(parents=True, exist_ok=True)
@@ -321,6 +344,37 @@ class Supervisor:
             identity = _identity_in(Path(m.spec.tls_dir).parent / "config.json")
             if identity and renew_if_due(ca, identity, Path(m.spec.tls_dir)):
                 log.info("%s: certificate renewed", m.spec.name)
+
+
+def _config_problem(path: Path) -> str | None:
+    from meshctl.contract import ContractError, parse_sidecar_config
+
+    try:
+        parse_sidecar_config(path.read_bytes())
+    except FileNotFoundError:
+        return "missing"
+    except (OSError, ContractError) as exc:
+        return str(exc)
+    return None
+
+
+def restore_config(state: StateDir, sidecar: str, path: Path) -> Path:
+    """Write the applied revision's compiled config of `sidecar` to `path`; the copy it came
+    from. ValueError when the copy is not the one applied.json names (by hash)."""
+    from meshctl.compiled import sidecar_file
+    from meshctl.contract import config_hash
+    from meshctl.fsio import write_atomic
+    from meshctl.runtime.applied import read_applied
+
+    applied = read_applied(state)
+    if applied is None:
+        raise ValueError(f"no applied revision in {state.applied}")
+    copy = state.compiled(applied.revision) / sidecar_file(sidecar)
+    data = copy.read_bytes()
+    if applied.configs.get(sidecar) != config_hash(data):
+        raise ValueError(f"{copy} is not the config applied.json names for {sidecar}")
+    write_atomic(path, data)
+    return copy
 
 
 def _identity_in(config: Path) -> str | None:

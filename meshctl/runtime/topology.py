@@ -1,4 +1,4 @@
-"""What the local runtime runs, read from the typed policy: app instances and gateways.
+"""What the local runtime runs, read from the deployment manifest: app instances and gateways.
 
 Kept as plain JSON-able values so the plan (and the daemon reading it) never needs the model.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from meshctl.model import MeshPolicy
+from meshctl.contract import DeploymentManifest
 
 
 @dataclass(frozen=True)
@@ -56,29 +56,19 @@ class Topology:
         return [v for s in self.services for v in s.versions]
 
 
-def topology_of(policy: MeshPolicy) -> Topology:
-    services = []
-    for located in policy.services:
-        svc = located.obj
-        name = svc.metadata.name
-        versions = tuple(
-            VersionSpec(
-                service=name,
-                version=v.name,
-                replicas=v.replicas,
-                run=tuple(v.run) if v.run else None,
-                env=dict(v.env or {}),
-                endpoints=tuple(v.endpoints or ()),
-            )
-            for v in svc.spec.versions
+def topology_of(manifest: DeploymentManifest) -> Topology:
+    services = tuple(
+        ServiceSpec(
+            name=svc.name, protocol=svc.protocol, health_path=svc.health_path,
+            versions=tuple(
+                VersionSpec(
+                    service=svc.name, version=v.name, replicas=v.replicas, run=v.run,
+                    env=dict(v.env), endpoints=v.endpoints,
+                )
+                for v in svc.versions
+            ),
         )
-        health = svc.spec.health_check.path if svc.spec.health_check else None
-        services.append(
-            ServiceSpec(
-                name=name, protocol=svc.spec.protocol, health_path=health, versions=versions
-            )
-        )
-    gateways = tuple(
-        GatewaySpec(name=g.obj.metadata.name, port=g.obj.spec.primary_port) for g in policy.gateways
+        for svc in manifest.services
     )
-    return Topology(services=tuple(services), gateways=gateways)
+    gateways = tuple(GatewaySpec(name=g.name, port=g.port) for g in manifest.gateways)
+    return Topology(services=services, gateways=gateways)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from meshctl.compile.compiler import CompiledMesh
+from meshctl.compile.output import compiled_output
+from meshctl.compiled import CompiledOutput
 from meshctl.pipeline import build
 from meshctl.rollout.planning import describe, plan_rollout
 from meshctl.runtime.plan import Plan, build_plan, write_sidecar_config
@@ -48,10 +49,10 @@ spec: {service: api, rules: [{from: [web]}]}
 """
 
 
-def compiled(text: str, revision: str) -> CompiledMesh:
+def compiled(text: str, revision: str) -> CompiledOutput:
     result = build([PolicyFile(path="mesh.d/mesh.yaml", text=text)], revision)
     assert result.compiled is not None, result.diagnostics
-    return result.compiled
+    return compiled_output(result.compiled)
 
 
 def running(tmp: Path, text: str, revision: str) -> tuple[StateDir, Plan]:
@@ -60,7 +61,7 @@ def running(tmp: Path, text: str, revision: str) -> tuple[StateDir, Plan]:
     mesh = compiled(text, revision)
     ports = PortBook(state.ports)
     plan = build_plan(
-        topology_of(mesh.policy), policy_dir=tmp / "mesh.d", revision=revision, state=state,
+        topology_of(mesh.manifest), policy_dir=tmp / "mesh.d", revision=revision, state=state,
         ports=ports, workdir=tmp,
     )
     ports.save()
