@@ -15,8 +15,11 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, TCPConnector, web
 
-# Headers an app forwards on its own calls: user identity for A/B rules, and trace context.
-FORWARDED_HEADERS = ("end-user", "traceparent", "tracestate", "x-request-id", "cookie")
+# Headers an app forwards on its own calls: user identity for A/B rules, trace context (W3C and
+# B3, which the sidecars pass through), and the request id the first sidecar generated.
+FORWARDED_HEADERS = ("end-user", "traceparent", "tracestate", "x-request-id", "cookie",
+                     "x-b3-traceid", "x-b3-spanid", "x-b3-parentspanid", "x-b3-sampled", "x-b3-flags",
+                     "b3")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
