@@ -2,10 +2,11 @@
 
 Each hop keeps the caller's trace id and sends its own span id downstream, so the next
 sidecar's (and the app's) spans nest under this one. A finished request becomes a plain tuple
-in a bounded queue (`Spans.record`, ~1 us); a background task encodes batches as OTLP protobuf
-(opentelemetry-proto) and POSTs them to `<otlp>/v1/traces`. The request never waits on the
-collector: a full queue drops the span and counts it, a slow or dead collector costs one
-bounded POST per batch off the request path. Why not the OpenTelemetry SDK: bench/tracing.
+in a bounded queue (`Spans.record`); a background task encodes batches as OTLP protobuf (the
+wire format written directly, checked against opentelemetry-proto) and POSTs them to
+`<otlp>/v1/traces`. The request never waits on the collector: a full queue drops the span and
+counts it, a slow or dead collector costs one bounded POST per batch off the request path.
+Why neither the OpenTelemetry SDK nor opentelemetry-proto's message objects: bench/tracing.
 """
 
 from __future__ import annotations
@@ -14,16 +15,13 @@ import asyncio
 import contextlib
 import logging
 import random
+import struct
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, InstrumentationScope, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span, Status
 
 logger = logging.getLogger(__name__)
 
@@ -32,8 +30,6 @@ MAX_QUEUE = 4096  # spans waiting for export; beyond this new spans are dropped 
 BATCH = 512
 EXPORT_EVERY_S = 1.0
 EXPORT_TIMEOUT_S = 3.0
-SCOPE = InstrumentationScope(name="meshctl-sidecar", version="1")
-KIND = {"server": Span.SPAN_KIND_SERVER, "client": Span.SPAN_KIND_CLIENT}
 
 Attr = tuple[str, str | int | float | bool]
 
@@ -91,36 +87,74 @@ def new_request_id() -> str:
 Recorded = tuple[str, str, str, str, str, int, int, bool, Sequence[Attr]]
 
 
-def _any(value: str | int | float | bool) -> AnyValue:
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _any_value(value: str | int | float | bool) -> bytes:
     if isinstance(value, bool):
-        return AnyValue(bool_value=value)
+        return b"\x10" + (b"\x01" if value else b"\x00")  # bool_value = 2
     if isinstance(value, int):
-        return AnyValue(int_value=value)
+        return b"\x18" + _varint(value & 0xFFFFFFFFFFFFFFFF)  # int_value = 3
     if isinstance(value, float):
-        return AnyValue(double_value=value)
-    return AnyValue(string_value=value)
+        return b"\x21" + struct.pack("<d", value)  # double_value = 4
+    return _field(1, value.encode())  # string_value = 1
+
+
+_KEY_VALUES: dict[tuple[str, type, object], bytes] = {}
+
+
+def _key_value(key: str, value: str | int | float | bool) -> bytes:
+    """An encoded KeyValue; most (key, value) pairs repeat, so they are cached (bounded)."""
+    cache_key = (key, type(value), value)
+    found = _KEY_VALUES.get(cache_key)
+    if found is None:
+        found = _field(1, key.encode()) + _field(2, _any_value(value))
+        if len(_KEY_VALUES) < 4096:
+            _KEY_VALUES[cache_key] = found
+    return found
+
+
+_KIND_FIELD = {"server": b"\x30\x02", "client": b"\x30\x03"}  # kind = 6: SERVER, CLIENT
+_STATUS_ERROR = _field(15, b"\x18\x02")  # status = 15 { code = 3: STATUS_CODE_ERROR }
+_SCOPE = _field(1, _field(1, b"meshctl-sidecar") + _field(2, b"1"))  # ScopeSpans.scope
+
+
+def _span(kind: str, name: str, trace_id: str, span_id: str, parent: str, start: int, end: int,
+          error: bool, attrs: Sequence[Attr]) -> bytes:
+    body = b"".join((
+        b"\x0a\x10", bytes.fromhex(trace_id),  # trace_id = 1
+        b"\x12\x08", bytes.fromhex(span_id),  # span_id = 2
+        b"\x22\x08" + bytes.fromhex(parent) if parent else b"",  # parent_span_id = 4
+        _field(5, name.encode()),
+        _KIND_FIELD[kind],
+        b"\x39", struct.pack("<Q", start),  # start_time_unix_nano = 7 (fixed64)
+        b"\x41", struct.pack("<Q", end),  # end_time_unix_nano = 8
+        b"".join(_field(9, _key_value(k, v)) for k, v in attrs),
+        _STATUS_ERROR if error else b"",
+    ))
+    return _field(2, body)  # ScopeSpans.spans = 2
 
 
 def encode(spans: Sequence[Recorded], resource: Sequence[Attr]) -> bytes:
-    """An OTLP ExportTraceServiceRequest (protobuf) for one resource and scope."""
-    out = []
-    for kind, name, trace_id, span_id, parent, start, end, error, attrs in spans:
-        out.append(Span(
-            trace_id=bytes.fromhex(trace_id),
-            span_id=bytes.fromhex(span_id),
-            parent_span_id=bytes.fromhex(parent) if parent else b"",
-            name=name,
-            kind=KIND[kind],
-            start_time_unix_nano=start,
-            end_time_unix_nano=end,
-            attributes=[KeyValue(key=k, value=_any(v)) for k, v in attrs],
-            status=Status(code=Status.STATUS_CODE_ERROR) if error else Status(),
-        ))
-    request = ExportTraceServiceRequest(resource_spans=[ResourceSpans(
-        resource=Resource(attributes=[KeyValue(key=k, value=_any(v)) for k, v in resource]),
-        scope_spans=[ScopeSpans(scope=SCOPE, spans=out)],
-    )])
-    return request.SerializeToString()
+    """An OTLP ExportTraceServiceRequest (protobuf wire format) for one resource and scope.
+
+    Written field by field rather than through opentelemetry-proto's message objects: 7x less
+    CPU per span (bench/tracing); tests decode every export with opentelemetry-proto.
+    """
+    res = _field(1, b"".join(_field(1, _key_value(k, v)) for k, v in resource))
+    scope_spans = _field(2, _SCOPE + b"".join(_span(*s) for s in spans))
+    return _field(1, res + scope_spans)
 
 
 class Spans:
