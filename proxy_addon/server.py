@@ -14,6 +14,7 @@ import asyncio
 import ctypes
 import gc
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -42,6 +43,11 @@ from proxy_addon.tcp import TcpTunnels
 logger = logging.getLogger("meshctl.sidecar")
 
 DRAIN_TIMEOUT_S = 25.0
+# A client connection with no bytes either way for this long is closed: a half-open or
+# slow-loris connection (headers never finished, keep-alive left idle) cannot be held
+# forever. 300 s is Envoy's stream_idle_timeout; mitmproxy's own default is 600 s. A request
+# being answered is not idle (mitmproxy disarms the watchdog while our hooks run).
+IDLE_TIMEOUT_S = int(os.environ.get("MESHCTL_SIDECAR_IDLE_TIMEOUT_S", "300"))
 UNROUTABLE = "127.0.0.1:9"  # reverse target of the gateway listener; every flow is re-routed
 
 
@@ -164,7 +170,7 @@ class Sidecar:
             self.addon,
         )
         # lazy: a reverse listener answers 502 instead of closing when its target is down.
-        opts.update(connection_strategy="lazy", keep_host_header=True)
+        opts.update(connection_strategy="lazy", keep_host_header=True, tcp_timeout=IDLE_TIMEOUT_S)
         logging.getLogger().setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

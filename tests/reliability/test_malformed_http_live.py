@@ -149,3 +149,26 @@ def test_fuzzed_requests_never_crash_a_listener(mesh: dict[str, Sidecar], method
 def test_after_the_fuzz_every_sidecar_is_healthy(mesh: dict[str, Sidecar]) -> None:
     for sc in mesh.values():
         _healthy(sc)
+
+
+def test_half_open_connections_are_closed_after_the_idle_timeout(tmp_path: Path) -> None:
+    """The defect: 1,000 half-open connections were held past 150 s. With the idle timeout
+    set to 2 s for the test, a connection that never finishes its headers is closed."""
+    import os
+    os.environ["MESHCTL_SIDECAR_IDLE_TIMEOUT_S"] = "2"
+    try:
+        sc = start_sidecar(tmp_path / "idle", service_config("checkout", (destination("orders"),)),
+                           bindings_for(inbound=False, endpoints={"orders": {"v1": ("127.0.0.1:9",)}}))
+    finally:
+        del os.environ["MESHCTL_SIDECAR_IDLE_TIMEOUT_S"]
+    try:
+        socks = [socket.create_connection(_address(sc, "outbound"), timeout=10) for _ in range(20)]
+        for sock in socks:
+            sock.sendall(b"GET http://orders/ HTTP/1.1\r\nHost: ord")  # never finished
+        start = time.monotonic()
+        for sock in socks:
+            assert sock.recv(1024) == b""  # closed by the sidecar
+        assert time.monotonic() - start < 8
+        _healthy(sc)
+    finally:
+        sc.proc.kill()
