@@ -39,6 +39,7 @@ from proxy_addon.reload import Watcher
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.state import endpoint_report
 from proxy_addon.tcp import TcpTunnels
+from proxy_addon.tcpmetrics import TcpMetrics
 
 logger = logging.getLogger("meshctl.sidecar")
 
@@ -168,6 +169,7 @@ class Sidecar:
             tlsconfig.TlsConfig(),
             errorcheck.ErrorCheck(repeat_errors_on_stderr=True),
             self.addon,
+            TcpMetrics(self.rt, self.roles),
         )
         # lazy: a reverse listener answers 502 instead of closing when its target is down.
         opts.update(connection_strategy="lazy", keep_host_header=True, tcp_timeout=IDLE_TIMEOUT_S)

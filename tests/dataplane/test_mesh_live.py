@@ -238,6 +238,18 @@ def test_tcp_service_bytes_pass_through_a_connect_tunnel(tmp_path: Path, mesh: S
             while len(received) < 22:
                 received += conn.recv(4096)
         assert received == b"\x00\x01RAW BYTES, NOT HTTP\n"
+        # Istio's TCP metrics on the inbound relay (the connection is closed by now)
+        deadline = time.monotonic() + 10
+        while 'istio_tcp_connections_closed_total{' not in (text := db.metrics()):
+            assert time.monotonic() < deadline, text
+            time.sleep(0.1)
+        samples = {line.split("{")[0]: (line, float(line.rsplit(" ", 1)[1]))
+                   for line in text.splitlines() if line.startswith("istio_tcp_")}
+        assert samples["istio_tcp_received_bytes_total"][1] == 22
+        assert samples["istio_tcp_sent_bytes_total"][1] == 22
+        assert samples["istio_tcp_connections_opened_total"][1] == 1
+        assert 'request_protocol="tcp"' in samples["istio_tcp_sent_bytes_total"][0]
+        assert 'reporter="destination"' in samples["istio_tcp_sent_bytes_total"][0]
     finally:
         db.stop()
         server.shutdown()
