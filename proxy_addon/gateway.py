@@ -21,7 +21,11 @@ from proxy_addon.runtime import SidecarRuntime
 async def serve_gateway(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> http.Response:
     state = rt.edge
     client = flow.client_conn
-    listeners = state.ports().get(client.sockname[1], ()) if client.sockname else ()
+    ports = state.ports()
+    listeners = ports.get(client.sockname[1]) if client.sockname else None
+    if listeners is None:
+        # A port no binding names (mitmdump -s with its own --mode): every listener may take it.
+        listeners = tuple(lst for on_port in ports.values() for lst in on_port)
     host = host_of(flow.request.host_header or "")
     listener = choose_listener(listeners, host, client.sni, client.tls_established)
     if listener is None:
