@@ -156,7 +156,8 @@ class RetryPolicy(Frozen):
     attempts: int = 0  # retries after the first try
     per_try_timeout_ms: int | None = None
     on: tuple[str, ...] = ()  # 5xx, gateway-error, connect-failure, reset, refused-stream,
-    # retriable-4xx, or a status code as a string ("503")
+    # retriable-4xx, a status code as a string ("503"), or a gRPC condition: cancelled,
+    # deadline-exceeded, internal, resource-exhausted, unavailable
     backoff: CompiledBackoff = CompiledBackoff()
     non_idempotent: bool = False
 
@@ -167,8 +168,9 @@ class DelayFault(Frozen):
 
 
 class AbortFault(Frozen):
-    status: int
+    status: int  # for HTTP callers
     percent: float
+    grpc_status: int | None = None  # for gRPC callers; None: the gRPC equivalent of `status`
 
 
 class CompiledFault(Frozen):

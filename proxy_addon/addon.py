@@ -10,13 +10,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from mitmproxy import http
+from mitmproxy.proxy import server_hooks
 
 from meshctl.decision import decide
-from proxy_addon import reporting
+from proxy_addon import grpcflow, h2c, reporting
 from proxy_addon.flowinfo import KEY, FlowInfo, header_dict, wants_stream
 from proxy_addon.gateway import serve_gateway
 from proxy_addon.inbound import serve_inbound
@@ -58,10 +59,11 @@ class MeshAddon:
 
     # --- flow start ------------------------------------------------------------------------
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    def requestheaders(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        """Synchronous, except for gRPC calls (their faults and circuit breaker may wait)."""
         role = self.roles.get(flow.client_conn.proxy_mode.full_spec)
         if role is None:
-            return
+            return None
         snap = self.rt.snapshot
         info = FlowInfo(role, snap)
         flow.metadata[KEY] = info
@@ -81,8 +83,18 @@ class MeshAddon:
         info.headers = header_dict(flow.request)
         if "x-request-id" not in info.headers:  # as Envoy: every request gets one, kept downstream
             info.headers["x-request-id"] = flow.request.headers["x-request-id"] = new_request_id()
+        if grpcflow.is_grpc_request(info.headers):
+            info.protocol = "grpc"
+            if role == "inbound":
+                grpcflow.inbound_call(flow, info)
+                return None
+            dest = snap.config.destinations.get(flow.request.host.lower())
+            if role == "outbound" and dest is not None and dest.protocol != "tcp":
+                return grpcflow.outbound_call(self.rt, flow, info, dest)
+            return None  # answered in `request` (no route, denied), as gRPC errors
         if wants_stream(info.headers):
             route_stream(self.rt, flow, info)
+        return None
 
     async def request(self, flow: http.HTTPFlow) -> None:
         info: FlowInfo | None = flow.metadata.get(KEY)
@@ -100,7 +112,9 @@ class MeshAddon:
         except StreamInstead as signal:
             stream_instead(flow, info, signal)
             return
-        if self.draining or client_wants_close(flow.request, info.headers):
+        if info.protocol == "grpc":
+            response = grpcflow.as_grpc_error(response, info.flags)
+        elif self.draining or client_wants_close(flow.request, info.headers):
             response.headers["connection"] = "close"
         flow.response = response
 
@@ -124,23 +138,59 @@ class MeshAddon:
             return
         config = self.rt.snapshot.config
         host = flow.request.host.lower()
-        if host in config.destinations or host in config.denied:
+        if host in config.destinations:
+            # An HTTP or gRPC service (`grpc_proxy` opens such tunnels): the tunnel is
+            # terminated here and each request in it gets the full policy (connection_strategy
+            # is lazy: nothing is connected for the tunnel itself).
+            return
+        if host in config.denied:
             flow.response = flag_response(403, ["RBAC"])
         elif config.outbound_policy == "registry-only":
             flow.response = flag_response(502, ["NR"])
 
     # --- flow end --------------------------------------------------------------------------
 
+    def server_connect(self, data: server_hooks.ServerConnectionHookData) -> None:
+        """HTTP/2 clients reach sidecars and gRPC apps over plaintext with prior knowledge."""
+        server = data.server
+        if server.tls or server.address is None or not h2c.client_speaks_h2(data.client):
+            return
+        snap = self.rt.snapshot
+        address = f"{server.address[0]}:{server.address[1]}"
+        inbound = snap.config.inbound
+        if address == snap.bindings.app:
+            if inbound is not None and inbound.protocol == "grpc":
+                h2c.mark_h2c(server)
+        elif any(ep.address == address for eps in snap.candidates.values() for ep in eps):
+            h2c.mark_h2c(server)  # another sidecar's inbound listener (mTLS disabled)
+
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         info: FlowInfo | None = flow.metadata.get(KEY)
-        if info is not None and info.native and flow.response is not None:
+        if info is None or flow.response is None:
+            return
+        if grpcflow.GRPC_KEY in flow.metadata:
+            grpcflow.response_headers(flow, info)
+        elif info.native:
             flow.response.stream = True
 
-    def response(self, flow: http.HTTPFlow) -> None:
+    def response(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        assert flow.response is not None
+        if grpcflow.GRPC_KEY in flow.metadata:
+            return self._grpc_response(flow)
+        self._finish(flow, flow.response.status_code)
+        return None
+
+    async def _grpc_response(self, flow: http.HTTPFlow) -> None:
+        info: FlowInfo | None = flow.metadata.get(KEY)
+        if info is not None:
+            await grpcflow.outbound_response(self.rt, flow, info)
         assert flow.response is not None
         self._finish(flow, flow.response.status_code)
 
     def error(self, flow: http.HTTPFlow) -> None:
+        call = flow.metadata.pop(grpcflow.GRPC_KEY, None)
+        if call is not None:
+            call.release()
         info: FlowInfo | None = flow.metadata.get(KEY)
         if info is not None and flow.response is None:
             info.flags.append("UF" if info.native else "DC")

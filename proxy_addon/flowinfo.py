@@ -58,6 +58,7 @@ class FlowInfo:
     access_policy: str | None = None  # the AccessPolicy that decided; None: the default did
     set_cookies: list[str] = field(default_factory=list)  # Set-Cookie values for the client
     headers: dict[str, str] = field(default_factory=dict)  # lower-case names, read once
+    protocol: str = "http"  # request_protocol: http | grpc
 
 
 def header_dict(request: http.Request) -> dict[str, str]:

@@ -80,7 +80,7 @@ class MeshTls:
         expected = current.expected.get(data.context.client.id, {})
         identity = expected.get(address) or identity_at(snap, address)
         if identity is not None:
-            current.start_upstream(data, identity)
+            current.start_upstream(data, identity, h2=data.context.client.alpn == b"h2")
 
     def client_disconnected(self, client: connection.Client) -> None:
         current = self._tls()

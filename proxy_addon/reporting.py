@@ -118,6 +118,7 @@ def finish(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, status: int)
             "access_policy": info.access_policy,
             "connection_security_policy": security,
             "revision": info.snapshot.revision,
+            "grpc_status": grpc_status or None,  # as Istio's %GRPC_STATUS%
         })
     if own is not None and own.sampled and rt.spans.enabled:
         parent = parse_traceparent(incoming)

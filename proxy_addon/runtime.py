@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 
 from multidict import CIMultiDict
 
@@ -11,6 +12,7 @@ from meshctl.contract import RuntimeBindings, SidecarConfig
 from proxy_addon.accesslog import AccessLog
 from proxy_addon.edge import EdgeState
 from proxy_addon.flowinfo import FlowInfo
+from proxy_addon.h2client import H2Pool
 from proxy_addon.labels import Labeller
 from proxy_addon.origination import HostsResolver, OriginationContexts, version_of
 from proxy_addon.samples import RecentRequests
@@ -41,6 +43,8 @@ class SidecarRuntime:
         self.edge = EdgeState()  # gateways: listeners, end-user tokens, client limits
         self.app_upstream = Upstream()  # the local app is always plain HTTP
         self.tls: SidecarTls | None = None
+        self.h2 = H2Pool()  # HTTP/2 to other sidecars and gRPC apps (gRPC retries)
+        self.h2_contexts: dict[int, ssl.SSLContext] = {}
         self._mirrors: set[asyncio.Task[None]] = set()
         self.install(config, bindings)
 
@@ -130,5 +134,6 @@ class SidecarRuntime:
             task.cancel()
         await self.spans.close()
         await self.upstream.close()
+        self.h2.close()
         await self.app_upstream.close()
         await self.edge.close()

@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 
 from mitmproxy import options
-from mitmproxy.addons import core, errorcheck, next_layer, proxyserver, tlsconfig
+from mitmproxy.addons import core, errorcheck, proxyserver, tlsconfig
 from mitmproxy.master import Master
 from mitmproxy.proxy import mode_specs
+from mitmproxy.proxy.context import Context
 
 from meshctl.contract import RuntimeBindings, SidecarConfig
 from meshctl.decision.hosts import listener_ports
@@ -33,6 +34,7 @@ from proxy_addon.addon import MeshAddon
 from proxy_addon.admin import Admin
 from proxy_addon.dispatch import LeanAddonManager
 from proxy_addon.gateway_tls import GatewayTls
+from proxy_addon.h2c import MeshNextLayer
 from proxy_addon.health import HealthChecker
 from proxy_addon.mtls import MeshTls
 from proxy_addon.reload import Watcher
@@ -123,6 +125,14 @@ class Sidecar:
         self._drain_task: asyncio.Task[None] | None = None
         self.exit_code = 0
 
+    def _h2c_listener(self, context: Context) -> bool:
+        """Listeners where clients may speak cleartext HTTP/2: outbound, and HTTP inbound."""
+        mode = context.client.proxy_mode
+        role = self.roles.get(mode.full_spec)
+        if role == "outbound":
+            return True
+        return role == "inbound" and isinstance(mode, mode_specs.ReverseMode) and mode.scheme == "http"
+
     def _current(self) -> tuple[SidecarConfig, RuntimeBindings]:
         snap = self.rt.snapshot
         return snap.config, snap.bindings
@@ -159,7 +169,7 @@ class Sidecar:
             core.Core(),
             proxyserver.Proxyserver(),
             self.tcp,  # before NextLayer: it decides tunnels to tcp services
-            next_layer.NextLayer(),
+            MeshNextLayer(self._h2c_listener),  # mitmproxy's NextLayer, plus h2c
             # before TlsConfig: mesh mTLS sets the connection, TlsConfig then leaves it alone
             MeshTls(
                 lambda: self.rt.tls, lambda: self.rt.snapshot, self.roles,

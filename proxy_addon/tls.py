@@ -195,14 +195,15 @@ class SidecarTls:
         self.maybe_reload()
         return self.current.client
 
-    def start_upstream(self, data: tls.TlsData, identity: str) -> None:
+    def start_upstream(self, data: tls.TlsData, identity: str, h2: bool = False) -> None:
         """Set the client-side connection for `tls_start_server` (mitmproxy's streaming path)."""
         self.maybe_reload()
         conn = SSL.Connection(self.current.stream_client)
         hostname = server_hostname(identity).encode("ascii")
         conn.set_tlsext_host_name(hostname)
         patches.verify_upstream_host(conn, hostname)  # pyOpenSSL has no hostname check of its own
-        conn.set_alpn_protos([b"http/1.1"])
+        # HTTP/2 when the client speaks it (gRPC needs it end to end: trailers, streams).
+        conn.set_alpn_protos([b"h2", b"http/1.1"] if h2 else [b"http/1.1"])
         conn.set_connect_state()
         data.ssl_conn = conn
 

@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from shop.common import ENV_KEY, call, make_app, serve, served_by
+from shop.inventory_client import check_stock
 
 routes = web.RouteTableDef()
 
@@ -44,6 +45,14 @@ async def product_page(request: web.Request) -> web.Response:
             "served_by": served_by(env, product, reviews),
         }
     )
+
+
+@routes.get("/stock/{id}")
+async def stock_page(request: web.Request) -> web.Response:
+    """Stock of one product, from the gRPC inventory service (through the sidecar)."""
+    env = request.app[ENV_KEY]
+    stock = await check_stock(request, request.match_info["id"])
+    return web.json_response({**stock, "served_by": served_by(env, stock)})
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from meshctl.contract import (
     RequestMatch,
 )
 from meshctl.model.edge import Cors
-from meshctl.model.route import DirectResponse, Fault, HeaderOps, Match, Redirect, Rewrite, Sticky
+from meshctl.model.route import Abort, DirectResponse, Fault, HeaderOps, Match, Redirect, Rewrite, Sticky
 
 
 def string_match(m: object) -> CompiledStringMatch:
@@ -114,8 +114,25 @@ def fault(fault: Fault | None) -> CompiledFault | None:
         return None
     return CompiledFault(
         delay=DelayFault(fixed_ms=fault.delay.fixed, percent=fault.delay.percent) if fault.delay else None,
-        abort=AbortFault(status=fault.abort.status, percent=fault.abort.percent) if fault.abort else None,
+        abort=abort(fault.abort) if fault.abort else None,
     )
+
+
+# gRPC status -> HTTP status for an HTTP caller of a grpcStatus-only abort (Envoy's mapping).
+GRPC_TO_HTTP = {
+    "OK": 200, "CANCELLED": 499, "UNKNOWN": 500, "INVALID_ARGUMENT": 400, "DEADLINE_EXCEEDED": 504,
+    "NOT_FOUND": 404, "ALREADY_EXISTS": 409, "PERMISSION_DENIED": 403, "RESOURCE_EXHAUSTED": 429,
+    "FAILED_PRECONDITION": 400, "ABORTED": 409, "OUT_OF_RANGE": 400, "UNIMPLEMENTED": 501,
+    "INTERNAL": 500, "UNAVAILABLE": 503, "DATA_LOSS": 500, "UNAUTHENTICATED": 401,
+}
+GRPC_CODES = {name: code for code, name in enumerate(GRPC_TO_HTTP)}
+
+
+def abort(abort: Abort) -> AbortFault:
+    grpc = abort.grpc_status
+    status = abort.status if abort.status is not None else GRPC_TO_HTTP[grpc or "UNKNOWN"]
+    return AbortFault(status=status, percent=abort.percent,
+                      grpc_status=GRPC_CODES[grpc] if grpc is not None else None)
 
 
 def sticky(sticky: Sticky | None) -> CompiledSticky | None:

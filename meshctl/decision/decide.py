@@ -144,6 +144,16 @@ class Decision:
         return self.backends[0][0] if len(self.backends) == 1 else None
 
 
+# gRPC status conditions (Istio's retryOn names): a gRPC call (always a POST) is retried on
+# them without nonIdempotent, when its answer is trailers-only (see proxy_addon/grpcflow.py).
+GRPC_RETRY_CONDITIONS = frozenset({"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"})
+
+
+def is_grpc(headers: Mapping[str, str]) -> bool:
+    ctype = headers.get("content-type", "").lower()
+    return ctype == "application/grpc" or ctype.startswith(("application/grpc+", "application/grpc;"))
+
+
 # Failures of a try that never reached the application (Envoy retries them for every method),
 # and the `on` conditions that cover them.
 NEVER_REACHED = frozenset({"connect-failure", "refused-stream"})
@@ -156,13 +166,19 @@ def retry_unreached_only(policy: RetryPolicy, method: str) -> bool:
     return method.upper() not in IDEMPOTENT_METHODS and not policy.non_idempotent
 
 
-def retry_eligibility(policy: RetryPolicy, method: str, body_size: int) -> tuple[int, str | None]:
+def retry_eligibility(
+    policy: RetryPolicy, method: str, body_size: int, grpc: bool = False
+) -> tuple[int, str | None]:
     """(retries this request may get, why none when the policy has some).
 
     A non-idempotent request gets none here; `unreached_retries` says what it still gets after a
-    try that never reached the app."""
+    try that never reached the app. A gRPC call gets the policy's attempts on gRPC conditions."""
     if policy.attempts <= 0 or not policy.on:
         return 0, None
+    if grpc:
+        if GRPC_RETRY_CONDITIONS.intersection(policy.on):
+            return policy.attempts, None
+        return 0, "a gRPC call is retried on gRPC conditions only (unavailable, cancelled, ...)"
     if body_size > MAX_RETRY_BODY:
         return 0, f"a body over {MAX_RETRY_BODY // 1024} KiB is never retried"
     if retry_unreached_only(policy, method):
@@ -274,7 +290,8 @@ def _route(
     else:
         backends = tuple(bp for bp in split if bp[1] > 0)
     rewrite = rule.rewrite
-    attempts, refusal = retry_eligibility(rule.retries, request.method, request.body_size)
+    attempts, refusal = retry_eligibility(rule.retries, request.method, request.body_size,
+                                          grpc=is_grpc(request.headers))
     return Decision(
         request, view, dest.service, dest, gateway_rule, rule, match, gateway_match,
         split=split,

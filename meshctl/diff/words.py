@@ -106,7 +106,8 @@ def fault(value: CompiledFault | None) -> str:
     if value.delay is not None:
         parts.append(f"delay {duration(value.delay.fixed_ms)} for {percent(value.delay.percent)}")
     if value.abort is not None:
-        parts.append(f"abort {value.abort.status} for {percent(value.abort.percent)}")
+        grpc = f" (gRPC {value.abort.grpc_status})" if value.abort.grpc_status is not None else ""
+        parts.append(f"abort {value.abort.status}{grpc} for {percent(value.abort.percent)}")
     return ", ".join(parts) or "none"
 
 

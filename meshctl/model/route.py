@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Self
 
-from pydantic import Field
+from pydantic import ConfigDict, Field, model_validator
 
 from meshctl.model.documents import Envelope
 from meshctl.model.edge import Cors
@@ -30,7 +30,9 @@ _NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
 # gateway/<name>.
 SOURCE_PATTERN = rf"^(gateway/{_NAME}|{_NAME}(/{_NAME})?)$"
 RETRY_ON_PATTERN = (
-    r"^(5xx|gateway-error|connect-failure|reset|refused-stream|retriable-4xx|[1-5][0-9][0-9])$"
+    r"^(5xx|gateway-error|connect-failure|reset|refused-stream|retriable-4xx|[1-5][0-9][0-9]"
+    # gRPC status conditions, as Istio's retryOn
+    r"|cancelled|deadline-exceeded|internal|resource-exhausted|unavailable)$"
 )
 
 
@@ -98,9 +100,30 @@ class Delay(Spec):
     percent: Percent = 100
 
 
+GRPC_STATUS = Literal[
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
+    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
+    "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+]
+
+
 class Abort(Spec):
-    status: Annotated[int, Field(ge=200, le=599)]
+    """`status` (HTTP) or `grpcStatus` (a gRPC status name, as Istio's), or both.
+
+    gRPC callers get `grpcStatus` (else the gRPC equivalent of `status`); HTTP callers get
+    `status` (else the HTTP equivalent of `grpcStatus`, as Envoy maps them)."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [{"required": ["status"]}, {"required": ["grpcStatus"]}]})
+
+    status: Annotated[int, Field(ge=200, le=599)] | None = None
+    grpc_status: GRPC_STATUS | None = None
     percent: Percent = 100
+
+    @model_validator(mode="after")
+    def _status_given(self) -> Self:
+        if self.status is None and self.grpc_status is None:
+            raise ValueError("set status, grpcStatus or both")
+        return self
 
 
 class Fault(Spec):

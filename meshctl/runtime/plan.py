@@ -192,6 +192,7 @@ def _add_instance(
         "VERSION": ver.version,
         "HTTP_PROXY": f"http://{HOST}:{outbound}",
         "http_proxy": f"http://{HOST}:{outbound}",
+        "grpc_proxy": f"http://{HOST}:{outbound}",  # gRPC clients tunnel to their sidecar
         "NO_PROXY": "127.0.0.1,localhost",
         "no_proxy": "127.0.0.1,localhost",
         "PYTHONUNBUFFERED": "1",

@@ -55,7 +55,7 @@ def test_reviewer_words_for_common_edits(shop: Path) -> None:
     )
     edit(shop / "mesh.yaml", "mtls: strict", "mtls: permissive")
     lines = REPORTERS["text"]("a", "b", diff_meshes(before, compile_dir(shop))).splitlines()
-    assert "~ 5 sidecars (catalog, frontend, gateway/public and 2 more): mTLS strict -> permissive" in lines
+    assert "~ 6 sidecars (catalog, frontend, gateway/public and 3 more): mTLS strict -> permissive" in lines
     assert "~ catalog: rate limit 500/s burst 1000 -> 50/s burst 100" in lines
     assert "~ catalog: traffic policy loadBalancer policy least-request -> random" in lines
     assert '~ ratings: rule "default" fault none -> abort 503 for 5%' in lines

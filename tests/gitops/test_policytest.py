@@ -68,7 +68,7 @@ def test_failures_say_which_expectation_and_why(shop: Path, capsys: pytest.Captu
     assert "expected access allow, got deny" in access
     assert "no sidecar named 'nobody'" in lines["FAIL unknown caller"]
     assert "mesh.d/tests/wrong.yaml:2)" in lines["FAIL wrong rule and backend"]
-    assert out.splitlines()[-1] == "12 passed, 4 failed"
+    assert out.splitlines()[-1] == "15 passed, 4 failed"
 
 
 def test_bad_test_files_are_positioned_problems(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -90,7 +90,7 @@ def test_bad_test_files_are_positioned_problems(shop: Path, capsys: pytest.Captu
     assert "mesh.d/tests/bad.yaml:7:37: error TEST001: 'soon' is not a duration" in err
     assert "mesh.d/tests/broken.yaml:2:1: error TEST001: YAML syntax error" in err
     assert "Traceback" not in err
-    assert out.splitlines()[-1] == "12 passed, 0 failed"  # good cases still run
+    assert out.splitlines()[-1] == "15 passed, 0 failed"  # good cases still run
 
 
 def test_invalid_policy_is_exit_1(shop: Path, capsys: pytest.CaptureFixture[str]) -> None:

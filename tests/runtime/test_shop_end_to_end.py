@@ -71,6 +71,10 @@ def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
         status, body = get("127.0.0.1", port, "/", {"end-user": "jason"})
         assert status == 200 and len(body["products"]) == 3, body
         assert body["served_by"]["reviews"] == "v2" and body["featured"]["stars"] == [5, 4]
+        # gRPC: the frontend's grpcio client tunnels to its sidecar (grpc_proxy) to inventory.
+        status, body = get("127.0.0.1", port, "/stock/1")
+        assert status == 200 and body["available"] == 12, body
+        assert body["served_by"] == {"frontend": "v1", "inventory": "v1"}
         st = status_json(repo)
         assert st["revision"] == base
         assert {s["instance"] for s in st["sidecars"]} >= {
@@ -172,6 +176,6 @@ def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
     finally:
         pids = recorded_pids(state)
         down = meshctl(repo, "down")
-    assert len(pids) == 13  # 6 apps, 6 sidecars, 1 gateway
+    assert len(pids) == 15  # 7 apps, 7 sidecars, 1 gateway
     assert down.code == 0, down.stderr
     assert not [p for p in pids if pid_alive(p)], "down left processes behind"

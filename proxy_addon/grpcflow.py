@@ -1,0 +1,417 @@
+"""gRPC calls through the sidecar: per-call policy on mitmproxy's own HTTP/2 path.
+
+A gRPC call is an HTTP/2 stream (`content-type: application/grpc`); the proxy cannot tell a
+unary call from a streaming one, so every call is relayed as a stream, both ways, frames as
+they come, trailers included (mitmproxy's streaming path). Policy is applied per call in
+`requestheaders`, as Envoy does per stream:
+
+- routing by path (`/pkg.Service/Method`) and headers, weighted and sticky splits: each call
+  picks its backend and endpoint, so one client connection spreads its calls
+  (mitmproxy keeps one multiplexed upstream connection per endpoint for it);
+- faults: the delay (cut short by the call's deadline: DEADLINE_EXCEEDED), then the abort,
+  with `grpcStatus` or the HTTP status's gRPC equivalent;
+- the deadline: the caller's `grpc-timeout`, capped by the route timeout, is what the next hop
+  receives as `grpc-timeout`;
+- circuit breaker, outlier detection (UNAVAILABLE counts as a failure, as a 5xx).
+
+Retries, as Envoy's: a call is sent again only when the answer is a trailers-only failure
+(status in the headers, no message sent yet) whose status is in the rule's `retries.on`, and
+the request was small (<= 64 KiB) and complete. The request body is copied while it streams;
+such an answer is held (not streamed) so the `response` hook can replace it with the retry's,
+made by the pooled h2 client (`h2client.py`) on another endpoint.
+
+Errors the sidecar makes itself are gRPC errors: HTTP 200, `grpc-status`, `grpc-message`, and
+the `x-mesh-response-flags` header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from dataclasses import dataclass, field
+
+from mitmproxy import http
+
+from meshctl.contract import CompiledRouteRule, CompiledTrafficPolicy, Destination
+from meshctl.decision import decide
+from meshctl.decision.headers import apply_header_ops
+from proxy_addon import grpcwire
+from proxy_addon.endpoints import Endpoint
+from proxy_addon.flowinfo import (
+    INTERNAL_HEADERS,
+    SOURCE_VERSION_HEADER,
+    SOURCE_WORKLOAD_HEADER,
+    XFCC_HEADER,
+    FlowInfo,
+)
+from proxy_addon.h2client import H2Response, h2_context
+from proxy_addon.inbound import admission, client_cert_header
+from proxy_addon.limits import Overflow
+from proxy_addon.outbound import choose_backend, lb_hash_key, outbound_request
+from proxy_addon.responses import FLAG_HEADER
+from proxy_addon.retry import backoff_ms
+from proxy_addon.runtime import SidecarRuntime
+from proxy_addon.state import DestinationState
+from proxy_addon.tracing import next_traceparent
+from proxy_addon.upstream import UpstreamError
+
+MAX_RETRY_BODY = 64 * 1024  # as for HTTP: larger requests are not kept for a second try
+
+_FLAG_TEXT = {
+    "NR": "no route", "UF": "upstream connect failure", "UH": "no healthy upstream",
+    "UO": "upstream overflow (circuit breaker)", "URX": "upstream retries exhausted",
+    "UT": "upstream request timeout", "UC": "upstream connection reset", "FI": "fault injected",
+    "RL": "rate limited", "RBAC": "access denied", "DC": "proxy draining",
+}
+
+
+def is_grpc_request(headers: dict[str, str]) -> bool:
+    return grpcwire.is_grpc(headers.get("content-type"))
+
+
+def error_response(code: int, flags: list[str], message: str | None = None) -> http.Response:
+    """A trailers-only gRPC answer made by the sidecar."""
+    flag_text = ",".join(flags)
+    text = message or _FLAG_TEXT.get(flags[-1] if flags else "", "sidecar error")
+    headers = {
+        "content-type": grpcwire.CONTENT_TYPE,
+        "grpc-status": str(code),
+        "grpc-message": grpcwire.encode_message(text),
+        FLAG_HEADER: flag_text,
+    }
+    return http.Response.make(200, b"", headers)
+
+
+def as_grpc_error(response: http.Response, flags: list[str]) -> http.Response:
+    """A sidecar's flagged HTTP answer (`responses.flag_response`) in gRPC's terms."""
+    if "grpc-status" in response.headers:
+        return response
+    return error_response(grpcwire.status_for_http(response.status_code, flags), flags)
+
+
+@dataclass(slots=True)
+class BodyCopy:
+    """mitmproxy's `request.stream` callable: passes chunks on, keeps a copy for a retry."""
+
+    data: bytearray = field(default_factory=bytearray)
+    complete: bool = False
+    too_big: bool = False
+
+    def __call__(self, chunk: bytes) -> bytes:
+        if not chunk:
+            self.complete = True
+        elif not self.too_big:
+            if len(self.data) + len(chunk) > MAX_RETRY_BODY:
+                self.too_big = True
+                self.data.clear()
+            else:
+                self.data += chunk
+        return chunk
+
+    def body(self) -> bytes | None:
+        return bytes(self.data) if self.complete and not self.too_big else None
+
+
+@dataclass(slots=True)
+class GrpcCall:
+    """What the response side of an outbound call needs from its request side."""
+
+    rule: CompiledRouteRule
+    service: str
+    version: str | None
+    policy: CompiledTrafficPolicy
+    state: DestinationState
+    candidates: tuple[Endpoint, ...]
+    endpoint: Endpoint
+    deadline: float | None  # time.monotonic() seconds
+    headers: list[tuple[bytes, bytes]]  # what went upstream, for a retry
+    copy: BodyCopy
+    authority: str
+    path: str
+    released: bool = False
+
+    def release(self) -> None:
+        if not self.released:
+            self.released = True
+            self.endpoint.active -= 1
+            self.state.gate.release()
+
+
+GRPC_KEY = "meshctl.grpc"
+
+
+def _point_at(flow: http.HTTPFlow, address: str, scheme: str) -> None:
+    host, _, port = address.rpartition(":")
+    flow.request.scheme = scheme
+    flow.request.host = host
+    flow.request.port = int(port)
+
+
+def _strip_internal(request: http.Request) -> None:
+    for name in INTERNAL_HEADERS:
+        request.headers.pop(name, None)
+
+
+# --- outbound ----------------------------------------------------------------------------------
+
+
+async def outbound_call(
+    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, dest: Destination
+) -> None:
+    """`requestheaders` of a gRPC call to a mesh service: decide it, then let it stream."""
+    info.protocol = "grpc"
+    decision = decide(info.snapshot.config, outbound_request(flow.request, info))
+    info.service = decision.service or dest.service
+    info.rule = decision.rule_name
+    if decision.answer is not None:  # no rule matched (NR), or a redirect / direct response
+        answer = decision.answer
+        info.flags.extend(answer.flags)
+        code = grpcwire.status_for_http(answer.status, answer.flags)
+        flow.response = error_response(code, info.flags, None if answer.flags else "answered by the route")
+        return
+    rule, view = decision.rule, decision.view
+    assert rule is not None and view is not None and decision.destination is not None
+    started = time.monotonic()
+    budget = grpcwire.deadline_s(rule.timeout_ms, info.headers.get("grpc-timeout"))
+    deadline = started + budget if budget is not None else None
+    fault = rule.fault
+    if fault is not None and fault.delay is not None:
+        if random.random() * 100.0 < fault.delay.percent:
+            info.flags.append("DI")
+            delay = fault.delay.fixed_ms / 1000.0
+            if budget is not None and delay >= budget:
+                await asyncio.sleep(budget)
+                info.flags.append("UT")
+                flow.response = error_response(grpcwire.DEADLINE_EXCEEDED, info.flags)
+                return
+            await asyncio.sleep(delay)
+    if fault is not None and fault.abort is not None:
+        if random.random() * 100.0 < fault.abort.percent:
+            info.flags.append("FI")
+            grpc_status = fault.abort.grpc_status
+            code = grpcwire.status_for_http(fault.abort.status) if grpc_status is None else grpc_status
+            flow.response = error_response(code, info.flags)
+            return
+    backend = choose_backend(decision, info)
+    info.service = backend.service
+    target_dest = info.snapshot.destination(backend.service) or decision.destination
+    policy = target_dest.traffic_policy
+    state = rt.state.dest_state(backend.service)
+    candidates = info.snapshot.endpoints_for(backend.service, backend.version)
+    ep = state.endpoints.pick(candidates, policy.load_balancer, time.monotonic(), set(),
+                              lb_hash_key(policy, view))
+    if ep is None:
+        info.flags.append("UH")
+        flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
+        return
+    try:
+        await state.gate.acquire()
+    except Overflow:
+        info.flags.append("UO")
+        flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
+        return
+    ep.active += 1
+    info.endpoint, info.version, info.attempts, info.native = ep.address, ep.version, 1, True
+    request = flow.request
+    _strip_internal(request)
+    request.path = decision.upstream_target or request.path
+    request.authority = decision.upstream_host or backend.service
+    apply_header_ops(request.headers, rule.request_headers)
+    info.traceparent = next_traceparent(
+        info.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
+    )
+    request.headers["traceparent"] = info.traceparent
+    request.headers[SOURCE_WORKLOAD_HEADER] = info.source_workload
+    request.headers[SOURCE_VERSION_HEADER] = info.source_version
+    if deadline is not None:
+        request.headers["grpc-timeout"] = grpcwire.format_timeout(max(deadline - time.monotonic(), 0.001))
+    scheme = "http"
+    if rt.tls is not None and rt.peer_tls(info.snapshot, backend.service, ep.address):
+        scheme = "https"
+        rt.tls.expect(flow.client_conn.id, ep.address, target_dest.identity)
+    _point_at(flow, ep.address, scheme)
+    copy = BodyCopy()
+    request.stream = copy
+    flow.metadata[GRPC_KEY] = GrpcCall(
+        rule, backend.service, backend.version, policy, state, candidates, ep, deadline,
+        [(k, v) for k, v in request.headers.fields], copy, request.authority, request.path,
+    )
+
+
+def _status_of(response: http.Response) -> int | None:
+    """The call's gRPC status: trailers, or the headers of a trailers-only answer."""
+    found = response.trailers.get("grpc-status") if response.trailers else None
+    if found is None:
+        found = response.headers.get("grpc-status")
+    return grpcwire.parse_status(found)
+
+
+def response_headers(flow: http.HTTPFlow, info: FlowInfo) -> None:
+    """Stream every answer, except a trailers-only failure the rule may retry."""
+    assert flow.response is not None
+    call: GrpcCall | None = flow.metadata.get(GRPC_KEY)
+    status = grpcwire.parse_status(flow.response.headers.get("grpc-status"))
+    if call is not None and status is not None and _may_retry(call, status):
+        return  # held: `response` decides
+    flow.response.stream = True
+
+
+def _may_retry(call: GrpcCall, status: int) -> bool:
+    retries = call.rule.retries
+    return retries.attempts > 0 and grpcwire.retriable(retries.on, status)
+
+
+def _record(rt: SidecarRuntime, call: GrpcCall, ep: Endpoint, failed: bool) -> None:
+    od = call.policy.outlier_detection
+    if call.state.endpoints.record(ep, failed, time.monotonic(), od, len(call.candidates)):
+        rt.metrics.ejections.labels(call.state.service).inc()
+
+
+async def outbound_response(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> None:
+    """`response` of an outbound call: outlier bookkeeping, retries of held failures."""
+    call: GrpcCall | None = flow.metadata.pop(GRPC_KEY, None)
+    if call is None or flow.response is None:
+        return
+    try:
+        status = _status_of(flow.response)
+        failed = flow.response.status_code >= 500 or status == grpcwire.UNAVAILABLE
+        _record(rt, call, call.endpoint, failed)
+        if flow.response.stream or status is None or not _may_retry(call, status):
+            return
+        body = call.copy.body()
+        if body is None:
+            return
+        answer = await _retry(rt, flow, info, call, body)
+        if answer is not None:
+            flow.response = answer
+    finally:
+        call.release()
+
+
+async def _retry(
+    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, call: GrpcCall, body: bytes
+) -> http.Response | None:
+    """Send the call again (other endpoints first) until an answer is not retriable."""
+    retries = call.rule.retries
+    avoid = {call.endpoint.address}
+    result: H2Response | None = None
+    exhausted = False
+    for attempt in range(1, retries.attempts + 1):
+        if not call.state.budget.try_acquire(time.monotonic()):
+            exhausted = True
+            break
+        rt.metrics.retries.labels(call.state.service).inc()
+        try:
+            await asyncio.sleep(backoff_ms(attempt, retries.backoff, random.random()) / 1000)
+            ep = call.state.endpoints.pick(
+                call.candidates, call.policy.load_balancer, time.monotonic(), avoid
+            )
+            if ep is None:
+                exhausted = True
+                break
+            remaining = call.deadline - time.monotonic() if call.deadline is not None else None
+            if remaining is not None and remaining <= 0:
+                info.flags.append("UT")
+                return error_response(grpcwire.DEADLINE_EXCEEDED, info.flags)
+            info.endpoint, info.version = ep.address, ep.version
+            info.attempts += 1
+            result = await _send(rt, info, call, ep, body, remaining)
+        finally:
+            call.state.budget.release()
+        if result is None:
+            _record(rt, call, ep, True)
+            avoid.add(ep.address)
+            continue
+        status = _h2_status(result)
+        _record(rt, call, ep, result.status >= 500 or status == grpcwire.UNAVAILABLE)
+        if status is None or not grpcwire.retriable(retries.on, status):
+            return _to_response(result, info.flags)
+        avoid.add(ep.address)
+        exhausted = attempt == retries.attempts
+    info.flags.append("URX")
+    if result is not None and exhausted:
+        return _to_response(result, info.flags)
+    if flow.response is not None:
+        flow.response.headers[FLAG_HEADER] = ",".join(info.flags)
+    return None
+
+
+async def _send(
+    rt: SidecarRuntime, info: FlowInfo, call: GrpcCall, ep: Endpoint, body: bytes,
+    remaining: float | None,
+) -> H2Response | None:
+    headers = [(k, v) for k, v in call.headers if k.lower() != b"grpc-timeout"]
+    if remaining is not None:
+        headers.append((b"grpc-timeout", grpcwire.format_timeout(remaining).encode()))
+    context = server_hostname = None
+    scheme = b"http"
+    peer = rt.peer_tls(info.snapshot, call.service, ep.address)
+    if peer is not None and rt.tls is not None:
+        context, server_hostname, scheme = h2_context(rt.tls, rt.h2_contexts), peer.server_hostname, b"https"
+    request = [
+        (b":method", b"POST"), (b":scheme", scheme),
+        (b":authority", call.authority.encode()), (b":path", call.path.encode()),
+        *headers,
+    ]
+    ep.active += 1
+    try:
+        async with asyncio.timeout(remaining):
+            return await rt.h2.request(ep.address, request, body, context, server_hostname)
+    except (UpstreamError, TimeoutError):
+        return None
+    finally:
+        ep.active -= 1
+
+
+def _h2_status(result: H2Response) -> int | None:
+    for name, value in (*result.trailers, *result.headers):
+        if name == b"grpc-status":
+            return grpcwire.parse_status(value)
+    return None
+
+
+def _to_response(result: H2Response, flags: list[str]) -> http.Response:
+    headers = [(k, v) for k, v in result.headers if not k.startswith(b":")]
+    response = http.Response(
+        b"HTTP/2.0", result.status, b"", http.Headers(headers), result.body,
+        http.Headers(result.trailers) if result.trailers else None, time.time(), time.time(),
+    )
+    if flags:
+        response.headers[FLAG_HEADER] = ",".join(flags)
+    return response
+
+
+# --- inbound -----------------------------------------------------------------------------------
+
+
+def inbound_call(flow: http.HTTPFlow, info: FlowInfo) -> None:
+    """`requestheaders` of a gRPC call to this sidecar's app: admit it, then let it stream."""
+    info.protocol = "grpc"
+    refusal = admission(flow, info)
+    if refusal is not None:
+        flow.response = as_grpc_error(refusal, info.flags)
+        return
+    app = info.snapshot.bindings.app
+    if app is None:
+        info.flags.append("UH")
+        flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
+        return
+    request = flow.request
+    for name in (*INTERNAL_HEADERS, XFCC_HEADER):
+        request.headers.pop(name, None)
+    xfcc = client_cert_header(info)
+    if xfcc is not None:
+        request.headers[XFCC_HEADER] = xfcc
+    info.traceparent = next_traceparent(
+        info.headers.get("traceparent"), info.snapshot.config.telemetry.tracing_sampling
+    )
+    request.headers["traceparent"] = info.traceparent
+    info.endpoint, info.attempts, info.native = app, 1, True
+    _point_at(flow, app, "http")
+    request.stream = True
+
+
+def stream_response(flow: http.HTTPFlow) -> None:
+    if flow.response is not None:
+        flow.response.stream = True

@@ -1,0 +1,76 @@
+"""The mitmproxy internals h2c relies on, and the pure gRPC wire rules (fast, no processes)."""
+
+from __future__ import annotations
+
+import pytest
+from mitmproxy.version import VERSION
+
+from proxy_addon import grpcwire, h2c
+
+
+def test_the_mitmproxy_functions_h2c_relies_on_are_unchanged() -> None:
+    """Fails when mitmproxy changes code proxy_addon/h2c.py builds on: re-read each function
+    named here (client/server protocol choice by alpn, connection reuse, NextLayer), check the
+    two switches still hold, then record the new fingerprints in h2c.FINGERPRINTS."""
+    assert VERSION.startswith(h2c.SUPPORTED_MAJOR)
+    assert h2c.changed_internals() == [], f"mitmproxy {VERSION} changed: {h2c.changed_internals()}"
+
+
+def test_the_sidecar_uses_the_h2c_next_layer_under_mitmproxys_name() -> None:
+    layer = h2c.MeshNextLayer(lambda context: True)
+    assert layer.name == "nextlayer"  # proxyserver warns (and skips it) under any other name
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("1S", 1.0), ("250m", 0.25), ("3M", 180.0), ("1H", 3600.0), ("100u", 1e-4), ("5n", 5e-9),
+    ("99999999m", 99999.999), ("", None), ("1s", None), ("123456789m", None), ("-1S", None), (None, None),
+])
+def test_grpc_timeout_parsing(value: str | None, seconds: float | None) -> None:
+    assert grpcwire.parse_timeout(value) == (pytest.approx(seconds) if seconds is not None else None)
+
+
+def test_grpc_timeout_formatting_rounds_up_and_stays_in_8_digits() -> None:
+    assert grpcwire.format_timeout(0.0001) == "1m"
+    assert grpcwire.format_timeout(0.2504) == "251m"
+    assert grpcwire.format_timeout(10**6) == "1000000S"
+    assert grpcwire.parse_timeout(grpcwire.format_timeout(1.5)) == 1.5
+
+
+def test_the_route_timeout_caps_the_callers_deadline() -> None:
+    assert grpcwire.deadline_s(1000, "5S") == 1.0
+    assert grpcwire.deadline_s(1000, "200m") == 0.2
+    assert grpcwire.deadline_s(None, "200m") == 0.2
+    assert grpcwire.deadline_s(1000, None) == 1.0
+    assert grpcwire.deadline_s(None, "junk") is None
+
+
+def test_retry_conditions_are_istios() -> None:
+    on = ("unavailable", "resource-exhausted", "5xx")
+    assert grpcwire.retriable(on, grpcwire.UNAVAILABLE)
+    assert grpcwire.retriable(on, grpcwire.RESOURCE_EXHAUSTED)
+    assert not grpcwire.retriable(on, grpcwire.INTERNAL)
+    assert not grpcwire.retriable(on, 3)  # INVALID_ARGUMENT is never a condition
+    assert not grpcwire.retriable(on, grpcwire.OK)
+
+
+def test_sidecar_answers_map_to_grpc_statuses() -> None:
+    assert grpcwire.status_for_http(403, ["RBAC"]) == grpcwire.PERMISSION_DENIED
+    assert grpcwire.status_for_http(404, ["NR"]) == grpcwire.UNIMPLEMENTED
+    assert grpcwire.status_for_http(503, ["UO"]) == grpcwire.UNAVAILABLE
+    assert grpcwire.status_for_http(429, ["RL"]) == grpcwire.UNAVAILABLE
+    assert grpcwire.status_for_http(504, ["UT"]) == grpcwire.DEADLINE_EXCEEDED
+    assert grpcwire.status_for_http(503, ["DI", "UT"]) == grpcwire.DEADLINE_EXCEEDED
+
+
+def test_grpc_content_types() -> None:
+    assert grpcwire.is_grpc("application/grpc")
+    assert grpcwire.is_grpc("application/grpc+proto")
+    assert not grpcwire.is_grpc("application/grpc-web")
+    assert not grpcwire.is_grpc("application/json")
+    assert not grpcwire.is_grpc(None)
+
+
+def test_grpc_message_is_percent_encoded() -> None:
+    encoded = grpcwire.encode_message("no route: 100% ünicode\n")
+    assert encoded.isascii() and "\n" not in encoded
+    assert grpcwire.decode_message(encoded) == "no route: 100% ünicode\n"
