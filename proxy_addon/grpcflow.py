@@ -264,7 +264,7 @@ def _may_retry(call: GrpcCall, status: int) -> bool:
 
 def _record(rt: SidecarRuntime, call: GrpcCall, ep: Endpoint, failed: bool) -> None:
     od = call.policy.outlier_detection
-    if call.state.endpoints.record(ep, failed, time.monotonic(), od, len(call.candidates)):
+    if call.state.endpoints.record(ep, failed, time.monotonic(), od):
         rt.metrics.ejections.labels(call.state.service).inc()
 
 
