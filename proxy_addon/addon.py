@@ -79,7 +79,7 @@ class MeshAddon:
         if malformed_fields(flow.request.headers.fields):  # e.g. `X-A: a\0b`
             info.flags.append("DPE")
             flow.response = flag_response(400, info.flags, close=True)
-            return
+            return None
         info.headers = header_dict(flow.request)
         if "x-request-id" not in info.headers:  # as Envoy: every request gets one, kept downstream
             info.headers["x-request-id"] = flow.request.headers["x-request-id"] = new_request_id()

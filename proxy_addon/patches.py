@@ -13,6 +13,8 @@ re-read before it ships.
   addresses) replaced by the sidecar's flagged JSON answer (`proxy_addon.errorpage`).
 - `verify_upstream_host`: pyOpenSSL has no hostname check; set OpenSSL's own on the connection
   through `SSL._lib`, exactly as mitmproxy's `tlsconfig` does.
+- Cleartext HTTP/2 (`proxy_addon.h2c`): a NextLayer subclass and the `alpn` switches; its
+  own version guard and source fingerprints (`tests/grpc_mesh/test_h2c_internals.py`).
 - `LeanAddonManager` (`proxy_addon.dispatch`) overrides `AddonManager.trigger_event` and
   `handle_lifecycle`; its digests are recorded here.
 """
