@@ -6,9 +6,9 @@ import time
 from pathlib import Path
 
 import pytest
-from proxy_addon.routing import string_matches
 
 from meshctl.contract import CompiledStringMatch as StringMatch
+from meshctl.decision.routing import string_matches
 from meshctl.pipeline import load_policy
 from meshctl.regex import full_match, regex_problem
 from meshctl.sources.worktree import read_worktree
@@ -63,4 +63,5 @@ def test_explain_with_the_catastrophic_pattern_returns_quickly(tmp_path: Path) -
                        "http://shop/" + "a" * 34 + "!", timeout=30)
     assert proc.returncode == 0, proc.stderr
     assert "default" in proc.stdout
-    assert time.monotonic() - start < 10  # an interpreter start; the match itself is microseconds
+    # Backtracking would take hours on 34 a's; RE2 takes microseconds, the rest is interpreter start.
+    assert time.monotonic() - start < 25
