@@ -1,4 +1,4 @@
-"""`meshctl explain`: where a request goes and why, from compiled configs, by the sidecar's code."""
+"""`meshctl explain`: where a request goes and why: the sidecars' own Decisions (meshctl.decision), in words."""
 
 from meshctl.explain.compose import explain
 from meshctl.explain.result import ExplainError, Explanation, Question, backend_name, parse_header
