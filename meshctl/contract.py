@@ -540,10 +540,18 @@ class ManifestService(Frozen):
     versions: tuple[ManifestVersion, ...]
 
 
+class ManifestListener(Frozen):
+    name: str
+    port: int
+    protocol: Literal["http", "https"] = "http"
+
+
 class ManifestGateway(Frozen):
     name: str
     port: int  # the primary listener's port
     ports: tuple[int, ...] = ()  # every listener's port
+    # Every listener in declaration order (the single-port form: one named "http")
+    listeners: tuple[ManifestListener, ...] = ()
 
 
 class ManifestGate(Frozen):

@@ -86,10 +86,12 @@ def status_json(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
     data = {
         "revision": revision,
         "gateways": [
-            {"name": n, "url": u, "healthy": any(
+            {"name": n, "url": found[0][2], "healthy": any(
                 s.healthy for s in statuses if s.record.sidecar == f"gateway/{n}"
-            )}
-            for n, u in sorted(plan.gateway_urls().items())
+            ), "listeners": [
+                {"name": lst, "protocol": proto, "url": url} for lst, proto, url in found
+            ]}
+            for n, found in sorted(plan.gateway_listener_urls().items()) if found
         ],
         "sidecars": [sidecar_json(s) for s in statuses],
         "versions": version_rows(statuses),
@@ -103,11 +105,12 @@ def _fmt(value: float | None, unit: str = "") -> str:
 
 def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus]) -> str:
     lines = [f"applied revision {revision or '-'}"]
-    for name, url in sorted(plan.gateway_urls().items()):
+    for name, found in sorted(plan.gateway_listener_urls().items()):
         gw = next((s for s in statuses if s.record.sidecar == f"gateway/{name}"), None)
         state = ("healthy" if gw.healthy else gw.status) if gw else "?"
         rps = _fmt(gw.traffic.rps if gw and gw.traffic and gw.traffic.seconds else None)
-        lines.append(f"gateway {name}  {url}  {state}  {rps} req/s")
+        urls = "  ".join(url for _, _, url in found)
+        lines.append(f"gateway {name}  {urls}  {state}  {rps} req/s")
     header = ("SERVICE", "VERSION", "INSTANCE", "REVISION", "HEALTH", "REQ/S", "SHARE", "ERR%",
               "P50", "P99", "RESTARTS")
     rows: list[tuple[str, ...]] = []

@@ -32,16 +32,18 @@ def parse_gateway_ports(values: list[str]) -> dict[str, int]:
     ports = {}
     for value in values:
         name, sep, port = value.partition("=")
-        if not sep or not port.isdigit() or int(port) > 65535:
-            raise UsageError(f"--gateway-port wants NAME=PORT (0: any free port), got {value!r}")
+        if not sep or not name or not port.isdigit() or int(port) > 65535:
+            raise UsageError("--gateway-port wants NAME=PORT or NAME:LISTENER=PORT "
+                             f"(0: any free port), got {value!r}")
         ports[name] = int(port)
     return ports
 
 
 def plan_table(plan: Plan) -> str:
     lines = [f"revision {plan.revision}"]
-    for name, url in sorted(plan.gateway_urls().items()):
-        lines.append(f"gateway {name:<12} {url}")
+    for name, found in sorted(plan.gateway_listener_urls().items()):
+        for listener, _, url in found:
+            lines.append(f"gateway {name:<12} {listener:<10} {url}")
     header = ("SERVICE", "VERSION", "INSTANCE", "APP", "INBOUND", "OUTBOUND", "ADMIN")
     rows = [
         (
@@ -72,7 +74,8 @@ def up_command(
         list[str] | None,
         typer.Option(
             "--gateway-port",
-            help="Listen on another port than the Gateway's (NAME=PORT, 0 for any free port).",
+            help="Listen on another port than the Gateway's: NAME=PORT moves its first port, "
+            "NAME:LISTENER=PORT that listener's (0: any free port).",
         ),
     ] = None,
     compiled: Annotated[Path | None, typer.Option(

@@ -17,6 +17,7 @@ from meshctl.contract import (
     DeploymentManifest,
     ManifestGate,
     ManifestGateway,
+    ManifestListener,
     ManifestRollout,
     ManifestService,
     ManifestSidecar,
@@ -52,6 +53,10 @@ def manifest_of(compiled: CompiledMesh, rendered: dict[str, str]) -> DeploymentM
             name=gw.metadata.name, port=gw.spec.primary_port,
             ports=tuple(sorted({lst.port for lst in gw.spec.listeners or ()} | (
                 {gw.spec.port} if gw.spec.port is not None else set()))),
+            listeners=tuple(
+                ManifestListener(name=lst.name, port=lst.port, protocol=lst.protocol)
+                for lst in gw.spec.listeners or ()
+            ) or (ManifestListener(name="http", port=gw.spec.primary_port),),
         )
         for gw in (loc.obj for loc in policy.gateways)
     )

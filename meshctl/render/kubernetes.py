@@ -112,6 +112,19 @@ def _service_manifest(compiled: CompiledOutput, svc: ManifestService, options: R
     return render("kubernetes/service.yaml.j2", context)
 
 
+def _gateway_ports(gateway: contract.CompiledGateway) -> list[dict[str, object]]:
+    """Every listener port, once (listeners may share one): the first is named by its protocol
+    as before, the others `<protocol>-<port>` (port names are unique DNS labels, <= 15 chars)."""
+    listeners = gateway.listeners or (contract.GatewayListener(name="http", port=gateway.port),)
+    found: dict[int, str] = {}
+    for lst in listeners:
+        found.setdefault(lst.port, lst.protocol)
+    return [
+        {"name": proto if i == 0 else f"{proto}-{port}", "port": port}
+        for i, (port, proto) in enumerate(found.items())
+    ]
+
+
 def _gateway_manifest(compiled: CompiledOutput, key: str, options: RenderOptions) -> str:
     config = compiled.configs[key]
     assert config.gateway is not None
@@ -123,6 +136,7 @@ def _gateway_manifest(compiled: CompiledOutput, key: str, options: RenderOptions
         "bindings": _bindings(compiled, options, instance=f"gateway-{config.name}", version=None, app_port=None,
                               gateway_port=config.gateway.port),
         "port": config.gateway.port,
+        "ports": _gateway_ports(config.gateway),
         "sidecar_image": options.sidecar_image,
         "admin_port": ADMIN_PORT,
         "config_dir": CONFIG_DIR,

@@ -76,15 +76,25 @@ def gate_of(compiled: CompiledOutput) -> tuple[GateSpec, int | str]:
     return GateSpec(gate.window_ms, gate.max_error_rate, gate.max_p99_ms), rollout.canary
 
 
-def kept_gateway_overrides(old: Plan, gateways: set[str]) -> dict[str, int]:
+def kept_gateway_overrides(
+    old: Plan, gateways: set[str], listeners: set[str] | None = None
+) -> dict[str, int]:
     """Gateways `up` put on another port than their own (`--gateway-port`) stay there; the
     others follow their Gateway's port, which the new revision may change."""
-    own = {g.name: g.port for g in old.topology.gateways}
+    own = {g.name: g for g in old.topology.gateways}
     kept = {}
     for s in old.sidecars:
         name = s.sidecar.removeprefix("gateway/")
-        if s.is_gateway and name in gateways and s.outbound_port != own.get(name):
+        if not s.is_gateway or name not in gateways or name not in own:
+            continue
+        spec = own[name]
+        if s.outbound_port != spec.port:
             kept[name] = s.outbound_port or 0
+        for lst in spec.all_listeners()[1:]:
+            port = s.gateway_listeners.get(lst.name)
+            key = f"{name}:{lst.name}"
+            if port is not None and port != lst.port and (listeners is None or key in listeners):
+                kept[key] = port
     return kept
 
 
@@ -108,7 +118,8 @@ def plan_rollout(
         state=state,
         ports=ports,
         workdir=Path(old.policy_dir).parent,
-        gateway_ports=kept_gateway_overrides(old, {g.name for g in topology.gateways}),
+        gateway_ports=kept_gateway_overrides(old, {g.name for g in topology.gateways}, {
+            f"{g.name}:{lst.name}" for g in topology.gateways for lst in g.all_listeners()}),
         running=running,
         python=old.python,
     )

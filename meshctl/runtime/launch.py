@@ -116,12 +116,16 @@ def check_ports_free(plan: Plan, skip: Iterable[str] = ()) -> None:
             "admin listener": s.admin_port,
             "app": s.app_port,
         }
-        for what, port in wanted.items():
+        items = list(wanted.items()) + [
+            (f"gateway listener {name}", port)
+            for name, port in s.gateway_listeners.items() if port != s.outbound_port
+        ]
+        for what, port in dict(items).items():
             if port is not None and not port_is_free(port):
                 taken.append(f"{s.sidecar} ({s.instance}) {what}: port {port} on {HOST} is taken")
     if taken:
         hint = (
-            "; stop what holds it, or choose another port (gateways: --gateway-port NAME=PORT)"
+            "; stop what holds it, or choose another port (gateways: --gateway-port NAME=PORT or NAME:LISTENER=PORT)"
         )
         raise UsageError("cannot start:\n  " + "\n  ".join(taken) + "\n" + hint)
 

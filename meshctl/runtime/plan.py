@@ -16,7 +16,7 @@ from meshctl.errors import UsageError
 from meshctl.fsio import write_atomic
 from meshctl.runtime.ports import HOST, PortBook
 from meshctl.runtime.state import Record, StateDir, read_record, write_record
-from meshctl.runtime.topology import Topology, VersionSpec
+from meshctl.runtime.topology import GatewaySpec, Topology, VersionSpec
 
 PLAN_VERSION = "meshctl.dev/state/plan/v1"
 
@@ -51,6 +51,9 @@ class SidecarRecord:
     outbound_port: int | None = None
     app_port: int | None = None
     app_process: str | None = None
+    # A gateway's listeners: name -> the port it listens on here (the first port's is also
+    # `outbound_port`); the sidecar reads it from its bindings (`listeners.gateway`).
+    gateway_listeners: dict[str, int] = field(default_factory=dict)
 
     @property
     def admin_url(self) -> str:
@@ -73,11 +76,24 @@ class Plan:
     python: str = field(default_factory=lambda: sys.executable)
 
     def gateway_urls(self) -> dict[str, str]:
-        return {
-            s.sidecar.removeprefix("gateway/"): f"http://{HOST}:{s.outbound_port}"
-            for s in self.sidecars
-            if s.is_gateway
-        }
+        """Each gateway's first listener."""
+        return {name: found[0][2] for name, found in self.gateway_listener_urls().items() if found}
+
+    def gateway_listener_urls(self) -> dict[str, list[tuple[str, str, str]]]:
+        """Gateway name -> (listener, protocol, URL) of every listener, in declared order."""
+        specs = {g.name: g for g in self.topology.gateways}
+        urls: dict[str, list[tuple[str, str, str]]] = {}
+        for s in self.sidecars:
+            if not s.is_gateway:
+                continue
+            name = s.sidecar.removeprefix("gateway/")
+            spec = specs.get(name)
+            found = []
+            for lst in spec.all_listeners() if spec else ():
+                port = s.gateway_listeners.get(lst.name, s.outbound_port)
+                found.append((lst.name, lst.protocol, f"{lst.protocol}://{HOST}:{port}"))
+            urls[name] = found or [("http", "http", f"http://{HOST}:{s.outbound_port}")]
+        return urls
 
 
 PLAN = Record(
@@ -137,11 +153,8 @@ def build_plan(
         policy_dir=str(policy_dir), revision=revision, topology=topology,
         python=python or sys.executable,
     )
-    unknown = set(gateway_ports or {}) - {g.name for g in topology.gateways}
-    if unknown:
-        known = ", ".join(sorted(g.name for g in topology.gateways)) or "none"
-        raise UsageError(f"--gateway-port: no gateway named {', '.join(sorted(unknown))} "
-                         f"(gateways: {known})")
+    overrides = dict(gateway_ports or {})
+    _check_overrides(topology, overrides)
     for svc in topology.services:
         for ver in svc.versions:
             for instance in ver.instance_names():
@@ -149,13 +162,12 @@ def build_plan(
     for gw in topology.gateways:
         name = gw.instance
         admin = ports.assign(f"{name}/admin", in_use_ok=name in running)
-        port = (gateway_ports or {}).get(gw.name, gw.port)
-        if port == 0:
-            port = ports.assign(f"{name}/listen", in_use_ok=name in running)
+        bound = _listener_ports(gw, overrides, ports, running)
         plan.sidecars.append(
             SidecarRecord(
                 sidecar=gw.sidecar, instance=name, process=name, service=None, version=None,
-                admin_port=admin, outbound_port=port,
+                admin_port=admin, outbound_port=bound[gw.all_listeners()[0].name],
+                gateway_listeners=bound,
             )
         )
         plan.processes.append(
@@ -166,6 +178,44 @@ def build_plan(
             )
         )
     return plan
+
+
+def _check_overrides(topology: Topology, overrides: Mapping[str, int]) -> None:
+    """Keys are NAME (the gateway's first port) or NAME:LISTENER (that listener's port)."""
+    gateways = {g.name: g for g in topology.gateways}
+    for key in sorted(overrides):
+        name, _, listener = key.partition(":")
+        if name not in gateways:
+            known = ", ".join(sorted(gateways)) or "none"
+            raise UsageError(f"--gateway-port: no gateway named {name} (gateways: {known})")
+        names = [lst.name for lst in gateways[name].all_listeners()]
+        if listener and listener not in names:
+            raise UsageError(f"--gateway-port: gateway {name} has no listener {listener} "
+                             f"(listeners: {', '.join(names)})")
+
+
+def _listener_ports(
+    gw: GatewaySpec, overrides: Mapping[str, int], ports: PortBook, running: frozenset[str]
+) -> dict[str, int]:
+    """Listener name -> bound port. Listeners that share a declared port share the bound one
+    (they are told apart by host), so an override moves the whole declared port."""
+    listeners = gw.all_listeners()
+    wanted: dict[int, int] = {}  # declared port -> bound port
+    if gw.name in overrides:
+        wanted[listeners[0].port] = overrides[gw.name]
+    for lst in listeners:
+        moved = overrides.get(f"{gw.name}:{lst.name}")
+        if moved is not None:
+            wanted[lst.port] = moved
+    bound: dict[int, int] = {}
+    for i, declared in enumerate(dict.fromkeys(lst.port for lst in listeners)):
+        port = wanted.get(declared, declared)
+        if port == 0:
+            # The first port keeps its historic PortBook key, so restarts keep its number.
+            key = f"{gw.instance}/listen" if i == 0 else f"{gw.instance}/listen/{declared}"
+            port = ports.assign(key, in_use_ok=gw.instance in running)
+        bound[declared] = port
+    return {lst.name: bound[lst.port] for lst in listeners}
 
 
 def _add_instance(
@@ -258,6 +308,7 @@ def bindings_for(
             outbound=record.outbound_port,
             inbound=record.inbound_port,
             admin=record.admin_port,
+            gateway=dict(record.gateway_listeners),
         ),
         app=f"{HOST}:{record.app_port}" if record.app_port else None,
         endpoints=endpoints_of(plan, draining),

@@ -34,9 +34,20 @@ class ServiceSpec:
 
 
 @dataclass(frozen=True)
+class ListenerSpec:
+    name: str
+    port: int  # as declared
+    protocol: str = "http"
+
+
+@dataclass(frozen=True)
 class GatewaySpec:
     name: str
-    port: int
+    port: int  # the first listener's
+    listeners: tuple[ListenerSpec, ...] = ()  # empty (older plans): one http listener on `port`
+
+    def all_listeners(self) -> tuple[ListenerSpec, ...]:
+        return self.listeners or (ListenerSpec(name="http", port=self.port),)
 
     @property
     def sidecar(self) -> str:
@@ -70,5 +81,11 @@ def topology_of(manifest: DeploymentManifest) -> Topology:
         )
         for svc in manifest.services
     )
-    gateways = tuple(GatewaySpec(name=g.name, port=g.port) for g in manifest.gateways)
+    gateways = tuple(
+        GatewaySpec(
+            name=g.name, port=g.port,
+            listeners=tuple(ListenerSpec(lst.name, lst.port, lst.protocol) for lst in g.listeners),
+        )
+        for g in manifest.gateways
+    )
     return Topology(services=services, gateways=gateways)

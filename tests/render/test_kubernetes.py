@@ -66,3 +66,43 @@ def test_output_is_deterministic(tmp_path: Path) -> None:
 def test_templates_fail_on_undefined_variables() -> None:
     with pytest.raises(jinja2.UndefinedError):
         render("kubernetes/kustomization.yaml.j2", {"namespace": "x"})
+
+
+def test_gateway_exposes_every_listener_port(tmp_path: Path) -> None:
+    from tests.edge.pki import make_ca
+
+    pki = tmp_path / "pki"
+    make_ca(pki).issue(["shop.example.com"], pki / "shop.crt", pki / "shop.key")
+    policy = tmp_path / "mesh.d"
+    policy.mkdir()
+    (policy / "mesh.yaml").write_text(f"""\
+apiVersion: meshctl/v1alpha1
+kind: Service
+metadata: {{name: shop}}
+spec:
+  versions: [{{name: v1, run: [python, -m, shop.catalog]}}]
+---
+apiVersion: meshctl/v1alpha1
+kind: Gateway
+metadata: {{name: public}}
+spec:
+  listeners:
+    - {{name: web, port: 8080, protocol: http, hosts: [shop.example.com]}}
+    - {{name: other, port: 8080, protocol: http, hosts: [other.example.com]}}
+    - name: secure
+      port: 8443
+      protocol: https
+      tls: {{certificates: [{{certFile: {pki}/shop.crt, keyFile: {pki}/shop.key}}]}}
+  rules: [{{name: all, service: shop}}]
+""")
+    files = render_dir(policy, tmp_path / "k8s")
+    docs = {(o["kind"], o["metadata"]["name"]): o for o in files["gateway-public.yaml"]}
+    service = docs[("Service", "gateway-public")]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8080, "targetPort": 8080},
+        {"name": "https-8443", "port": 8443, "targetPort": 8443},
+    ]
+    [container] = docs[("Deployment", "gateway-public")]["spec"]["template"]["spec"]["containers"]
+    assert [p["containerPort"] for p in container["ports"]] == [8080, 8443, 15020]
+    for obj in docs.values():
+        kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
