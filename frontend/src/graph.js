@@ -128,6 +128,7 @@ const STYLE = [
   } },
   { selector: "edge[health = 'idle']", style: { "line-style": "dashed", "line-dash-pattern": [5, 5], opacity: 0.7 } },
   { selector: "edge[kind = 'denied']", style: {
+    label: "data(text)", "target-label": "", // at the curve's bend, clear of the traffic labels
     "line-style": "dashed", "line-dash-pattern": [2, 4], "target-arrow-shape": "tee", color: COLORS.denied,
     "curve-style": "unbundled-bezier", "control-point-distances": [-60], "control-point-weights": [0.5],
   } },

@@ -51,7 +51,14 @@ class ProgressFile:
             pass  # progress is for watchers: never what fails an apply
 
     def _wave(self, label: str) -> dict[str, Any]:
-        return next((w for w in self.data["waves"] if w["label"] == label), {})
+        """The wave of that label; a step without a planned wave (the gate of restarted
+        instances) is added as one, so its gate numbers show too."""
+        found = next((w for w in self.data["waves"] if w["label"] == label), None)
+        if found is None:
+            found = {"label": label, "sidecars": [], "status": "pending", "confirm_s": None,
+                     "gate": None}
+            self.data["waves"].append(found)
+        return found
 
     def message(self, text: str) -> None:
         self.data["message"] = text.strip()
