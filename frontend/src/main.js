@@ -85,10 +85,12 @@ function onTick(snap) {
   if (snap.rollout) {
     state.rollout = snap.rollout;
     if (snap.rollout.subject) $("#revision").textContent = `revision ${fmt.rev(snap.rollout.revision)} · ${snap.rollout.subject}`;
-    const live = snap.rollout.progress?.in_progress;
+    const live = snap.rollout.progress?.in_progress || (snap.rollout.promotion && !snap.rollout.promotion.error);
     $("#rollout-chip").hidden = !live;
     $("#rollout-badge").hidden = !live;
-    if (live) $("#rollout-chip").textContent = `${snap.rollout.progress.action} ${fmt.rev(snap.rollout.progress.target)} in progress`;
+    const p = snap.rollout.progress;
+    if (p?.in_progress) $("#rollout-chip").textContent = `${p.action} ${fmt.rev(p.target)} in progress`;
+    else if (live) $("#rollout-chip").textContent = `promoting ${snap.rollout.promotion.service} ${snap.rollout.promotion.target}`;
     if (state.tab === "rollout") $("#tab-rollout").innerHTML = rolloutView(snap.rollout);
   }
   if (state.tab === "service") loadService();

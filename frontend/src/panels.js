@@ -110,6 +110,20 @@ function progressCard(p) {
   </div>`;
 }
 
+function promotionCard(p) {
+  if (p.error) return `<div class="card"><h3>Promotion</h3><p class="error">${esc(p.error)}</p></div>`;
+  const steps = p.steps.map((pct, i) => {
+    const state = i < p.passed ? "passed" : i === p.passed && p.phase === "step" ? "current" : "pending";
+    return `<li class="step ${state}" title="${esc(state)}">${esc(pct)} %</li>`;
+  }).join("");
+  const phase = p.phase === "rollback" ? "rolling back" : p.phase === "final" ? "retiring the old version" : `step ${Math.min(p.passed + 1, p.steps.length)} of ${p.steps.length}`;
+  return `<div class="card progress live-card" data-testid="promotion">
+    <h3>Promotion: ${esc(p.service)} ${esc(p.source)} → ${esc(p.target)} <span class="status-chip warn">${esc(phase)}</span></h3>
+    <ol class="steps">${steps}</ol>
+    <p class="muted">rule ${esc(p.rule)} · each step watched for ${fmt.seconds(p.interval_ms / 1000)} · ${esc(p.commits.length)} commit(s) so far · interrupted? <span class="mono">meshctl promote --resume</span></p>
+  </div>`;
+}
+
 export function rolloutView(r) {
   const history = r.history.map((h) => `<tr class="${String(h.action).endsWith("-failed") ? "failed" : ""}">
       <td class="muted" title="${esc(fmt.clock(h.at))}">${esc(fmt.ago(h.at))}</td>
@@ -118,6 +132,7 @@ export function rolloutView(r) {
       <td>${esc(h.subject ?? "")}${h.note ? `<div class="muted">${esc(h.note)}</div>` : ""}</td></tr>`).join("");
   return `<div class="card head-card"><h3>Applied revision</h3>
       <p class="applied"><span class="mono" title="${esc(r.revision ?? "")}">${esc(fmt.rev(r.revision))}</span> ${r.subject ? `<b>${esc(r.subject)}</b>` : ""}</p></div>
+    ${r.promotion ? promotionCard(r.promotion) : ""}
     ${r.progress ? progressCard(r.progress) : ""}
     <div class="card"><h3>History <small>newest first</small></h3>
       <table class="history">${history || `<tr><td class="muted">nothing applied yet</td></tr>`}</table></div>`;

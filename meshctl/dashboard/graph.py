@@ -107,7 +107,7 @@ def configured_edges(mesh: MeshState) -> set[tuple[str, str]]:
     """Every caller -> callee version some rule can send traffic to."""
     versions = {s.name: [v.version for v in s.versions] for s in mesh.plan.topology.services}
     out: set[tuple[str, str]] = set()
-    for name, config in mesh.configs.items():
+    for config in mesh.configs.values():
         if config.kind == "gateway":
             callers = [gateway_id(config.name)]
             targets = {r.service for r in config.gateway.rules if r.service} if config.gateway else set()
@@ -127,7 +127,6 @@ def configured_edges(mesh: MeshState) -> set[tuple[str, str]]:
             for caller in callers:
                 for version in sorted(reached):
                     out.add((caller, version_id(dest.service, version)))
-        del name
     return out
 
 
@@ -159,11 +158,9 @@ def build_edges(mesh: MeshState, traffic: Series, seconds: float) -> list[dict[s
         if allowed.requests > 0 and dst != service_id(key.destination):
             edges.setdefault((src, dst), _Edge(src, dst)).counts.add(allowed)
     # The callee's refusals also reached the caller as 403 answers: not allowed traffic.
-    for (src, dst), edge in edges.items():
-        refused = edge.secured.denied
-        if refused:
-            edge.counts.requests = max(edge.counts.requests - refused, 0.0)
-        del src, dst
+    for edge in edges.values():
+        if edge.secured.denied:
+            edge.counts.requests = max(edge.counts.requests - edge.secured.denied, 0.0)
     out = [_edge_json(e, seconds) for _, e in sorted(edges.items())]
     for (src, dst), counts in sorted(denied.items()):
         out.append({

@@ -18,8 +18,6 @@ from typing import Protocol
 import aiohttp
 
 from meshctl.dashboard.series import (
-    Counts,
-    EdgeKey,
     Series,
     count_bucket,
     count_requests,
@@ -213,21 +211,3 @@ class History:
 def _slice(steps: Iterable[Step]) -> tuple[float, float, Series]:
     items = list(steps)
     return items[-1].at, sum(s.seconds for s in items), merge(s.total for s in items)
-
-
-def select(series: Series, *, reporter: str | None = None, destination: str | None = None,
-           version: str | None = None) -> Counts:
-    """The counters of the edges that match, summed."""
-    total = Counts()
-    for key, counts in series.items():
-        if reporter is not None and key.reporter != reporter:
-            continue
-        if destination is not None and key.destination != destination:
-            continue
-        if version is not None and key.destination_version != version:
-            continue
-        total.add(counts)
-    return total
-
-
-__all__ = ["AdminSource", "EdgeKey", "History", "PrometheusSource", "Sample", "Scraped", "Source", "Step", "select"]

@@ -196,9 +196,9 @@ class Dashboard:
         """Bound to loopback, answer only loopback host names: a web page elsewhere cannot
         reach the API through DNS rebinding."""
         if self.settings.loopback_only:
-            host = (request.host or "").rsplit(":", 1)[0] if not request.host.startswith("[") else (
-                request.host.split("]")[0] + "]")
-            if host not in LOOPBACK_HOSTS:
+            host = request.host or ""
+            name = host.split("]")[0] + "]" if host.startswith("[") else host.rsplit(":", 1)[0]
+            if name not in LOOPBACK_HOSTS:
                 return _error(421, f"this dashboard answers on 127.0.0.1 only, not {request.host!r}")
         response: web.StreamResponse = await handler(request)
         return response

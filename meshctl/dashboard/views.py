@@ -14,11 +14,14 @@ from meshctl.dashboard.graph import gateway_id, numbers, served, service_id, ver
 from meshctl.dashboard.mesh import MeshState, pss_kib
 from meshctl.dashboard.series import Counts, Series, is_probe
 from meshctl.diff import words
+from meshctl.errors import UsageError
 from meshctl.explain import ExplainError, Question, explain, parse_header, text_report
+from meshctl.promote import journal as promote_journal
 from meshctl.revisions import commit_subjects
 from meshctl.rollout.progress import FILE as PROGRESS_FILE
 from meshctl.rollout.progress import VERSION as PROGRESS_VERSION
 from meshctl.runtime.applied import read_history
+from meshctl.runtime.plan import SidecarRecord
 
 # --- service -------------------------------------------------------------------------------
 
@@ -78,7 +81,7 @@ def points(slices: list[tuple[float, float, Series]], service: str, version: str
     return out
 
 
-def instance_json(mesh: MeshState, record: Any, revision: str | None,
+def instance_json(mesh: MeshState, record: SidecarRecord, revision: str | None,
                   traffic: Series | None, seconds: float) -> dict[str, Any]:
     procs = [mesh.processes.get(n) for n in (record.app_process, record.process) if n]
     pss = [pss_kib(p.pid) if p else None for p in procs]
@@ -174,6 +177,19 @@ def read_progress(mesh: MeshState) -> dict[str, Any] | None:
     return data
 
 
+def read_promotion(mesh: MeshState) -> dict[str, Any] | None:
+    """`meshctl promote`'s journal: present while a promotion is under way (or interrupted)."""
+    try:
+        journal = promote_journal.read(mesh.state.root)
+    except UsageError as exc:
+        return {"error": str(exc)}
+    if journal is None:
+        return None
+    data = journal.model_dump(mode="json")
+    data["current"] = journal.steps[min(journal.passed, len(journal.steps) - 1)] if journal.steps else None
+    return data
+
+
 def rollout_view(mesh: MeshState, subjects: dict[str, str]) -> dict[str, Any]:
     entries = [dataclasses.asdict(e) for e in reversed(read_history(mesh.state))][:50]
     progress = read_progress(mesh)
@@ -183,7 +199,7 @@ def rollout_view(mesh: MeshState, subjects: dict[str, str]) -> dict[str, Any]:
         progress["subject"] = subjects.get(str(progress.get("target")))
     return {
         "revision": mesh.revision, "subject": subjects.get(str(mesh.revision)),
-        "history": entries, "progress": progress,
+        "history": entries, "progress": progress, "promotion": read_promotion(mesh),
     }
 
 

@@ -301,6 +301,27 @@ def test_explain_box_answers_and_highlights_the_path(page: Any) -> None:
     assert drawn(page)["explained"] == []
 
 
+def test_a_promotion_under_way_appears_in_the_rollout_view(shop: Running, page: Any) -> None:
+    """The journal `meshctl promote` keeps while it runs, written by promote's own code."""
+    from meshctl.promote import journal
+
+    journal.write(shop.state, journal.Journal(
+        service="reviews", target="v2", source="v1", rule="default", steps=[5, 25, 50, 100],
+        interval_ms=60_000, passed=1, last_good={"v1": 95, "v2": 5}, commits=["abc"],
+    ))
+    try:
+        page.click("button[data-tab=rollout]")
+        page.wait_for_selector("[data-testid=promotion]", timeout=15_000)
+        card = page.inner_text("[data-testid=promotion]")
+        assert "reviews v1 → v2" in card and "step 2 of 4" in card and "60 s" in card
+        assert page.locator("[data-testid=promotion] .step.passed").count() == 1
+        assert page.locator("[data-testid=promotion] .step.current").inner_text() == "25 %"
+        assert "promoting reviews v2" in page.inner_text("#rollout-chip")
+    finally:
+        journal.remove(shop.state)
+    page.wait_for_selector("[data-testid=promotion]", state="detached", timeout=15_000)
+
+
 def test_apply_in_progress_appears_in_the_rollout_view(shop: Running, page: Any) -> None:
     edit(shop.repo / "mesh.d/routes/reviews.yaml", "{version: v1, weight: 90}", "{version: v1, weight: 50}")
     edit(shop.repo / "mesh.d/routes/reviews.yaml", "{version: v2, weight: 10}", "{version: v2, weight: 50}")
