@@ -84,7 +84,7 @@ def caller_node(mesh: MeshState, workload: str, version: str) -> str | None:
 
 
 def callee_node(mesh: MeshState, service: str, version: str) -> str | None:
-    if service in (UNKNOWN, "passthrough", ""):
+    if service in (UNKNOWN, "passthrough", "PassthroughCluster", "BlackHoleCluster", ""):
         return None
     if not _known_service(mesh, service):
         return f"external/{service}"

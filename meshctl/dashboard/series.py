@@ -66,7 +66,7 @@ Series = dict[EdgeKey, Counts]
 def _first(labels: Mapping[str, str], names: Iterable[str]) -> str:
     for name in names:
         value = labels.get(name)
-        if value:
+        if value and value != UNKNOWN:
             return value
     return UNKNOWN
 

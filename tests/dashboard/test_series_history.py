@@ -8,6 +8,7 @@ import pytest
 from meshctl.dashboard.graph import ranks
 from meshctl.dashboard.sampler import History, Sample, Scraped
 from meshctl.dashboard.series import EdgeKey, delta, is_probe, parse_series
+from proxy_addon.labels import ISTIO_LABELS
 from proxy_addon.telemetry import Metrics
 
 
@@ -16,13 +17,25 @@ def exposition(*requests: tuple[tuple[str, ...], float]) -> str:
     metrics = Metrics()
     metrics.set_revision("rev1")
     for labels, duration_ms in requests:
-        metrics.observe(labels, duration_ms)
+        metrics.observe(labels, duration_ms, 0, 0)
     return metrics.exposition().decode()
 
 
 def labels(reporter: str, source: str, source_version: str, dest: str, version: str,
            code: str = "200", flags: str = "-", security: str = "unknown") -> tuple[str, ...]:
-    return (reporter, source, source_version, dest, version, code, flags, security)
+    """The sidecar's full Istio label tuple; the labels not given are "unknown"."""
+    given = {
+        "reporter": reporter, "source_workload": source, "source_version": source_version,
+        "destination_service_name": dest, "destination_version": version, "response_code": code,
+        "response_flags": flags, "connection_security_policy": security,
+    }
+    return tuple(given.get(name, "unknown") for name in ISTIO_LABELS)
+
+
+def edge_of(key: tuple[str, ...]) -> EdgeKey:
+    value = dict(zip(ISTIO_LABELS, key, strict=True))
+    return EdgeKey(value["reporter"], value["source_workload"], value["source_version"],
+                   value["destination_service_name"], value["destination_version"])
 
 
 def test_edges_are_split_by_caller_and_callee_with_errors_denials_and_mtls() -> None:
@@ -60,7 +73,7 @@ def test_delta_counts_a_restarted_sidecar_from_zero() -> None:
     before = parse_series(exposition(*[(key, 1.0)] * 5))
     after = parse_series(exposition(*[(key, 1.0)] * 8))
     restarted = parse_series(exposition(*[(key, 1.0)] * 2))
-    edge = EdgeKey(*key[:5])
+    edge = edge_of(key)
     assert delta(before, after)[edge].requests == 3
     assert delta(after, restarted)[edge].requests == 2
 
@@ -73,7 +86,7 @@ def test_health_probes_of_a_caller_sidecar_are_recognised() -> None:
 
 def test_history_windows_and_slices_are_sums_of_steps() -> None:
     key = labels("source", "frontend", "v1", "reviews", "v1")
-    edge = EdgeKey(*key[:5])
+    edge = edge_of(key)
     history = History(keep_s=30)
     for i in range(12):  # one sample a second, two more requests each time
         text = exposition(*[(key, 1.0)] * (2 * i + 1))
@@ -105,7 +118,7 @@ def test_ranks_are_longest_paths_and_survive_cycles() -> None:
 
 def test_a_missed_scrape_loses_no_requests_and_keeps_the_revision() -> None:
     key = labels("source", "frontend", "v1", "reviews", "v1")
-    edge = EdgeKey(*key[:5])
+    edge = edge_of(key)
     history = History()
     history.add(Sample(0.0, {"a": Scraped(True, "rev1", parse_series(exposition(*[(key, 1.0)] * 5)))}))
     history.add(Sample(1.0, {"a": Scraped(False)}))  # too slow to answer this time
