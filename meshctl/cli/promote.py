@@ -12,6 +12,7 @@ from rich.table import Table
 
 from meshctl.cli.apply import roll_out
 from meshctl.cli.common import PolicyDirOption, StateOption, err, out, policy_dir
+from meshctl.cli.escape import terminal_safe
 from meshctl.errors import UsageError
 from meshctl.model.values import parse_duration_ms
 from meshctl.promote import run
@@ -30,7 +31,7 @@ class TerminalReporter:
 
     def message(self, text: str) -> None:
         self._stop_live()
-        self.console.print(text, markup=False)
+        self.console.print(terminal_safe(text), markup=False)
 
     def live(self, step: str, elapsed: float, total: float,
              samples: dict[str, VersionSample]) -> None:
