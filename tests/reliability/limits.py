@@ -33,8 +33,9 @@ def _limit() -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (CPU_S, CPU_S + 1))
 
 
-def run_bounded(args: list[str], cwd: Path, wall_s: float = 30.0) -> Outcome:
-    """`python ARGS` in a fresh, limited process (wall time only guards a stuck test)."""
+def run_bounded(args: list[str], cwd: Path, wall_s: float = 120.0) -> Outcome:
+    """`python ARGS` in a fresh, limited process. The budget is CPU time (RLIMIT_CPU): wall time
+    on a shared CI machine says little, so it only guards against a stuck test."""
     env = {**os.environ, "NO_COLOR": "1", "PYTHONPATH": str(REPO), "MALLOC_ARENA_MAX": "2"}
     start = time.monotonic()
     try:
