@@ -207,7 +207,7 @@ def test_rule_backend_and_answers_agree(
             assert chosen(entry) == backend_name(exp.backend), (where, entry)
             if exp.backend.service == "reviews":  # and the app of that version answered
                 assert got.app == f"reviews-{exp.backend.version}", where
-            assert entry.get("rule") == exp.rule, (where, entry)
+            assert entry.get("route_name") == exp.rule, (where, entry)
             if exp.upstream_target is not None:
                 assert json.loads(got.body)["path"] == exp.upstream_target, where
             checked["forwarded"] += 1
@@ -218,7 +218,7 @@ def test_rule_backend_and_answers_agree(
             if exp.location:
                 assert got.headers.get("Location") == exp.location, where
             if exp.rule:
-                assert entry.get("rule") == exp.rule, (where, entry)
+                assert entry.get("route_name") == exp.rule, (where, entry)
             checked["answered by the sidecar"] += 1
             if exp.access == "deny":
                 assert (got.status, got.flags) == (403, "RBAC"), where
@@ -249,7 +249,7 @@ def test_retries_fault_redirect_response_and_refusal_agree(
     seen = []
     for exp, got, entry in both(compiled, sidecar, requests):
         where = f"{exp.method} {exp.url}"
-        assert entry.get("rule") == exp.rule, (where, entry)
+        assert entry.get("route_name") == exp.rule, (where, entry)
         if exp.status is None:  # forwarded: the upstream's 503, after the retries explain predicts
             assert got.status == 503, (where, got.status)
             assert entry["attempts"] == 1 + exp.retry_attempts, (where, entry, exp.notes)
@@ -301,7 +301,7 @@ def test_gateway_decisions_agree(compiled: dict[str, SidecarConfig], mesh: tuple
             assert (got.status, chosen(log[path])) == (200, backend_name(exp.backend)), path
         else:
             assert got.status == exp.status, (path, got.status, exp.notes)
-        assert log[path].get("rule") == exp.rule, (path, log[path])
+        assert log[path].get("route_name") == exp.rule, (path, log[path])
         outcomes.append((exp.rule, exp.status, backend_name(exp.backend) if exp.backend else None))
     assert outcomes == [
         ("health", 200, None),
