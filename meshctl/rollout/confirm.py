@@ -1,11 +1,11 @@
-"""Confirming that sidecars run a revision: asked, not assumed (each one's admin /config)."""
+"""Confirming that sidecars run a revision: asked, not assumed (each one's admin /revision)."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 from meshctl.runtime.plan import SidecarRecord
+from meshctl.runtime.polling import apoll
 from meshctl.runtime.ports import HOST
 from meshctl.runtime.probe import fetch_revision
 
@@ -25,8 +25,8 @@ async def _wait(
 ) -> dict[str, str | None]:
     pending = {r.instance: r for r in records}
     seen: dict[str, str | None] = {}
-    deadline = time.monotonic() + timeout
-    while pending:
+
+    async def all_confirmed() -> bool:
         items = list(pending.values())
         revs = await asyncio.gather(
             *(fetch_revision(HOST, r.admin_port, timeout=1.0) for r in items)
@@ -35,7 +35,7 @@ async def _wait(
             seen[record.instance] = rev
             if rev == revision:
                 del pending[record.instance]
-        if not pending or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(POLL_S)
+        return not pending
+
+    await apoll(all_confirmed, timeout=timeout, every=POLL_S)
     return {name: seen.get(name) for name in pending}

@@ -19,13 +19,13 @@ import fcntl
 import os
 import signal
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
+from meshctl.runtime.polling import poll
 from meshctl.runtime.state import StateDir
 
 SUPERVISOR_MODULE = "meshctl.runtime.supervisor"
@@ -64,15 +64,17 @@ def hold_lock(state: StateDir) -> Iterator[None]:
     state.root.mkdir(parents=True, exist_ok=True)
     fd = os.open(state.lockfile, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline = time.monotonic() + LOCK_WAIT_S
-        while True:
+        def taken() -> bool:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
             except BlockingIOError:
-                if time.monotonic() > deadline or _exclusive_holder(state):
+                if _exclusive_holder(state):
                     raise AlreadyRunning(str(state.root)) from None
-                time.sleep(0.05)
+                return False
+            return True
+
+        if not poll(taken, timeout=LOCK_WAIT_S, every=0.05):
+            raise AlreadyRunning(str(state.root))
         me = psutil.Process()
         from meshctl.fsio import write_atomic
 

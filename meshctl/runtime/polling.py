@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 def poll(condition: Callable[[], bool], *, timeout: float, every: float = 0.1) -> bool:
@@ -17,3 +18,17 @@ def poll(condition: Callable[[], bool], *, timeout: float, every: float = 0.1) -
         if left <= 0:
             return False
         time.sleep(min(every, left))
+
+
+async def apoll(
+    condition: Callable[[], Awaitable[bool]], *, timeout: float, every: float = 0.1
+) -> bool:
+    """`poll` for a condition that awaits (asks processes over the network)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if await condition():
+            return True
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        await asyncio.sleep(min(every, left))
