@@ -49,6 +49,7 @@ class MeshAddon:
         self._on_running = on_running
         self.tcp: TcpTunnels | None = None  # set by the server when it loads the tcp addon
         self._tasks: set[asyncio.Task[None]] = set()
+        self.upstreams = grpcflow.Upstreams()  # live upstream connections, for gRPC calls
 
     def running(self) -> None:
         """Listeners are up. Synchronous, as mitmproxy needs: the startup work runs as a task."""
@@ -90,7 +91,7 @@ class MeshAddon:
                 return None
             dest = snap.config.destinations.get(flow.request.host.lower())
             if role == "outbound" and dest is not None and dest.protocol != "tcp":
-                return grpcflow.outbound_call(self.rt, flow, info, dest)
+                return grpcflow.outbound_call(self.rt, flow, info, dest, self.upstreams)
             return None  # answered in `request` (no route, denied), as gRPC errors
         if wants_stream(info.headers):
             route_stream(self.rt, flow, info)
@@ -163,6 +164,14 @@ class MeshAddon:
                 h2c.mark_h2c(server)
         elif any(ep.address == address for eps in snap.candidates.values() for ep in eps):
             h2c.mark_h2c(server)  # another sidecar's inbound listener (mTLS disabled)
+
+    def server_connected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.address is not None:
+            self.upstreams.connected(data.client.id, f"{data.server.address[0]}:{data.server.address[1]}")
+
+    def server_disconnected(self, data: server_hooks.ServerConnectionHookData) -> None:
+        if data.server.address is not None:
+            self.upstreams.disconnected(data.client.id, f"{data.server.address[0]}:{data.server.address[1]}")
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         info: FlowInfo | None = flow.metadata.get(KEY)

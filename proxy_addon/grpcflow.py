@@ -20,6 +20,12 @@ the request was small (<= 64 KiB) and complete. The request body is copied while
 such an answer is held (not streamed) so the `response` hook can replace it with the retry's,
 made by the pooled h2 client (`h2client.py`) on another endpoint.
 
+A call's first attempt rides mitmproxy's own upstream connection, which cannot be replayed
+once it failed: so before a call goes to an endpoint this client connection has no live
+upstream connection to (`Upstreams`), the sidecar opens a TCP connection to it first. A refused
+or timed-out connect marks the endpoint failed (outlier detection) and the call goes to
+another endpoint, for every method, as for HTTP: it never reached an upstream.
+
 Errors the sidecar makes itself are gRPC errors: HTTP 200, `grpc-status`, `grpc-message`, and
 the `x-mesh-response-flags` header.
 """
@@ -33,7 +39,7 @@ from dataclasses import dataclass, field
 
 from mitmproxy import http
 
-from meshctl.contract import CompiledRouteRule, CompiledTrafficPolicy, Destination
+from meshctl.contract import CompiledRouteRule, CompiledTrafficPolicy, Destination, RetryPolicy
 from meshctl.decision import decide
 from meshctl.decision.headers import apply_header_ops
 from proxy_addon import grpcwire
@@ -50,12 +56,13 @@ from proxy_addon.inbound import admission, client_cert_header
 from proxy_addon.limits import Overflow
 from proxy_addon.outbound import choose_backend, lb_hash_key, outbound_request
 from proxy_addon.responses import FLAG_HEADER
-from proxy_addon.retry import backoff_ms
+from proxy_addon.retry import backoff_ms, retriable_error
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.state import DestinationState
 from proxy_addon.tracing import next_traceparent
 from proxy_addon.upstream import UpstreamError
 
+CONNECT_PROBE_S = 1.0  # a loopback or LAN connect answers far sooner
 MAX_RETRY_BODY = 64 * 1024  # as for HTTP: larger requests are not kept for a second try
 
 _FLAG_TEXT = {
@@ -141,6 +148,47 @@ class GrpcCall:
 GRPC_KEY = "meshctl.grpc"
 
 
+class Upstreams:
+    """Which upstream addresses mitmproxy holds a live connection to, per client connection
+    (fed by the `server_connected` / `server_disconnected` hooks)."""
+
+    def __init__(self) -> None:
+        self._live: dict[str, set[str]] = {}
+
+    def connected(self, client_id: str, address: str) -> None:
+        self._live.setdefault(client_id, set()).add(address)
+
+    def disconnected(self, client_id: str, address: str) -> None:
+        live = self._live.get(client_id)
+        if live is not None:
+            live.discard(address)
+            if not live:
+                del self._live[client_id]
+
+    def has(self, client_id: str, address: str) -> bool:
+        return address in self._live.get(client_id, ())
+
+
+async def reachable(address: str, timeout: float) -> bool:
+    host, _, port = address.rpartition(":")
+    try:
+        async with asyncio.timeout(timeout):
+            _, writer = await asyncio.open_connection(host, int(port))
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    return True
+
+
+def _retry_unreached(retries: RetryPolicy) -> bool:
+    """A call that never reached an upstream is sent elsewhere when the rule retries
+    connect failures or UNAVAILABLE (what the caller would otherwise get)."""
+    return retries.attempts > 0 and (
+        retriable_error(retries.on, "connect-failure")
+        or grpcwire.retriable(retries.on, grpcwire.UNAVAILABLE)
+    )
+
+
 def _point_at(flow: http.HTTPFlow, address: str, scheme: str) -> None:
     host, _, port = address.rpartition(":")
     flow.request.scheme = scheme
@@ -157,7 +205,8 @@ def _strip_internal(request: http.Request) -> None:
 
 
 async def outbound_call(
-    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, dest: Destination
+    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, dest: Destination,
+    upstreams: Upstreams | None = None,
 ) -> None:
     """`requestheaders` of a gRPC call to a mesh service: decide it, then let it stream."""
     info.protocol = "grpc"
@@ -199,12 +248,30 @@ async def outbound_call(
     policy = target_dest.traffic_policy
     state = rt.state.dest_state(backend.service)
     candidates = info.snapshot.endpoints_for(backend.service, backend.version)
-    ep = state.endpoints.pick(candidates, policy.load_balancer, time.monotonic(), set(),
-                              lb_hash_key(policy, view))
+    key = lb_hash_key(policy, view)
+    ep = state.endpoints.pick(candidates, policy.load_balancer, time.monotonic(), set(), key)
     if ep is None:
         info.flags.append("UH")
         flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
         return
+    if upstreams is not None:
+        tries = 1 + (rule.retries.attempts if _retry_unreached(rule.retries) else 0)
+        avoid: set[str] = set()
+        while not upstreams.has(flow.client_conn.id, ep.address):
+            if await reachable(ep.address, CONNECT_PROBE_S):
+                break
+            if state.endpoints.record(ep, True, time.monotonic(), policy.outlier_detection):
+                rt.metrics.ejections.labels(state.service).inc()
+            avoid.add(ep.address)
+            tries -= 1
+            if tries > 0:
+                rt.metrics.retries.labels(state.service).inc()
+                ep = state.endpoints.pick(candidates, policy.load_balancer, time.monotonic(), avoid, key)
+            if tries <= 0 or ep is None:
+                info.flags.append("UF")
+                flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
+                return
+            info.attempts += 1
     try:
         await state.gate.acquire()
     except Overflow:
@@ -212,7 +279,8 @@ async def outbound_call(
         flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
         return
     ep.active += 1
-    info.endpoint, info.version, info.attempts, info.native = ep.address, ep.version, 1, True
+    info.endpoint, info.version, info.native = ep.address, ep.version, True
+    info.attempts = max(info.attempts, 1)
     request = flow.request
     _strip_internal(request)
     request.path = decision.upstream_target or request.path
@@ -224,8 +292,14 @@ async def outbound_call(
     request.headers["traceparent"] = info.traceparent
     request.headers[SOURCE_WORKLOAD_HEADER] = info.source_workload
     request.headers[SOURCE_VERSION_HEADER] = info.source_version
-    if deadline is not None:
-        request.headers["grpc-timeout"] = grpcwire.format_timeout(max(deadline - time.monotonic(), 0.001))
+    # The first attempt cannot be cut by the sidecar (mitmproxy relays it): `perTryTimeout`
+    # reaches it as a shorter `grpc-timeout`, which the server enforces (DEADLINE_EXCEEDED,
+    # retried when `retries.on` has `deadline-exceeded`).
+    limits = [deadline - time.monotonic()] if deadline is not None else []
+    if rule.retries.per_try_timeout_ms:
+        limits.append(rule.retries.per_try_timeout_ms / 1000.0)
+    if limits:
+        request.headers["grpc-timeout"] = grpcwire.format_timeout(max(min(limits), 0.001))
     scheme = "http"
     if rt.tls is not None and rt.peer_tls(info.snapshot, backend.service, ep.address):
         scheme = "https"
@@ -316,7 +390,9 @@ async def _retry(
                 return error_response(grpcwire.DEADLINE_EXCEEDED, info.flags)
             info.endpoint, info.version = ep.address, ep.version
             info.attempts += 1
-            result = await _send(rt, info, call, ep, body, remaining)
+            per_try = retries.per_try_timeout_ms / 1000.0 if retries.per_try_timeout_ms else None
+            limit = remaining if per_try is None else min(per_try, remaining or per_try)
+            result = await _send(rt, info, call, ep, body, limit)
         finally:
             call.state.budget.release()
         if result is None:

@@ -18,14 +18,16 @@ from meshctl.contract import (
     AbortFault,
     CompiledBackend,
     CompiledFault,
+    CompiledRetryBudget,
     CompiledRouteRule,
     CompiledStringMatch,
     DelayFault,
     RequestMatch,
     RetryPolicy,
 )
-from tests.grpc_mesh.conftest import GrpcMesh, pb, pb_grpc
-from tests.support.procs import REPO
+from tests.grpc_mesh.conftest import GrpcMesh, grpc_destination, pb, pb_grpc, with_tls
+from tests.support.configs import service_config
+from tests.support.procs import REPO, bindings_for, free_port, start_sidecar
 
 pytestmark = pytest.mark.slow  # one module-scoped mesh of five processes
 
@@ -216,3 +218,54 @@ def test_sidecar_errors_are_grpc_errors(mesh: GrpcMesh) -> None:
         nowhere.Check(pb.StockRequest(item="1"), timeout=10)
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     assert ("x-mesh-response-flags", "NR") in caught.value.trailing_metadata()
+
+
+def test_a_dead_endpoint_is_passed_over_for_every_call(mesh: GrpcMesh) -> None:
+    """Two endpoints of inventory v1, one a port with nothing listening: every call of fresh
+    channels succeeds (the first attempt's connect failure is sent to the other endpoint)."""
+    dead = f"127.0.0.1:{free_port()}"
+    rule = split({"v1": 100}, retries=RetryPolicy(attempts=2, on=("unavailable",)))
+    config = service_config("frontend", (grpc_destination("inventory", ("v1",), (rule,)),),
+                            revision="g-dead", mtls="strict", inbound=None,
+                            retry_budget=CompiledRetryBudget(percent=100, min_per_second=1000))
+    endpoints = {"inventory": {"v1": (mesh.inbound["inventory-v1"].inbound_address, dead)}}
+    tls = mesh.frontend.bindings.tls
+    assert tls is not None
+    sidecar = start_sidecar(mesh.root / "frontend-dead", config,
+                            with_tls(bindings_for(inbound=False, endpoints=endpoints), tls))
+    try:
+        proxy = f"http://127.0.0.1:{sidecar.bindings.listeners.outbound}"
+        failures = 0
+        for _ in range(10):  # new channels: new upstream connections, the dead one tried anew
+            channel = grpc.insecure_channel("inventory:80", options=[("grpc.http_proxy", proxy),
+                                                                      ("grpc.enable_retries", 0)])
+            stub = pb_grpc.InventoryStub(channel)
+            for i in range(10):
+                try:
+                    assert stub.Check(pb.StockRequest(item=str(i)), timeout=10).version == "v1"
+                except grpc.RpcError:
+                    failures += 1
+            channel.close()
+        assert failures == 0
+        assert {e.get("upstream_host") for e in entries(sidecar, CHECK)} <= {
+            mesh.inbound["inventory-v1"].inbound_address}
+    finally:
+        assert sidecar.stop() == 0, sidecar.stderr()[-1500:]
+
+
+def test_per_try_timeout_bounds_each_attempt(mesh: GrpcMesh) -> None:
+    """The app waits 3 s; a 0.3 s perTryTimeout ends each attempt: retried on
+    `deadline-exceeded`, and the caller (willing to wait 10 s) gets DEADLINE_EXCEEDED soon."""
+    slow = (("x-delay-ms", "3000"),)
+    for retried in (False, True):
+        on = ("deadline-exceeded",) if retried else ("unavailable",)
+        mesh.route(split({"v1": 50, "v2": 50}, retries=RetryPolicy(attempts=1, per_try_timeout_ms=300, on=on)))
+        stub = pb_grpc.InventoryStub(mesh.channel())
+        started = time.monotonic()
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Check(pb.StockRequest(item="1"), metadata=slow, timeout=10)
+        elapsed = time.monotonic() - started
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        assert (0.55 if retried else 0.25) < elapsed < (2.0 if retried else 1.5), (retried, elapsed)
+        time.sleep(0.3)
+        assert entries(mesh.frontend, CHECK)[-1]["attempts"] == (2 if retried else 1)
