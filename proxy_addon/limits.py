@@ -24,6 +24,15 @@ def malformed_fields(fields: tuple[tuple[bytes, bytes], ...]) -> bool:
     return False
 
 
+# RFC 9110 token characters: what a method may be made of.
+_TCHAR = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def malformed_method(method: bytes) -> bool:
+    """Is the method empty or not an HTTP token (e.g. `G\0ET`)? The upstream client refuses it."""
+    return not method or not _TCHAR.issuperset(method)
+
+
 class Overflow(Exception):
     """The circuit breaker refused the request (503 UO)."""
 

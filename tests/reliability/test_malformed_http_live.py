@@ -121,6 +121,16 @@ def test_control_bytes_in_a_header_get_400_dpe_and_are_counted(mesh: dict[str, S
         assert 'response_code="400"' in sc.metrics()
 
 
+def test_a_method_that_is_no_http_token_gets_400_dpe(mesh: dict[str, Sidecar]) -> None:
+    """Found by the fuzz: `G\\0T` reached the upstream client, which raised (a traceback)."""
+    for role, sc in mesh.items():
+        answer, _ = send_raw(_address(sc, role), _payload(CASES["nul-in-method"], role),
+                             half_close=False)
+        assert _status(answer) == 400, (role, answer[:300])
+        assert b"x-mesh-response-flags: dpe" in answer.lower(), (role, answer[:300])
+        _healthy(sc)
+
+
 def test_sidecars_survive_the_corpus(mesh: dict[str, Sidecar]) -> None:
     for sc in mesh.values():
         _healthy(sc)
