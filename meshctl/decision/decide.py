@@ -250,7 +250,8 @@ def _gateway_rule(
     config: SidecarConfig, request: Request, view: RequestView, rule: CompiledGatewayRule,
     match: RequestMatch | None,
 ) -> Decision:
-    answer = _answers_itself(rule, request, request.authority or "localhost")
+    scheme = _scheme(config, request)
+    answer = _answers_itself(rule, request, request.authority or "localhost", scheme)
     if answer is not None:
         return Decision(request, view, gateway_rule=rule, gateway_match=match, answer=answer)
     dest = config.destinations.get(rule.service or "")
@@ -265,7 +266,7 @@ def _gateway_rule(
         request = replace(request, headers=with_ops(request.headers, ops))
         view = replace(view_from_target(request.method, request.target, request.headers),
                        claims=view.claims)
-    return _route(dest, request, view, rule, match)
+    return _route(dest, request, view, rule, match, scheme)
 
 
 def _route(
@@ -274,13 +275,14 @@ def _route(
     view: RequestView,
     gateway_rule: CompiledGatewayRule | None = None,
     gateway_match: RequestMatch | None = None,
+    scheme: str = "http",  # the client's, at a gateway
 ) -> Decision:
     matched = match_rule(dest.rules, view)
     if matched is None:
         no_rule = Answer(404, ("NR",), reason=f"no rule of the {dest.service} route matches")
         return Decision(request, view, dest.service, dest, gateway_rule, None, None, gateway_match, no_rule)
     rule, match = matched
-    answer = _answers_itself(rule, request, request.authority or dest.service)
+    answer = _answers_itself(rule, request, request.authority or dest.service, scheme)
     if answer is not None:
         return Decision(request, view, dest.service, dest, gateway_rule, rule, match, gateway_match, answer)
     split = tuple(backend_probabilities(rule.backends))
@@ -305,9 +307,21 @@ def _route(
     )
 
 
-def _answers_itself(rule: CompiledRouteRule | CompiledGatewayRule, request: Request, host: str) -> Answer | None:
+def _scheme(config: SidecarConfig, request: Request) -> str:
+    """The scheme the client used: its gateway listener's protocol (https keeps https in a
+    redirect that sets no scheme); behind the edge, sidecars speak plain HTTP."""
+    if config.gateway is not None and request.listener is not None:
+        for listener in config.gateway.listeners:
+            if listener.name == request.listener:
+                return listener.protocol
+    return "http"
+
+
+def _answers_itself(
+    rule: CompiledRouteRule | CompiledGatewayRule, request: Request, host: str, scheme: str = "http"
+) -> Answer | None:
     if rule.redirect is not None:
-        location = redirect_location(rule.redirect, request.target, host)
+        location = redirect_location(rule.redirect, request.target, host, scheme)
         return Answer(rule.redirect.status, headers=(("location", location),), reason=f"redirected to {location}")
     if rule.respond is not None:
         respond = rule.respond

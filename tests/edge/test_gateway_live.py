@@ -88,6 +88,10 @@ spec:
     - name: to-https
       listeners: [web]
       redirect: {{scheme: https, port: {https_port}}}
+    - name: moved
+      listeners: [secure]
+      match: [{{path: {{exact: /old}}}}]
+      redirect: {{path: /new}}
     - name: api
       hosts: ["*.api.example.com"]
       service: api
@@ -168,7 +172,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory, apps: dict[str, App]) -> Iter
 def test_two_hosts_on_one_https_listener_reach_different_services(edge: Edge) -> None:
     shop = edge.https("shop.example.com", "/")
     api = edge.https("v1.api.example.com", "/items")
-    assert (shop.status, shop.headers.get("x-app")) == (200, "shop")
+    assert (shop.status, shop.headers.get("x-app")) == (200, "shop"), shop.body
     assert (api.status, api.headers.get("x-app")) == (200, "api")
     assert shop.cert_serial != api.cert_serial  # each name got its own certificate by SNI
 
@@ -185,6 +189,12 @@ def test_http_listener_redirects_to_https(edge: Edge) -> None:
     reply = call(edge.http_port, "shop.example.com", "/cart?id=3")
     assert reply.status == 301
     assert reply.headers["location"] == f"https://shop.example.com:{edge.https_port}/cart?id=3"
+
+
+def test_redirect_on_the_https_listener_keeps_https(edge: Edge) -> None:
+    reply = edge.https("shop.example.com", "/old")
+    assert reply.status == 301, reply.body
+    assert reply.headers["location"] == "https://shop.example.com/new"
 
 
 def test_renewed_certificate_is_used_without_restart(edge: Edge) -> None:
