@@ -35,11 +35,18 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from mitmproxy import http
 
-from meshctl.contract import CompiledRouteRule, CompiledTrafficPolicy, Destination, RetryPolicy
+from meshctl.contract import (
+    CompiledMirror,
+    CompiledRouteRule,
+    CompiledTrafficPolicy,
+    Destination,
+    RetryPolicy,
+)
 from meshctl.decision import decide
 from meshctl.decision.headers import apply_header_ops
 from proxy_addon import grpcwire
@@ -99,15 +106,20 @@ def as_grpc_error(response: http.Response, flags: list[str]) -> http.Response:
 
 @dataclass(slots=True)
 class BodyCopy:
-    """mitmproxy's `request.stream` callable: passes chunks on, keeps a copy for a retry."""
+    """mitmproxy's `request.stream` callable: passes chunks on, keeps a copy for a retry
+    (and hands it to `on_complete`, the mirror, when the request ended)."""
 
     data: bytearray = field(default_factory=bytearray)
     complete: bool = False
     too_big: bool = False
+    on_complete: Callable[[bytes], None] | None = None
 
     def __call__(self, chunk: bytes) -> bytes:
         if not chunk:
             self.complete = True
+            if self.on_complete is not None and not self.too_big:
+                self.on_complete(bytes(self.data))
+                self.on_complete = None
         elif not self.too_big:
             if len(self.data) + len(chunk) > MAX_RETRY_BODY:
                 self.too_big = True
@@ -306,11 +318,50 @@ async def outbound_call(
         rt.tls.expect(flow.client_conn.id, ep.address, target_dest.identity)
     _point_at(flow, ep.address, scheme)
     copy = BodyCopy()
+    mirror = rule.mirror
+    if mirror is not None and random.random() * 100.0 < mirror.percent:
+        sent = [(k, v) for k, v in request.headers.fields]
+        path = request.path
+        copy.on_complete = lambda body: _mirror(rt, info, mirror, sent, path, body)
     request.stream = copy
     flow.metadata[GRPC_KEY] = GrpcCall(
         rule, backend.service, backend.version, policy, state, candidates, ep, deadline,
         [(k, v) for k, v in request.headers.fields], copy, request.authority, request.path,
     )
+
+
+MIRROR_TIMEOUT_S = 5.0
+
+
+def _mirror(
+    rt: SidecarRuntime, info: FlowInfo, mirror: CompiledMirror,
+    headers: list[tuple[bytes, bytes]], path: str, body: bytes,
+) -> None:
+    """A copy of a complete call to the mirror version, sent and forgotten (its answer is
+    dropped; it never holds up the call), authority `service-shadow` as for HTTP."""
+    endpoints = [e for e in info.snapshot.endpoints_for(mirror.service, mirror.version) if e.healthy]
+    if not endpoints:
+        return
+    address = endpoints[hash(info.traceparent) % len(endpoints)].address
+    context = server_hostname = None
+    scheme = b"http"
+    peer = rt.peer_tls(info.snapshot, mirror.service, address)
+    if peer is not None and rt.tls is not None:
+        context, server_hostname, scheme = h2_context(rt.tls, rt.h2_contexts), peer.server_hostname, b"https"
+    request = [
+        (b":method", b"POST"), (b":scheme", scheme),
+        (b":authority", f"{mirror.service}-shadow".encode()), (b":path", path.encode()),
+        *((k, v) for k, v in headers if k.lower() != b"host"),
+    ]
+
+    async def send() -> None:
+        try:
+            async with asyncio.timeout(MIRROR_TIMEOUT_S):
+                await rt.h2.request(address, request, body, context, server_hostname)
+        except (UpstreamError, TimeoutError):
+            pass  # a mirror's fate never reaches the caller
+
+    rt.run_mirror(send())
 
 
 def _status_of(response: http.Response) -> int | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+from collections.abc import Coroutine
+from typing import Any
 
 from multidict import CIMultiDict
 
@@ -113,6 +115,17 @@ class SidecarRuntime:
         task = asyncio.create_task(self._send_mirror(address, method, target, copy, body, tls))
         self._mirrors.add(task)
         task.add_done_callback(self._mirrors.discard)
+
+    def run_mirror(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run a mirror copy's send in the background, bounded in number like `mirror`."""
+        if len(self._mirrors) >= MAX_MIRRORS_IN_FLIGHT:
+            self.metrics.mirrors_dropped.inc()
+            work.close()
+            return False
+        task = asyncio.create_task(work)
+        self._mirrors.add(task)
+        task.add_done_callback(self._mirrors.discard)
+        return True
 
     async def _send_mirror(
         self,

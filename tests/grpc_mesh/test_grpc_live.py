@@ -18,6 +18,7 @@ from meshctl.contract import (
     AbortFault,
     CompiledBackend,
     CompiledFault,
+    CompiledMirror,
     CompiledRetryBudget,
     CompiledRouteRule,
     CompiledStringMatch,
@@ -25,9 +26,17 @@ from meshctl.contract import (
     RequestMatch,
     RetryPolicy,
 )
-from tests.grpc_mesh.conftest import GrpcMesh, grpc_destination, pb, pb_grpc, with_tls
+from tests.grpc_mesh.conftest import (
+    GrpcMesh,
+    grpc_destination,
+    inbound_config,
+    pb,
+    pb_grpc,
+    start_grpc_app,
+    with_tls,
+)
 from tests.support.configs import service_config
-from tests.support.procs import REPO, bindings_for, free_port, start_sidecar
+from tests.support.procs import REPO, Sidecar, bindings_for, free_port, start_sidecar
 
 pytestmark = pytest.mark.slow  # one module-scoped mesh of five processes
 
@@ -269,3 +278,44 @@ def test_per_try_timeout_bounds_each_attempt(mesh: GrpcMesh) -> None:
         assert (0.55 if retried else 0.25) < elapsed < (2.0 if retried else 1.5), (retried, elapsed)
         time.sleep(0.3)
         assert entries(mesh.frontend, CHECK)[-1]["attempts"] == (2 if retried else 1)
+
+
+def test_calls_are_mirrored_without_waiting_for_a_slow_mirror(mesh: GrpcMesh) -> None:
+    """Calls to v1 mirrored to v3, an app that answers after 1 s: every copy reaches v3 and
+    the caller's calls take what v1 takes."""
+    tls = mesh.frontend.bindings.tls
+    assert tls is not None
+    slow_app = start_grpc_app("inventory", "v3", DELAY_MS="1000")
+    started: list[Sidecar] = []
+    try:
+        v3 = start_sidecar(mesh.root / "inventory-v3", inbound_config("inventory"), with_tls(
+            bindings_for(outbound=False, app=slow_app.address, version="v3", instance="inventory-v3"),
+            mesh.inbound["inventory-v1"].bindings.tls))  # type: ignore[arg-type]
+        started.append(v3)
+        rule = split({"v1": 100}, mirror=CompiledMirror(service="inventory", version="v3", percent=100))
+        config = service_config("frontend", (grpc_destination("inventory", ("v1", "v3"), (rule,)),),
+                                revision="g-mirror", mtls="strict", inbound=None)
+        endpoints = {"inventory": {"v1": (mesh.inbound["inventory-v1"].inbound_address,),
+                                   "v3": (v3.inbound_address,)}}
+        frontend = start_sidecar(mesh.root / "frontend-mirror", config,
+                                 with_tls(bindings_for(inbound=False, endpoints=endpoints), tls))
+        started.append(frontend)
+        proxy = f"http://127.0.0.1:{frontend.bindings.listeners.outbound}"
+        channel = grpc.insecure_channel("inventory:80", options=[("grpc.http_proxy", proxy)])
+        stub = pb_grpc.InventoryStub(channel)
+        assert stub.Check(pb.StockRequest(item="warm"), timeout=10).version == "v1"
+        took = []
+        for i in range(20):
+            begun = time.monotonic()
+            assert stub.Check(pb.StockRequest(item=str(i)), timeout=10).version == "v1"
+            took.append(time.monotonic() - begun)
+        channel.close()
+        assert max(took) < 0.5, took  # the mirror answers after 1 s
+        deadline = time.monotonic() + 10
+        while len(entries(v3, CHECK)) < 21 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(entries(v3, CHECK)) == 21
+    finally:
+        codes = [sc.stop() for sc in started]
+        slow_app.stop()
+    assert codes == [0] * len(codes)
