@@ -83,7 +83,8 @@ def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
         }
         assert all(s["healthy"] for s in st["sidecars"]), st
         assert st["gateways"] == [
-            {"name": "public", "url": f"http://127.0.0.1:{port}", "healthy": True}
+            {"name": "public", "url": f"http://127.0.0.1:{port}", "healthy": True,
+             "listeners": [{"name": "http", "protocol": "http", "url": f"http://127.0.0.1:{port}"}]}
         ]
         assert git(repo, "rev-parse", "refs/meshctl/applied") == base
 
