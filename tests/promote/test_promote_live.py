@@ -277,10 +277,11 @@ def test_failing_slower_and_idle_canaries_are_rolled_back_by_commits(tmp_path: P
         assert "analysis inconclusive" in idle.stderr and "analysis passed" not in idle.stderr
         assert route_weights(root) == "- {version: v1, weight: 100} - {version: v2, weight: 0}"
 
-        # A new environment that makes v1 fail: apply restarts it, gates it, and undoes it.
-        broken = mesh.read_text().replace('DELAY_MS: "100"}', 'DELAY_MS: "100", FAIL_PERCENT: "50"}')
+        # A new environment that makes v1 fail (90%, over the gate's 50%): apply restarts it, gates
+        # it, and undoes it.
+        broken = mesh.read_text().replace('DELAY_MS: "100"}', 'DELAY_MS: "100", FAIL_PERCENT: "90"}')
         mesh.write_text(broken)
-        bad = commit_all(root, "v1 fails half the time")
+        bad = commit_all(root, "v1 fails most of the time")
         with VersionLoad(port, threads=2) as load:
             gated = meshctl(root, "apply", "--window", "3s")
             time.sleep(1.5)

@@ -137,7 +137,9 @@ def _check_queries(p: Prometheus) -> None:
                                   service_vars))
     assert _labels(by_workload, "destination_workload", "destination_workload_namespace", "response_code") == {
         ("reviews-v1", NS, "200"), ("reviews-v2", NS, "200")}
-    assert all(float(r["value"][1]) > 0 for r in by_workload)
+    # The panel uses irate (the last two scrapes, 1 s apart here): a version with ~10% of the
+    # traffic may show 0 at one instant, so every series must exist and the total be above 0.
+    assert sum(float(r["value"][1]) for r in by_workload) > 0
     durations = p.query(grafana(sd, "Incoming Request Duration By Service Workload", "A", service_vars))
     assert _labels(durations, "destination_workload") == {("reviews-v1",), ("reviews-v2",)}
     by_source = p.query(grafana(sd, "Incoming Requests By Source And Response Code", "A", service_vars))
