@@ -60,7 +60,8 @@ class Criteria:
     min_success_rate: float | None = 99.0  # percent; None: no absolute threshold
     max_p99_ms: float | None = None
     alpha: float = 0.01  # significance level of the comparisons with the baseline
-    latency_tolerance: float = 0.10  # the canary's p50 may be this share slower
+    latency_tolerance: float = 0.10  # the canary's p50 may be this share slower...
+    latency_floor_ms: float = 2.0  # ...and always this much: a fresh version's cold pools cost ~1 ms
     error_tolerance: float = 0.5  # percentage points more errors before the test counts
 
 
@@ -125,7 +126,8 @@ def analyze(canary: VersionSample, baseline: VersionSample, criteria: Criteria) 
                 f"p50 {c50:.2f}ms vs {b50:.2f}ms: Mann-Whitney U p={_p(p_slow)} "
                 f"({_sure(p_slow)} sure {canary.version} is slower)"
             )
-            if p_slow < criteria.alpha and c50 > b50 * (1 + criteria.latency_tolerance):
+            allowed = max(b50 * criteria.latency_tolerance, criteria.latency_floor_ms)
+            if p_slow < criteria.alpha and c50 - b50 > allowed:
                 reasons.append(
                     f"{canary.version} is slower than {baseline.version} "
                     f"(p50 {c50:.2f}ms vs {b50:.2f}ms, +{100 * (c50 / b50 - 1):.0f}%, "
