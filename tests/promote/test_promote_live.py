@@ -158,7 +158,10 @@ class Promote:
             self.lines.append((time.monotonic(), line.rstrip("\n")))
 
     def wait(self, timeout: float = 300) -> tuple[int, str, str]:
-        out = self.proc.communicate(timeout=timeout)[0] if self.proc.stdout else ""
+        # stdout only: stderr belongs to the reader thread (communicate() would steal its lines)
+        assert self.proc.stdout is not None
+        out = self.proc.stdout.read()
+        self.proc.wait(timeout=timeout)
         self._reader.join(timeout=10)
         return self.proc.returncode, out, "\n".join(line for _, line in self.lines)
 
