@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from meshctl.errors import UsageError
 from meshctl.promote.analysis import VersionSample
 from meshctl.runtime.metrics import parse_snapshot
 from meshctl.runtime.plan import SidecarRecord
@@ -110,10 +111,14 @@ class PrometheusWindow:
 
     def _query(self, promql: str) -> list[dict[str, object]]:
         query = urllib.parse.urlencode({"query": promql, "time": f"{time.time():.3f}"})
-        with urllib.request.urlopen(f"{self.url}/api/v1/query?{query}", timeout=10) as resp:
-            body = json.load(resp)
-        if body.get("status") != "success":
-            raise RuntimeError(f"Prometheus query failed: {body.get('error')}")
+        try:
+            with urllib.request.urlopen(f"{self.url}/api/v1/query?{query}", timeout=10) as resp:
+                body = json.load(resp)
+        except (OSError, ValueError) as exc:  # unreachable, refused, not JSON
+            raise UsageError(f"cannot query Prometheus at {self.url}: {exc}") from None
+        if not isinstance(body, dict) or body.get("status") != "success":
+            error = body.get("error") if isinstance(body, dict) else body
+            raise UsageError(f"Prometheus at {self.url} refused a query: {error}")
         result: list[dict[str, object]] = body["data"]["result"]
         return result
 
