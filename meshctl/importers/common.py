@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from meshctl.importers.read import Malformed, Src
 from meshctl.importers.report import ImportReport
 from meshctl.model.values import format_duration_ms
+from meshctl.validate.diagnostics import at
 from meshctl.yamlio import Path
 
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h)$")
@@ -101,3 +103,12 @@ def header_ops(data: dict[str, Any], path: Path) -> dict[str, Any]:
             raise Malformed((*path, "remove"), "must be a list of header names")
         out["remove"] = [str(n) for n in names]
     return out
+
+
+def convert_guarded(src: Src, report: ImportReport, step: Callable[[Src, Reading], None]) -> None:
+    """Convert one source object; a malformed one is a positioned error, the others go on."""
+    try:
+        step(src, Reading(src, report))
+        report.imported.append(f"{src.label} ({src.where})")
+    except Malformed as exc:
+        report.errors.append(at(src.doc, exc.path, "IMP003", f"{src.label}: {exc.message}"))

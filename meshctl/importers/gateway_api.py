@@ -14,12 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meshctl.importers.common import Reading, duration, rescale, unique_name
+from meshctl.importers.common import Reading, convert_guarded, duration, rescale, unique_name
 from meshctl.importers.emit import OutDoc, Output
 from meshctl.importers.kube import Kube, meshctl_name
 from meshctl.importers.read import Malformed, Src, integer, mapping, number, sequence, string
 from meshctl.importers.report import ImportReport
-from meshctl.validate.diagnostics import at
 from meshctl.yamlio import Path
 
 REDIRECT_CODES = {301, 302, 303, 307, 308}
@@ -70,11 +69,7 @@ class GatewayApiImport:
         return self.out
 
     def _guarded(self, src: Src, step: Any) -> None:
-        try:
-            step(src, Reading(src, self.report))
-            self.report.imported.append(f"{src.label} ({src.where})")
-        except Malformed as exc:
-            self.report.errors.append(at(src.doc, exc.path, "IMP003", f"{src.label}: {exc.message}"))
+        convert_guarded(src, self.report, step)
 
     # --- routes ---------------------------------------------------------------------------
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from meshctl.importers.common import Reading, duration, header_ops, rescale, unique_name
+from meshctl.importers.common import Reading, convert_guarded, duration, header_ops, rescale, unique_name
 from meshctl.importers.emit import OutDoc, Output
 from meshctl.importers.kube import Kube, meshctl_name, short_host
 from meshctl.importers.read import Malformed, Src, integer, mapping, number, sequence, string
 from meshctl.importers.report import ImportReport
-from meshctl.validate.diagnostics import at
 from meshctl.yamlio import Path
 
 RETRY_ON = {"5xx", "gateway-error", "connect-failure", "reset", "refused-stream", "retriable-4xx"}
@@ -60,11 +59,7 @@ class IstioImport:
         return self.out
 
     def _guarded(self, src: Src, step: Any) -> None:
-        try:
-            step(src, Reading(src, self.report))
-            self.report.imported.append(f"{src.label} ({src.where})")
-        except Malformed as exc:
-            self.report.errors.append(at(src.doc, exc.path, "IMP003", f"{src.label}: {exc.message}"))
+        convert_guarded(src, self.report, step)
 
     # --- services and versions ------------------------------------------------------------
 
