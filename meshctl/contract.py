@@ -432,6 +432,10 @@ class Listeners(Frozen):
     inbound: int | None = None
     admin: int
     gateway: dict[str, int] = {}  # gateway listener name -> port, when not its own
+    # One of a gateway's workers: its listeners bind with SO_REUSEPORT, shared with the other
+    # workers (each has its own admin port). `worker` numbers them from 0.
+    shared: bool = False
+    worker: int | None = None
 
 
 class TlsFiles(Frozen):

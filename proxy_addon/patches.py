@@ -15,6 +15,8 @@ re-read before it ships.
   through `SSL._lib`, exactly as mitmproxy's `tlsconfig` does.
 - Cleartext HTTP/2 (`proxy_addon.h2c`): a NextLayer subclass and the `alpn` switches; its
   own version guard and source fingerprints (`tests/grpc_mesh/test_h2c_internals.py`).
+- `share_listen_ports`: TCP listeners bind with `SO_REUSEPORT`, so the processes of a gateway
+  with several workers accept on one port (the kernel spreads the connections among them).
 - `LeanAddonManager` (`proxy_addon.dispatch`) overrides `AddonManager.trigger_event` and
   `handle_lifecycle`; its digests are recorded here.
 """
@@ -44,6 +46,8 @@ PATCHED = {
     "mitmproxy.addonmanager:AddonManager.remove": "2e93aab2204a39f6",
     "mitmproxy.addons:": "c6040737c83f0ab7",  # the package's __init__: what skip_default_addons skips
     "mitmproxy.addons.tlsconfig:TlsConfig.tls_start_server": "2e2dc9c25670cf64",  # our set1_host twin
+    # share_listen_ports: its TCP branch is one asyncio.start_server(handle_stream, host, port)
+    "mitmproxy.proxy.mode_servers:AsyncioServerInstance.listen": "7670a9038b44170d",
 }
 
 
@@ -118,6 +122,33 @@ def install_error_pages(make_response: Callable[[int, str], bytes]) -> None:
     from mitmproxy.proxy.layers.http import _http1
 
     _http1.make_error_response = make_response  # type: ignore[assignment]
+
+
+def share_listen_ports() -> None:
+    """mitmproxy's TCP listeners (regular, reverse) bind with SO_REUSEPORT from now on.
+
+    Only for a gateway's workers: with it, another process of the same user could bind the
+    port too and take a share of its connections, so a lone sidecar keeps the exclusive bind
+    (a second one fails with "address in use", as it should). UDP and port 0 stay mitmproxy's.
+    """
+    if not _guarded("shared listen ports"):
+        return  # the second worker then fails to bind: a clear error, not a silent steal
+    import asyncio
+
+    from mitmproxy.proxy import mode_servers
+
+    cls = mode_servers.AsyncioServerInstance
+    original = cls.listen
+    if getattr(original, "shares_port", False):
+        return
+
+    async def listen(self: Any, host: str, port: int) -> list[Any]:
+        if self.mode.transport_protocol != "tcp" or port == 0:
+            return await original(self, host, port)  # type: ignore[no-any-return]
+        return [await asyncio.start_server(self.handle_stream, host, port, reuse_port=True)]
+
+    listen.shares_port = True  # type: ignore[attr-defined]
+    cls.listen = listen  # type: ignore[method-assign]
 
 
 def assemble_response(response: Any) -> bytes:

@@ -30,6 +30,7 @@ from mitmproxy.proxy.context import Context
 
 from meshctl.contract import RuntimeBindings, SidecarConfig
 from meshctl.decision.hosts import listener_ports
+from proxy_addon import patches
 from proxy_addon.addon import MeshAddon
 from proxy_addon.admin import Admin
 from proxy_addon.dispatch import LeanAddonManager
@@ -159,6 +160,8 @@ class Sidecar:
 
     async def run(self) -> int:
         quiet_logging()
+        if self.rt.snapshot.bindings.listeners.shared:
+            patches.share_listen_ports()  # one of a gateway's workers: one port for all
         opts = options.Options(
             mode=list(self.roles), confdir=str(self.confdir), listen_host="127.0.0.1"
         )
