@@ -12,8 +12,6 @@ import argparse
 import sys
 from pathlib import Path
 
-from meshctl.contract import ContractError
-
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meshctl sidecar")
@@ -29,16 +27,10 @@ def main(argv: list[str] | None = None) -> int:
     from proxy_addon.errorpage import install_error_pages
 
     install_error_pages()
-    from proxy_addon.reload import load_pair
-
-    try:
-        config, bindings = load_pair(args.config, args.bindings)
-    except ContractError as exc:
-        print(f"meshctl sidecar: {exc}", file=sys.stderr)
-        return 2
     from proxy_addon.server import serve
 
-    return serve(args.config, args.bindings, config, bindings, args.confdir)
+    # the pair is read (and a bad one refused, exit 2) through the sidecar's mitmproxy options
+    return serve(args.config, args.bindings, args.confdir)
 
 
 if __name__ == "__main__":

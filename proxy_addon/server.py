@@ -4,7 +4,8 @@ mitmdump's ~36 default addons halve throughput (every hook visits every addon); 
 loads core, proxyserver, next_layer, tlsconfig and errorcheck, plus ours. Every hook event
 visits every addon, so fewer addons is a faster proxy: dns_resolver (DNS mode only) is left
 out, and errorcheck (startup errors only) is removed once the listeners are up.
-Lifecycle: start listeners and the admin server, watch the config, and on SIGTERM drain:
+Lifecycle: read the config through mitmproxy options (`proxy_addon.reload.ConfigSource`,
+which also reloads it), start listeners and the admin server, and on SIGTERM drain:
 readiness 503, listeners closed, requests in flight finish, exit 0.
 """
 
@@ -22,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from mitmproxy import options
+from mitmproxy import exceptions, options
 from mitmproxy.addons import core, errorcheck, proxyserver, tlsconfig
 from mitmproxy.master import Master
 from mitmproxy.proxy import mode_specs
@@ -38,7 +39,7 @@ from proxy_addon.gateway_tls import GatewayTls
 from proxy_addon.h2c import MeshNextLayer
 from proxy_addon.health import HealthChecker
 from proxy_addon.mtls import MeshTls
-from proxy_addon.reload import Watcher
+from proxy_addon.reload import ConfigSource
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.state import endpoint_report
 from proxy_addon.tcp import TcpTunnels
@@ -101,30 +102,41 @@ def release_startup_memory() -> None:
 
 
 class Sidecar:
-    def __init__(
-        self,
-        config_path: Path,
-        bindings_path: Path,
-        config: SidecarConfig,
-        bindings: RuntimeBindings,
-        confdir: Path | None = None,
-    ) -> None:
+    """One sidecar; its config arrives through the `meshctl_config`/`meshctl_bindings` options.
+
+    The first pair `ConfigSource` installs builds the runtime and the addons; later pairs (a
+    changed file) are hot reloads, through the same read.
+    """
+
+    # built by the first pair (`_first`)
+    rt: SidecarRuntime
+    addon: MeshAddon
+    tcp: TcpTunnels
+    admin: Admin
+    health: HealthChecker
+
+    def __init__(self, config_path: Path, bindings_path: Path, confdir: Path | None = None) -> None:
         self.config_path, self.bindings_path = config_path, bindings_path
-        self.rt = SidecarRuntime(config, bindings)
-        self.roles = listener_roles(config, bindings)
-        self.addon = MeshAddon(self.rt, self.roles, self.started)
-        self.tcp = TcpTunnels(self.rt.state)
-        self.addon.tcp = self.tcp
+        self.source = ConfigSource(self._install, self._refused)
+        self.roles: dict[str, str] = {}
         self.ready = False
         self._own_confdir = confdir is None
         self.confdir = confdir or Path(tempfile.mkdtemp(prefix="meshctl-sidecar-"))
         self.master: Master | None = None
-        self.admin = Admin(self.rt.metrics, self._current, lambda: self.ready, self.rt.recent,
-                           lambda: endpoint_report(self.rt.state, time.monotonic()))
-        self.watcher = Watcher(config_path, bindings_path, self._apply, self._refused)
-        self.health = HealthChecker(self.rt)
         self._drain_task: asyncio.Task[None] | None = None
         self.exit_code = 0
+        self._built = False
+
+    def _first(self, config: SidecarConfig, bindings: RuntimeBindings) -> None:
+        self.rt = SidecarRuntime(config, bindings)
+        self.roles.update(listener_roles(config, bindings))
+        self.addon = MeshAddon(self.rt, self.roles, self.started)
+        self.tcp = TcpTunnels(self.rt.state)
+        self.addon.tcp = self.tcp
+        self.admin = Admin(self.rt.metrics, self._current, lambda: self.ready, self.rt.recent,
+                           lambda: endpoint_report(self.rt.state, time.monotonic()))
+        self.health = HealthChecker(self.rt)
+        self._built = True
 
     def _h2c_listener(self, context: Context) -> bool:
         """Listeners where clients may speak cleartext HTTP/2: outbound, and HTTP inbound."""
@@ -138,7 +150,10 @@ class Sidecar:
         snap = self.rt.snapshot
         return snap.config, snap.bindings
 
-    def _apply(self, config: SidecarConfig, bindings: RuntimeBindings) -> None:
+    def _install(self, config: SidecarConfig, bindings: RuntimeBindings) -> None:
+        if not self._built:
+            self._first(config, bindings)
+            return
         old = self.rt.snapshot
         self.rt.install(config, bindings)
         self.rt.metrics.reloads.inc()
@@ -160,14 +175,20 @@ class Sidecar:
 
     async def run(self) -> int:
         quiet_logging()
-        if self.rt.snapshot.bindings.listeners.shared:
-            patches.share_listen_ports()  # one of a gateway's workers: one port for all
-        opts = options.Options(
-            mode=list(self.roles), confdir=str(self.confdir), listen_host="127.0.0.1"
-        )
+        opts = options.Options(confdir=str(self.confdir), listen_host="127.0.0.1")
         master = Master(opts)
         master.addons = LeanAddonManager(master)  # before any addon is added
         self.master = master
+        master.addons.add(self.source)
+        try:
+            opts.update(meshctl_config=str(self.config_path), meshctl_bindings=str(self.bindings_path))
+        except exceptions.OptionsError as exc:
+            print(f"meshctl sidecar: {str(exc).removeprefix('meshctl: ')}", file=sys.stderr)
+            if self._own_confdir:
+                shutil.rmtree(self.confdir, ignore_errors=True)
+            return 2
+        if self.rt.snapshot.bindings.listeners.shared:
+            patches.share_listen_ports()  # one of a gateway's workers: one port for all
         master.addons.add(
             core.Core(),
             proxyserver.Proxyserver(),
@@ -185,7 +206,10 @@ class Sidecar:
             TcpMetrics(self.rt, self.roles),
         )
         # lazy: a reverse listener answers 502 instead of closing when its target is down.
-        opts.update(connection_strategy="lazy", keep_host_header=True, tcp_timeout=IDLE_TIMEOUT_S)
+        opts.update(
+            mode=list(self.roles), connection_strategy="lazy", keep_host_header=True,
+            tcp_timeout=IDLE_TIMEOUT_S,
+        )
         logging.getLogger().setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -197,7 +221,7 @@ class Sidecar:
             # an environment error, exit code 2 like a bad config file.
             self.exit_code = 2
         finally:
-            self.watcher.stop()
+            self.source.stop()
             self.health.stop()
             await self.admin.stop()
             await self.rt.close()
@@ -216,7 +240,6 @@ class Sidecar:
             assert self.master is not None
             self.master.shutdown()
             return
-        self.watcher.start()
         self.health.start()
         self.rt.spans.start()
         assert self.master is not None
@@ -249,9 +272,7 @@ class Sidecar:
         self.master.shutdown()
 
 
-def serve(
-    config_path: Path, bindings_path: Path, config: SidecarConfig, bindings: RuntimeBindings,
-    confdir: Path | None = None,
-) -> int:
-    sidecar = Sidecar(config_path, bindings_path, config, bindings, confdir)
+def serve(config_path: Path, bindings_path: Path, confdir: Path | None = None) -> int:
+    """Run one sidecar; exit 2 when the pair cannot be used (the file named) or a port is taken."""
+    sidecar = Sidecar(config_path, bindings_path, confdir)
     return asyncio.run(sidecar.run())

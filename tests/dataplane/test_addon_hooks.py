@@ -124,3 +124,48 @@ def test_a_bad_config_raises_options_error_and_the_last_good_stays(files: tuple[
         flow = outbound_flow(script, "GET", "http://reviews/tea")
         run_hooks(script, flow)
         assert flow.response is not None and flow.response.status_code == 418
+
+
+def test_a_changed_file_reloads_through_the_same_read_and_a_bad_one_is_refused_once(
+    files: tuple[Path, Path],
+) -> None:
+    script = MeshScript()
+    refusals: list[str] = []
+    script.source.refused = refusals.append
+    with taddons.context(script) as tctx:
+        tctx.configure(script, meshctl_config=str(files[0]), meshctl_bindings=str(files[1]))
+        assert script.rt is not None and script.rt.snapshot.config.revision == "r1"
+        script.source.check()  # nothing changed: nothing read
+        assert script.rt.snapshot.config.revision == "r1" and refusals == []
+        files[0].write_text(dump_json(CONFIG.model_copy(update={"revision": "r2"})) + " ")
+        script.source.check()
+        assert script.rt.snapshot.config.revision == "r2"
+        files[0].write_text(dump_json(CONFIG)[:100])
+        script.source.check()
+        script.source.check()  # the same bad file is not tried again
+        assert len(refusals) == 1 and "config.json: not valid JSON" in refusals[0]
+        assert script.rt.snapshot.config.revision == "r2"  # the last good config stays
+        files[0].write_text(dump_json(CONFIG.model_copy(update={"revision": "r3"})))
+        script.source.check()
+        assert script.rt.snapshot.config.revision == "r3"
+
+
+def test_the_sidecar_server_reads_its_config_through_the_options(
+    files: tuple[Path, Path], tmp_path: Path
+) -> None:
+    from proxy_addon.server import Sidecar
+
+    async def first_load() -> Sidecar:
+        sidecar = Sidecar(files[0], files[1], tmp_path)
+        from mitmproxy import options
+        from mitmproxy.master import Master
+
+        master = Master(options.Options())
+        master.addons.add(sidecar.source)
+        master.options.update(meshctl_config=str(files[0]), meshctl_bindings=str(files[1]))
+        return sidecar
+
+    sidecar = asyncio.run(first_load())
+    assert sidecar.rt.snapshot.config.revision == "r1"
+    assert set(sidecar.roles.values()) == {"outbound"}
+    assert sidecar.source.paths == files
