@@ -37,8 +37,10 @@ def sidecar_file(name: str) -> str:
 
 
 @dataclass
-class CompiledOutput:
-    """A manifest and the exact text of each sidecar config it lists."""
+class CompiledMesh:
+    """The compiled mesh: a manifest and the exact text of each sidecar config it lists.
+
+    The one thing runtime, rollout and render read (and what a compiled directory holds)."""
 
     manifest: DeploymentManifest
     rendered: dict[str, str]  # sidecar name ("reviews", "gateway/public") -> canonical JSON
@@ -55,7 +57,7 @@ class CompiledOutput:
         return self._configs
 
 
-def read_compiled_dir(directory: Path) -> CompiledOutput:
+def read_compiled_dir(directory: Path) -> CompiledMesh:
     """The compiled output in `directory`, every config checked against the manifest."""
     path = directory / MANIFEST
     try:
@@ -89,14 +91,14 @@ def read_compiled_dir(directory: Path) -> CompiledOutput:
                              f"{manifest.revision}")
         rendered[name] = data.decode()
         configs[name] = config
-    return CompiledOutput(manifest, rendered, configs)
+    return CompiledMesh(manifest, rendered, configs)
 
 
 def manifest_json(manifest: DeploymentManifest) -> str:
     return json.dumps(manifest.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
 
 
-def write_compiled_dir(output: CompiledOutput, out_dir: Path) -> None:
+def write_compiled_dir(output: CompiledMesh, out_dir: Path) -> None:
     """Replace `out_dir` with `output`, all or nothing."""
     try:
         _replace(output, out_dir.resolve())
@@ -104,7 +106,7 @@ def write_compiled_dir(output: CompiledOutput, out_dir: Path) -> None:
         raise UsageError(f"cannot write {out_dir}: {exc.strerror or exc}") from None
 
 
-def _replace(output: CompiledOutput, out_dir: Path) -> None:
+def _replace(output: CompiledMesh, out_dir: Path) -> None:
     if out_dir.exists() and not (out_dir / MANIFEST).is_file() and any(out_dir.iterdir()):
         raise UsageError(f"{out_dir} exists and is not a meshctl compile output; refusing to replace it")
     out_dir.parent.mkdir(parents=True, exist_ok=True)

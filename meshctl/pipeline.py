@@ -1,11 +1,12 @@
-"""The one way from a policy source to a compiled mesh or diagnostics, as values.
+"""The one way from a policy source to a compilation or diagnostics, as values.
 
-policy files -> documents -> diagnostics + typed policy -> compiled configs.
+policy files -> documents -> diagnostics + typed policy -> a `Compilation` (the sidecar configs;
+`compile.output.compiled_mesh()` turns it into the `CompiledMesh` that downstream reads).
 `load_policy` never raises for a user mistake: every problem of every file becomes a Diagnostic.
 `build` compiles only a policy without errors. `build_source(directory, rev)` reads the work tree
 (or a git revision) first; every command that compiles policy goes through it. What to do with
-diagnostics is the caller's: `BuildResult.compiled_or_raise` raises `PolicyInvalid` carrying them
-(the CLI's error boundary reports them), and warnings stay values in `BuildResult.warnings`.
+diagnostics is the caller's: `BuildOutcome.compiled_or_raise` raises `PolicyInvalid` carrying them
+(the CLI's error boundary reports them), and warnings stay values in `BuildOutcome.warnings`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from meshctl.validate.semantic import check_policy
 from meshctl.yamlio import Position, YamlError, load_documents
 
 if TYPE_CHECKING:
-    from meshctl.compile.compiler import CompiledMesh
+    from meshctl.compile.compiler import Compilation
 
 _POLICY_LISTS = {
     "Mesh": "meshes",
@@ -49,10 +50,11 @@ class LoadResult:
 
 
 @dataclass
-class BuildResult:
-    """A compiled mesh, or (compiled None) the diagnostics that stopped it; warnings either way."""
+class BuildOutcome:
+    """How a build went: a compilation, or (compiled None) the diagnostics that stopped it;
+    warnings either way. Not a compiled mesh itself."""
 
-    compiled: CompiledMesh | None = None
+    compiled: Compilation | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     @property
@@ -63,8 +65,8 @@ class BuildResult:
     def warnings(self) -> list[Diagnostic]:
         return [d for d in self.diagnostics if d.severity != "error"]
 
-    def compiled_or_raise(self, consequence: str, *, where: str = "") -> CompiledMesh:
-        """The compiled mesh; PolicyInvalid (with every diagnostic) when the policy has errors."""
+    def compiled_or_raise(self, consequence: str, *, where: str = "") -> Compilation:
+        """The compilation; PolicyInvalid (with every diagnostic) when the policy has errors."""
         if self.compiled is None:
             raise PolicyInvalid(consequence, self.diagnostics, where=where)
         return self.compiled
@@ -103,10 +105,10 @@ def load_policy(files: list[PolicyFile]) -> LoadResult:
     return LoadResult(policy, sorted(set(diagnostics)), f"sha256:{digest}")
 
 
-def build(files: list[PolicyFile], revision: str | None = None) -> BuildResult:
+def build(files: list[PolicyFile], revision: str | None = None) -> BuildOutcome:
     """Validate, then compile. `revision` None means "the content digest, marked -dirty"."""
     load = load_policy(files)
-    result = BuildResult(diagnostics=load.diagnostics)
+    result = BuildOutcome(diagnostics=load.diagnostics)
     if load.ok:
         from meshctl.compile.compiler import compile_policy  # only when there is something to compile
 
@@ -115,7 +117,7 @@ def build(files: list[PolicyFile], revision: str | None = None) -> BuildResult:
     return result
 
 
-def build_source(directory: Path, rev: str | None = None) -> BuildResult:
+def build_source(directory: Path, rev: str | None = None) -> BuildOutcome:
     """Validate and compile the work tree of `directory`, or its git revision `rev`.
 
     A policy problem is a diagnostic in the result; only the environment raises (UsageError: no

@@ -37,10 +37,10 @@ def kubernetes(
         # Sidecars report the namespace they run in: compile their labels for that one.
         compiled = compile_policy(compiled.policy, revision=compiled.revision,
                                   source_digest=compiled.source_digest, namespace=namespace)
-    from meshctl.compile.output import compiled_output
+    from meshctl.compile.output import compiled_mesh
 
     options = RenderOptions(compiled.namespace, image_prefix, sidecar_image)
-    manifests = render_manifests(compiled_output(compiled), options)
+    manifests = render_manifests(compiled_mesh(compiled), options)
     write_manifests(manifests, out_dir)
     out(f"wrote {len(manifests)} files to {out_dir}; apply with: kubectl apply -k {out_dir}\n")
 

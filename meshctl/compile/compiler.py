@@ -7,7 +7,6 @@ destinations this caller can never be admitted to pruned into `denied`.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -52,7 +51,14 @@ DEFAULT_RETRY_ATTEMPTS = 2
 
 
 @dataclass
-class CompiledMesh:
+class Compilation:
+    """One run of the compiler: the sidecar configs and the policy they came from.
+
+    Not what downstream reads: `compile.output.compiled_mesh()` makes the `CompiledMesh`
+    (manifest + config bytes, `meshctl/compiled.py`) from it; the policy stays here, for the
+    manifest and for a re-compile into another namespace.
+    """
+
     revision: str
     source_digest: str
     configs: dict[str, SidecarConfig]  # "reviews", "gateway/public"
@@ -62,17 +68,6 @@ class CompiledMesh:
     def rendered(self) -> dict[str, str]:
         """Sidecar name -> canonical JSON text (what is written and hashed)."""
         return {name: dump_json(cfg) for name, cfg in sorted(self.configs.items())}
-
-
-def sidecar_file(name: str) -> str:
-    """Relative output path of a sidecar's config: services/<name>.json, gateways/<name>.json."""
-    if name.startswith("gateway/"):
-        return f"gateways/{name.removeprefix('gateway/')}.json"
-    return f"services/{name}.json"
-
-
-def config_hash(text: str) -> str:
-    return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
 
 # --- mesh-wide context ---------------------------------------------------------------------
@@ -404,7 +399,7 @@ def _base(ctx: _Context, kind: str, name: str, source: str) -> dict[str, object]
 
 def compile_policy(
     policy: MeshPolicy, *, revision: str, source_digest: str, namespace: str | None = None
-) -> CompiledMesh:
+) -> Compilation:
     """Compile a policy that passed validation. Pure: same input, same output.
 
     `namespace` overrides Mesh.spec.namespace (`render kubernetes --namespace`)."""
@@ -422,5 +417,5 @@ def compile_policy(
             **_base(ctx, "gateway", gw.metadata.name, source),  # type: ignore[arg-type]
             gateway=_gateway(gw),
         )
-    return CompiledMesh(revision=revision, source_digest=source_digest, configs=configs,
+    return Compilation(revision=revision, source_digest=source_digest, configs=configs,
                         policy=policy, namespace=ctx.mesh.namespace)

@@ -10,9 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from meshctl import defaults
-from meshctl.compile.compiler import CompiledMesh
+from meshctl.compile.compiler import Compilation
 from meshctl.compile.identity import DEFAULT_TRUST_DOMAIN
-from meshctl.compiled import MANIFEST, CompiledOutput, sidecar_file, write_compiled_dir
+from meshctl.compiled import MANIFEST, CompiledMesh, sidecar_file, write_compiled_dir
 from meshctl.contract import (
     DeploymentManifest,
     ManifestGate,
@@ -25,10 +25,10 @@ from meshctl.contract import (
     config_hash,
 )
 
-__all__ = ["MANIFEST", "compiled_output", "manifest_of", "write_compiled"]
+__all__ = ["MANIFEST", "compiled_mesh", "manifest_of", "write_compiled"]
 
 
-def manifest_of(compiled: CompiledMesh, rendered: dict[str, str]) -> DeploymentManifest:
+def manifest_of(compiled: Compilation, rendered: dict[str, str]) -> DeploymentManifest:
     policy = compiled.policy
     mesh = policy.mesh.spec if policy.mesh else None
     services = tuple(
@@ -88,13 +88,13 @@ def manifest_of(compiled: CompiledMesh, rendered: dict[str, str]) -> DeploymentM
     )
 
 
-def compiled_output(compiled: CompiledMesh) -> CompiledOutput:
+def compiled_mesh(compiled: Compilation) -> CompiledMesh:
     rendered = compiled.rendered()
-    return CompiledOutput(manifest_of(compiled, rendered), rendered, dict(compiled.configs))
+    return CompiledMesh(manifest_of(compiled, rendered), rendered, dict(compiled.configs))
 
 
-def write_compiled(compiled: CompiledMesh, out_dir: Path) -> DeploymentManifest:
+def write_compiled(compiled: Compilation, out_dir: Path) -> DeploymentManifest:
     """Replace `out_dir` with the compiled output; returns the manifest written."""
-    output = compiled_output(compiled)
+    output = compiled_mesh(compiled)
     write_compiled_dir(output, out_dir)
     return output.manifest

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshctl.compile.compiler import sidecar_file
+from meshctl.compiled import sidecar_file
 from meshctl.contract import ContractError, SidecarConfig, parse_sidecar_config
 from meshctl.runtime.applied import read_applied
 from meshctl.runtime.control import ProcessView, load_plan, read_processes

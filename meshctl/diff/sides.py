@@ -35,7 +35,7 @@ INDEX = "index"
 
 
 @dataclass
-class Built:
+class SideBuild:
     """What a diff needs of one build: small enough to pass between processes."""
 
     revision: str | None
@@ -51,7 +51,7 @@ class Built:
 class Side:
     ref: str  # as the user named it: "HEAD", "main~1", "work tree", "refs/meshctl/applied"
     commit: str | None  # the commit id, None for the work tree
-    built: Built
+    built: SideBuild
 
     @property
     def revision(self) -> str:
@@ -73,11 +73,11 @@ def default_base(repo: PolicyRepo) -> str:
     return "HEAD"
 
 
-def build_files(files: list[PolicyFile], revision: str | None) -> Built:
+def build_files(files: list[PolicyFile], revision: str | None) -> SideBuild:
     result = build(files, revision)
     if result.compiled is None:
-        return Built(None, None, list(result.diagnostics))
-    return Built(result.compiled.revision, result.compiled.configs, list(result.diagnostics))
+        return SideBuild(None, None, list(result.diagnostics))
+    return SideBuild(result.compiled.revision, result.compiled.configs, list(result.diagnostics))
 
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's id of an empty tree
@@ -97,20 +97,20 @@ class _Revision:
         self.tree = repo.policy_tree(self.source) or EMPTY_TREE
         self.name = self.commit or f"{self.tree[:12]}-staged"  # the revision the build is named by
         self.spelling = repo.display_path("")
-        self.cached: Built | None = None
+        self.cached: SideBuild | None = None
         if self.tree == EMPTY_TREE:
-            self.cached = Built(self.name, {}, [])
+            self.cached = SideBuild(self.name, {}, [])
         elif cache is not None:
             self.cached = cache.get(self.tree, self.spelling)
 
-    def build(self) -> Built:
+    def build(self) -> SideBuild:
         return build_files(self.repo.read_policy(self.source), self.name)
 
-    def remember(self, built: Built) -> Built:
+    def remember(self, built: SideBuild) -> SideBuild:
         if self.cache is not None and self.cached is None:
             self.cache.put(self.tree, self.spelling, built)
         # A cached build may come from another commit with the same tree: name this one.
-        return Built(self.name if built.ok else None, built.configs, built.diagnostics)
+        return SideBuild(self.name if built.ok else None, built.configs, built.diagnostics)
 
 
 def load_sides(
@@ -132,7 +132,7 @@ def load_sides(
         else:  # read before any fork, so a user mistake stops here, cleanly
             worktree_files = read_worktree(policy_dir)
 
-    def build_target() -> Built:
+    def build_target() -> SideBuild:
         if target_rev is None:
             return build_files(worktree_files, None)
         return target_rev.cached or target_rev.build()
@@ -170,14 +170,16 @@ def _os_threads() -> int:
         return threading.active_count()
 
 
-_PENDING: list[Callable[[], Built]] = []  # what the forked worker runs: inherited, not pickled
+_PENDING: list[Callable[[], SideBuild]] = []  # what the forked worker runs: inherited, not pickled
 
 
-def _run_pending() -> Built:
+def _run_pending() -> SideBuild:
     return _PENDING[0]()
 
 
-def both(first: Callable[[], Built], second: Callable[[], Built], *, fork: bool | None = None) -> tuple[Built, Built]:
+def both(
+    first: Callable[[], SideBuild], second: Callable[[], SideBuild], *, fork: bool | None = None
+) -> tuple[SideBuild, SideBuild]:
     """Run `first` in a forked worker while this process runs `second` (one after the other
     where forking is not possible; `fork` overrides the check). The worker inherits `first` at
     the fork (closures need no pickling); only its result comes back."""

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meshctl import contract, defaults
-from meshctl.compiled import CompiledOutput
+from meshctl.compiled import CompiledMesh
 from meshctl.contract import ManifestService
 from meshctl.fsio import write_atomic
 from meshctl.templating import render
@@ -38,7 +38,7 @@ def _dns(service: str, version: str, options: RenderOptions) -> str:
 Endpoints = dict[str, dict[str, tuple[str, ...]]]
 
 
-def _endpoints(compiled: CompiledOutput, options: RenderOptions) -> tuple[Endpoints, set[str]]:
+def _endpoints(compiled: CompiledMesh, options: RenderOptions) -> tuple[Endpoints, set[str]]:
     endpoints: Endpoints = {}
     plaintext: set[str] = set()
     for svc in compiled.manifest.services:
@@ -54,7 +54,7 @@ def _endpoints(compiled: CompiledOutput, options: RenderOptions) -> tuple[Endpoi
 
 
 def _bindings(
-    compiled: CompiledOutput, options: RenderOptions, *, instance: str, version: str | None, app_port: int | None,
+    compiled: CompiledMesh, options: RenderOptions, *, instance: str, version: str | None, app_port: int | None,
     gateway_port: int | None = None,
 ) -> str:
     endpoints, plaintext = _endpoints(compiled, options)
@@ -77,7 +77,7 @@ def _bindings(
     return contract.dump_json(bindings)
 
 
-def _service_manifest(compiled: CompiledOutput, svc: ManifestService, options: RenderOptions) -> str:
+def _service_manifest(compiled: CompiledMesh, svc: ManifestService, options: RenderOptions) -> str:
     name = svc.name
     app_port = svc.port or DEFAULT_APP_PORT
     versions = []
@@ -125,7 +125,7 @@ def _gateway_ports(gateway: contract.CompiledGateway) -> list[dict[str, object]]
     ]
 
 
-def _gateway_manifest(compiled: CompiledOutput, key: str, options: RenderOptions) -> str:
+def _gateway_manifest(compiled: CompiledMesh, key: str, options: RenderOptions) -> str:
     config = compiled.configs[key]
     assert config.gateway is not None
     context = {
@@ -146,7 +146,7 @@ def _gateway_manifest(compiled: CompiledOutput, key: str, options: RenderOptions
     return render("kubernetes/gateway.yaml.j2", context)
 
 
-def render_manifests(compiled: CompiledOutput, options: RenderOptions) -> dict[str, str]:
+def render_manifests(compiled: CompiledMesh, options: RenderOptions) -> dict[str, str]:
     """File name -> YAML text; deterministic. Reads the compiled output only (manifest and
     configs), never the policy."""
     files: dict[str, str] = {}

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meshctl.compiled import CompiledOutput
+from meshctl.compiled import CompiledMesh
 from meshctl.contract import ContractError, SidecarConfig, parse_sidecar_config
 from meshctl.rollout.gate import GateSpec
 from meshctl.rollout.waves import split_waves
@@ -25,7 +25,7 @@ class RolloutPlan:
     base: str | None
     target: str
     commit: str | None  # the git commit applied; None for a dirty work tree
-    compiled: CompiledOutput
+    compiled: CompiledMesh
     old: Plan
     new: Plan
     changed: list[str] = field(default_factory=list)  # kept instances whose config changes
@@ -69,7 +69,7 @@ def running_config(state: StateDir, instance: str) -> SidecarConfig | None:
         return None
 
 
-def gate_of(compiled: CompiledOutput) -> tuple[GateSpec, int | str]:
+def gate_of(compiled: CompiledMesh) -> tuple[GateSpec, int | str]:
     """The target revision's own rollout settings (its manifest, defaults applied)."""
     rollout = compiled.manifest.rollout
     gate = rollout.gate
@@ -101,7 +101,7 @@ def kept_gateway_overrides(
 def plan_rollout(
     state: StateDir,
     old: Plan,
-    compiled: CompiledOutput,
+    compiled: CompiledMesh,
     *,
     base: str | None,
     commit: str | None,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meshctl.compiled import CompiledOutput, read_compiled_dir
+from meshctl.compiled import CompiledMesh, read_compiled_dir
 from meshctl.errors import UsageError
 from meshctl.sources.git import GitError, PolicyRepo
 
@@ -17,14 +17,16 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class Target:
-    compiled: CompiledOutput
+class RolloutTarget:
+    """What an apply rolls out: a compiled mesh and where it came from."""
+
+    compiled: CompiledMesh
     commit: str | None  # None: the work tree, not a commit
     repo: PolicyRepo | None
     warnings: list[Diagnostic]
 
 
-def compiled_target(policy_dir: Path, directory: Path) -> Target:
+def compiled_target(policy_dir: Path, directory: Path) -> RolloutTarget:
     """A directory `meshctl compile` wrote (in CI, say): its bytes as they are, hash-checked.
     Its revision is the applied commit in git too when the policy's repository has it."""
     output = read_compiled_dir(directory)
@@ -36,11 +38,11 @@ def compiled_target(policy_dir: Path, directory: Path) -> Target:
             commit = output.revision
     except (GitError, UsageError):
         pass
-    return Target(compiled=output, commit=commit, repo=repo, warnings=[])
+    return RolloutTarget(compiled=output, commit=commit, repo=repo, warnings=[])
 
 
-def compile_target(policy_dir: Path, rev: str | None, *, allow_dirty: bool) -> Target:
-    from meshctl.compile.output import compiled_output
+def compile_target(policy_dir: Path, rev: str | None, *, allow_dirty: bool) -> RolloutTarget:
+    from meshctl.compile.output import compiled_mesh
     from meshctl.pipeline import build_source
 
     repo = PolicyRepo.discover(policy_dir)
@@ -59,5 +61,5 @@ def compile_target(policy_dir: Path, rev: str | None, *, allow_dirty: bool) -> T
         result = build_source(policy_dir, commit)
     where = "the work tree" if commit is None else (rev or "HEAD")
     compiled = result.compiled_or_raise("nothing applied", where=where)
-    return Target(compiled=compiled_output(compiled), commit=commit, repo=repo,
+    return RolloutTarget(compiled=compiled_mesh(compiled), commit=commit, repo=repo,
                   warnings=result.warnings)

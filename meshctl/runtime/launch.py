@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from meshctl.compiled import CompiledOutput, read_compiled_dir, write_compiled_dir
+from meshctl.compiled import CompiledMesh, read_compiled_dir, write_compiled_dir
 from meshctl.contract import SidecarConfig, TlsFiles
 from meshctl.errors import UsageError
 from meshctl.runtime.applied import record_applied
@@ -28,22 +28,24 @@ from meshctl.validate.diagnostics import Diagnostic
 
 
 @dataclass(frozen=True)
-class Prepared:
+class LaunchPlan:
+    """What `up` is about to start: the plan, the compiled mesh it runs, the policy's warnings."""
+
     plan: Plan
-    compiled: CompiledOutput
+    compiled: CompiledMesh
     warnings: list[Diagnostic]
 
 
-def compile_dir(policy_dir: Path, rev: str | None = None) -> tuple[CompiledOutput, list[Diagnostic]]:
+def compile_dir(policy_dir: Path, rev: str | None = None) -> tuple[CompiledMesh, list[Diagnostic]]:
     """Compile the work tree (or a revision): (compiled output, warnings); PolicyInvalid
     carrying the diagnostics when the policy has errors."""
-    from meshctl.compile.output import compiled_output
+    from meshctl.compile.output import compiled_mesh
     from meshctl.pipeline import build_source
 
     if not policy_dir.is_dir():
         raise UsageError(f"policy directory {policy_dir} does not exist")
     result = build_source(policy_dir, rev)
-    return compiled_output(result.compiled_or_raise("nothing was started")), result.warnings
+    return compiled_mesh(result.compiled_or_raise("nothing was started")), result.warnings
 
 
 def prepare(
@@ -53,7 +55,7 @@ def prepare(
     gateway_ports: Mapping[str, int] | None = None,
     replacing: frozenset[str] = frozenset(),
     compiled_dir: Path | None = None,
-) -> Prepared:
+) -> LaunchPlan:
     """`replacing`: processes a dead supervisor left that `up` is about to replace; their
     ports are theirs to hand over, not taken. `compiled_dir`: run that compiled output (built
     elsewhere, hash-checked) instead of compiling `policy_dir`."""
@@ -80,10 +82,10 @@ def prepare(
     write_compiled_dir(compiled, state.compiled(compiled.revision))
     write_sidecar_files(state, plan, compiled, (s.instance for s in plan.sidecars))
     write_plan(state, plan)
-    return Prepared(plan=plan, compiled=compiled, warnings=warnings)
+    return LaunchPlan(plan=plan, compiled=compiled, warnings=warnings)
 
 
-def record_up(policy_dir: Path, state: StateDir, prepared: Prepared) -> None:
+def record_up(policy_dir: Path, state: StateDir, prepared: LaunchPlan) -> None:
     """The revision `up` started is the applied one, once it runs."""
     compiled = prepared.compiled
     record_applied(state, compiled.revision, compiled.manifest.source_digest, compiled.rendered,
@@ -164,7 +166,7 @@ def tls_of(state: StateDir, plan: Plan) -> dict[str, TlsFiles]:
 def write_sidecar_files(
     state: StateDir,
     plan: Plan,
-    compiled: CompiledOutput,
+    compiled: CompiledMesh,
     instances: Iterable[str],
     *,
     all_bindings: bool = True,

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from meshctl import contract
-from meshctl.compile.compiler import CompiledMesh
+from meshctl.compile.compiler import Compilation
 from meshctl.pipeline import build
 from meshctl.sources import PolicyFile
 from meshctl.sources.worktree import read_worktree
@@ -23,7 +23,7 @@ CASES = REPO / "tests" / "cases" / "compile"
 UPDATE = os.environ.get("MESHCTL_UPDATE_GOLDEN") == "1"
 
 
-def compile_dir(policy_dir: Path) -> CompiledMesh:
+def compile_dir(policy_dir: Path) -> Compilation:
     result = build(read_worktree(policy_dir))
     assert result.compiled is not None, result.diagnostics
     return result.compiled
@@ -112,7 +112,7 @@ def _leaves(value: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], An
     return [(path, value)]
 
 
-def _compiled_scalars(compiled: CompiledMesh) -> tuple[set[Any], str]:
+def _compiled_scalars(compiled: Compilation) -> tuple[set[Any], str]:
     values: set[Any] = set()
     text = ""
     for cfg in compiled.configs.values():

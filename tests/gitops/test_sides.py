@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from meshctl.diff.sides import Built, both
+from meshctl.diff.sides import SideBuild, both
 from meshctl.errors import UsageError
 
 from .configs import sidecar
@@ -16,25 +16,25 @@ pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threade
 
 
 def test_both_returns_each_result_in_order() -> None:
-    base, target = both(lambda: Built("a", {"s": sidecar("s")}), lambda: Built("b", {}), fork=True)
+    base, target = both(lambda: SideBuild("a", {"s": sidecar("s")}), lambda: SideBuild("b", {}), fork=True)
     assert (base.revision, target.revision) == ("a", "b")
     assert base.configs == {"s": sidecar("s")}
 
 
 def test_a_failing_child_is_reported_with_its_traceback() -> None:
-    def broken() -> Built:
+    def broken() -> SideBuild:
         raise ValueError("boom")
 
     with pytest.raises(RuntimeError, match="ValueError: boom"):
-        both(broken, lambda: Built("b", {}), fork=True)
+        both(broken, lambda: SideBuild("b", {}), fork=True)
 
 
 def test_a_failing_parent_side_stops_the_child_at_once() -> None:
-    def slow() -> Built:
+    def slow() -> SideBuild:
         time.sleep(30)
-        return Built("a", {})
+        return SideBuild("a", {})
 
-    def mistake() -> Built:
+    def mistake() -> SideBuild:
         raise UsageError("bad input")
 
     start = time.monotonic()

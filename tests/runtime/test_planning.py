@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from meshctl.compile.output import compiled_output
-from meshctl.compiled import CompiledOutput
+from meshctl.compile.output import compiled_mesh
+from meshctl.compiled import CompiledMesh
 from meshctl.pipeline import build
 from meshctl.rollout.planning import describe, plan_rollout
 from meshctl.runtime.plan import Plan, build_plan, write_sidecar_config
@@ -49,10 +49,10 @@ spec: {service: api, rules: [{from: [web]}]}
 """
 
 
-def compiled(text: str, revision: str) -> CompiledOutput:
+def compiled(text: str, revision: str) -> CompiledMesh:
     result = build([PolicyFile(path="mesh.d/mesh.yaml", text=text)], revision)
     assert result.compiled is not None, result.diagnostics
-    return compiled_output(result.compiled)
+    return compiled_mesh(result.compiled)
 
 
 def running(tmp: Path, text: str, revision: str) -> tuple[StateDir, Plan]:
