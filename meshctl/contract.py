@@ -380,6 +380,7 @@ class CompiledGateway(Frozen):
     jwt: tuple[CompiledJwtProvider, ...] = ()
     cors: CompiledCors | None = None  # for rules without their own
     rate_limit: CompiledClientRateLimit | None = None
+    workers: int | Literal["auto"] = 1  # processes on its ports; "auto": the runtime's cores
 
 
 # --- the whole sidecar config ---------------------------------------------------------------
@@ -556,6 +557,7 @@ class ManifestGateway(Frozen):
     ports: tuple[int, ...] = ()  # every listener's port
     # Every listener in declaration order (the single-port form: one named "http")
     listeners: tuple[ManifestListener, ...] = ()
+    workers: int | Literal["auto"] = 1  # "auto": as many as the machine running it has cores
 
 
 class ManifestGate(Frozen):

@@ -12,3 +12,4 @@ GATE_MAX_P99_MS = 500
 CANARY = 1  # sidecars in the first wave
 APP_PORT = 8080  # an app's port in a pod when the Service names none (render kubernetes)
 NAMESPACE = "default"
+MAX_GATEWAY_WORKERS = 64  # a Gateway's `workers`: the policy's bound, and the cap of `auto`

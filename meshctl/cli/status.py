@@ -82,13 +82,27 @@ def version_rows(statuses: list[SidecarStatus]) -> list[dict[str, Any]]:
     return rows
 
 
+def gateway_summary(name: str, statuses: list[SidecarStatus]) -> dict[str, Any]:
+    """One gateway, its workers summed: they serve the same ports as one gateway."""
+    workers = [s for s in statuses if s.record.sidecar == f"gateway/{name}"]
+    windows = [w.traffic for w in workers if w.traffic]
+    timed = [t for t in windows if t.seconds]
+    return {
+        "workers": len(workers),
+        "workers_healthy": sum(1 for w in workers if w.healthy),
+        "healthy": any(w.healthy for w in workers),  # serving: some worker takes connections
+        "status": next((w.status for w in workers if not w.healthy), "ready"),
+        "rps": round(sum(t.rps for t in timed), 1) if timed else None,
+        "requests": int(sum(t.requests for t in windows)) if windows else None,
+        "restarts": sum(w.restarts for w in workers),
+    }
+
+
 def status_json(plan: Plan, revision: str | None, statuses: list[SidecarStatus]) -> str:
     data = {
         "revision": revision,
         "gateways": [
-            {"name": n, "url": found[0][2], "healthy": any(
-                s.healthy for s in statuses if s.record.sidecar == f"gateway/{n}"
-            ), "listeners": [
+            {"name": n, "url": found[0][2], **gateway_summary(n, statuses), "listeners": [
                 {"name": lst, "protocol": proto, "url": url} for lst, proto, url in found
             ]}
             for n, found in sorted(plan.gateway_listener_urls().items()) if found
@@ -106,11 +120,17 @@ def _fmt(value: float | None, unit: str = "") -> str:
 def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus]) -> str:
     lines = [f"applied revision {revision or '-'}"]
     for name, found in sorted(plan.gateway_listener_urls().items()):
-        gw = next((s for s in statuses if s.record.sidecar == f"gateway/{name}"), None)
-        state = ("healthy" if gw.healthy else gw.status) if gw else "?"
-        rps = _fmt(gw.traffic.rps if gw and gw.traffic and gw.traffic.seconds else None)
+        gw = gateway_summary(name, statuses)
+        n, up = gw["workers"], gw["workers_healthy"]
+        if n == 0:
+            state = "?"
+        elif up == n:
+            state = "healthy"
+        else:
+            state = f"{up}/{n} workers healthy" if n > 1 else gw["status"]
         urls = "  ".join(url for _, _, url in found)
-        lines.append(f"gateway {name}  {urls}  {state}  {rps} req/s")
+        workers = f"  {n} workers" if n > 1 else ""
+        lines.append(f"gateway {name}  {urls}  {state}  {_fmt(gw['rps'])} req/s{workers}")
     header = ("SERVICE", "VERSION", "INSTANCE", "REVISION", "HEALTH", "REQ/S", "SHARE", "ERR%",
               "P50", "P99", "RESTARTS")
     rows: list[tuple[str, ...]] = []

@@ -352,6 +352,7 @@ def _gateway(gw: Gateway) -> CompiledGateway:
         name=gw.metadata.name, port=gw.spec.primary_port, rules=tuple(rules),
         listeners=edge.listeners(gw.spec), jwt=edge.jwt_providers(gw.spec),
         cors=convert.cors(gw.spec.cors), rate_limit=edge.client_rate_limit(gw.spec),
+        workers=gw.spec.workers,
     )
 
 

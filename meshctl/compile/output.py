@@ -57,6 +57,7 @@ def manifest_of(compiled: Compilation, rendered: dict[str, str]) -> DeploymentMa
                 ManifestListener(name=lst.name, port=lst.port, protocol=lst.protocol)
                 for lst in gw.spec.listeners or ()
             ) or (ManifestListener(name="http", port=gw.spec.primary_port),),
+            workers=gw.spec.workers,
         )
         for gw in (loc.obj for loc in policy.gateways)
     )

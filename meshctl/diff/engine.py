@@ -21,7 +21,9 @@ from meshctl.diff.rules import diff_destination
 def _describe_sidecar(cfg: SidecarConfig, versions: tuple[str, ...] | None) -> str:
     if cfg.kind == "gateway" and cfg.gateway is not None:
         rules = ", ".join(r.name for r in cfg.gateway.rules) or "none"
-        return f"gateway on port {cfg.gateway.port} (rules {rules})"
+        workers = cfg.gateway.workers
+        each = "" if workers == 1 else f"; workers {workers}"
+        return f"gateway on port {cfg.gateway.port} (rules {rules}{each})"
     text = "service"
     if versions:
         text += f" (versions {', '.join(versions)})"

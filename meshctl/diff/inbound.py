@@ -113,8 +113,11 @@ def diff_gateway(old: CompiledGateway | None, new: CompiledGateway | None) -> li
     items = []
     if old.port != new.port:
         items.append(modified("gateway.port", old.port, new.port, f"port {old.port} -> {new.port}"))
+    if old.workers != new.workers:
+        items.append(modified("gateway.workers", old.workers, new.workers,
+                              f"workers {old.workers} -> {new.workers}"))
     items.extend(diff_rules(old.rules, new.rules, "gateway.rules", None))
-    return items + other_fields(old, new, frozenset({"name", "port", "rules"}), "gateway.")
+    return items + other_fields(old, new, frozenset({"name", "port", "rules", "workers"}), "gateway.")
 
 
 # --- whole sidecars ---------------------------------------------------------------------------

@@ -142,6 +142,10 @@ def _gateway_manifest(compiled: CompiledMesh, key: str, options: RenderOptions) 
         "config_dir": CONFIG_DIR,
         "tls_dir": TLS_DIR,
         "tls": config.mtls != "disabled",
+        # One gateway process per pod, as everywhere in Kubernetes: `workers: N` is N pods
+        # behind the gateway's Service (docs/gateway.md); `auto` (cores of a node nobody
+        # knows at render time) stays one pod for an autoscaler to grow.
+        "replicas": config.gateway.workers if isinstance(config.gateway.workers, int) else 1,
     }
     return render("kubernetes/gateway.yaml.j2", context)
 

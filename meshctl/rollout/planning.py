@@ -149,8 +149,18 @@ def plan_rollout(
     result.restarted = sorted(
         p.name for p in new.processes if p.name in old_procs and old_procs[p.name] != p
     )
-    result.waves = split_waves(result.changed, canary if canary is not None else default_canary)
+    result.waves = worker_waves(result.changed, new, canary if canary is not None else default_canary)
     return result
+
+
+def worker_waves(changed: list[str], new: Plan, canary: int | str) -> list[list[str]]:
+    """Waves as `split_waves` makes them, a gateway's workers counted as one: they serve one
+    port together, so they take a new config in the same wave (confirmed by every worker)."""
+    unit_of = {s.instance: s.sidecar if s.is_gateway else s.instance for s in new.sidecars}
+    units: dict[str, list[str]] = {}
+    for instance in changed:
+        units.setdefault(unit_of.get(instance, instance), []).append(instance)
+    return [[i for unit in wave for i in units[unit]] for wave in split_waves(list(units), canary)]
 
 
 def describe(plan: RolloutPlan) -> str:

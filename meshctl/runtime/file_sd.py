@@ -60,6 +60,8 @@ def targets(state: StateDir, plan: Plan | None) -> list[dict[str, Any]]:
                 "service": service,
                 "version": version,
                 "instance": record.instance,
+                # A gateway's workers: one workload, one series each (sum by workload merges).
+                **({"worker": str(record.worker)} if record.is_gateway else {}),
             },
         })
     return groups

@@ -108,6 +108,12 @@ def _record_ref(policy_dir: Path, revision: str) -> None:
 def check_ports_free(plan: Plan, skip: Iterable[str] = ()) -> None:
     """UsageError naming every taken port and what needed it (before anything starts)."""
     skipped = set(skip)
+    # A gateway's workers share its listen ports (SO_REUSEPORT): a new worker joins ports its
+    # running siblings hold. Any other holder still makes the port taken.
+    shared = {
+        (s.sidecar, port) for s in plan.sidecars if s.is_gateway and s.instance in skipped
+        for port in (s.outbound_port, *s.gateway_listeners.values())
+    }
     taken = []
     for s in plan.sidecars:
         if s.instance in skipped:
@@ -123,6 +129,8 @@ def check_ports_free(plan: Plan, skip: Iterable[str] = ()) -> None:
             for name, port in s.gateway_listeners.items() if port != s.outbound_port
         ]
         for what, port in dict(items).items():
+            if s.is_gateway and what != "admin listener" and (s.sidecar, port) in shared:
+                continue
             if port is not None and not port_is_free(port):
                 taken.append(f"{s.sidecar} ({s.instance}) {what}: port {port} on {HOST} is taken")
     if taken:

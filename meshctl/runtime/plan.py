@@ -54,6 +54,8 @@ class SidecarRecord:
     # A gateway's listeners: name -> the port it listens on here (the first port's is also
     # `outbound_port`); the sidecar reads it from its bindings (`listeners.gateway`).
     gateway_listeners: dict[str, int] = field(default_factory=dict)
+    # A gateway's worker number (0 for the first); all its workers share its listener ports.
+    worker: int = 0
 
     @property
     def admin_url(self) -> str:
@@ -160,23 +162,24 @@ def build_plan(
             for instance in ver.instance_names():
                 _add_instance(plan, svc.health_path, ver, instance, state, ports, workdir, running)
     for gw in topology.gateways:
-        name = gw.instance
-        admin = ports.assign(f"{name}/admin", in_use_ok=name in running)
         bound = _listener_ports(gw, overrides, ports, running)
-        plan.sidecars.append(
-            SidecarRecord(
-                sidecar=gw.sidecar, instance=name, process=name, service=None, version=None,
-                admin_port=admin, outbound_port=bound[gw.all_listeners()[0].name],
-                gateway_listeners=bound,
+        # Each worker: a process of its own with its own admin port, on the same listen ports.
+        for worker, name in enumerate(gw.worker_instances()):
+            admin = ports.assign(f"{name}/admin", in_use_ok=name in running)
+            plan.sidecars.append(
+                SidecarRecord(
+                    sidecar=gw.sidecar, instance=name, process=name, service=None, version=None,
+                    admin_port=admin, outbound_port=bound[gw.all_listeners()[0].name],
+                    gateway_listeners=bound, worker=worker,
+                )
             )
-        )
-        plan.processes.append(
-            ProcessSpec(
-                name=name, role=GATEWAY, argv=sidecar_argv(state, name, plan.python), env={},
-                cwd=str(workdir), ready_url=f"http://{HOST}:{admin}/ready",
-                tls_dir=str(state.sidecar_dir(name) / "tls"),
+            plan.processes.append(
+                ProcessSpec(
+                    name=name, role=GATEWAY, argv=sidecar_argv(state, name, plan.python), env={},
+                    cwd=str(workdir), ready_url=f"http://{HOST}:{admin}/ready",
+                    tls_dir=str(state.sidecar_dir(name) / "tls"),
+                )
             )
-        )
     return plan
 
 
@@ -213,7 +216,8 @@ def _listener_ports(
         if port == 0:
             # The first port keeps its historic PortBook key, so restarts keep its number.
             key = f"{gw.instance}/listen" if i == 0 else f"{gw.instance}/listen/{declared}"
-            port = ports.assign(key, in_use_ok=gw.instance in running)
+            held = any(n == gw.instance or n.startswith(f"{gw.instance}_w") for n in running)
+            port = ports.assign(key, in_use_ok=held)
         bound[declared] = port
     return {lst.name: bound[lst.port] for lst in listeners}
 
@@ -309,6 +313,9 @@ def bindings_for(
             inbound=record.inbound_port,
             admin=record.admin_port,
             gateway=dict(record.gateway_listeners),
+            # Gateways always bind shared: a worker added by `apply` joins the running ones.
+            shared=record.is_gateway,
+            worker=record.worker if record.is_gateway else None,
         ),
         app=f"{HOST}:{record.app_port}" if record.app_port else None,
         endpoints=endpoints_of(plan, draining),

@@ -5,9 +5,11 @@ Kept as plain JSON-able values so the plan (and the daemon reading it) never nee
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from meshctl.contract import DeploymentManifest
+from meshctl.defaults import MAX_GATEWAY_WORKERS
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class GatewaySpec:
     name: str
     port: int  # the first listener's
     listeners: tuple[ListenerSpec, ...] = ()  # empty (older plans): one http listener on `port`
+    workers: int = 1  # processes sharing the listen ports ("auto" resolved to this machine's cores)
 
     def all_listeners(self) -> tuple[ListenerSpec, ...]:
         return self.listeners or (ListenerSpec(name="http", port=self.port),)
@@ -56,6 +59,19 @@ class GatewaySpec:
     @property
     def instance(self) -> str:
         return f"gateway-{self.name}"
+
+    def worker_instances(self) -> list[str]:
+        """The first worker keeps the gateway's own name, so going from one worker to more
+        adds processes and restarts none. `_` cannot occur in a policy name: no clash."""
+        return [self.instance] + [f"{self.instance}_w{i}" for i in range(1, self.workers)]
+
+
+def resolve_workers(workers: int | str) -> int:
+    """`auto`: the cores this process may run on (its affinity), at most MAX_GATEWAY_WORKERS."""
+    if workers == "auto":
+        count = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+        return max(1, min(count, MAX_GATEWAY_WORKERS))
+    return int(workers)
 
 
 @dataclass(frozen=True)
@@ -85,6 +101,7 @@ def topology_of(manifest: DeploymentManifest) -> Topology:
         GatewaySpec(
             name=g.name, port=g.port,
             listeners=tuple(ListenerSpec(lst.name, lst.port, lst.protocol) for lst in g.listeners),
+            workers=resolve_workers(g.workers),
         )
         for g in manifest.gateways
     )

@@ -79,7 +79,10 @@ def _option_name(schema: dict[str, Any]) -> str:
         return repr(schema["const"])
     if "$ref" in schema or schema.get("type") == "object":
         return "a mapping"
-    return f"a {schema.get('type', 'value')}"
+    kind = str(schema.get("type", "value"))
+    if kind == "integer" and "minimum" in schema and "maximum" in schema:
+        return f"an integer from {schema['minimum']} to {schema['maximum']}"
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
 
 
 def _describe(error: ValidationError) -> tuple[str, str]:
@@ -119,6 +122,11 @@ def _schema_errors(doc: Document, kind: str) -> Iterator[Diagnostic]:
     for error in _validators()[kind].iter_errors(doc.data):
         if error.validator in ("anyOf", "oneOf") and error.context:
             deepest = best_match(error.context)
+            if deepest.validator in ("type", "enum", "const"):
+                # The one option of the right type that still failed says why (0 for 1..64).
+                specific = [e for e in error.context if e.validator not in ("type", "enum", "const")]
+                if len(specific) == 1:
+                    deepest = specific[0]
             if deepest.validator not in ("type", "enum", "const"):
                 error = deepest
         path = tuple(error.absolute_path)

@@ -1,0 +1,121 @@
+"""`Gateway.spec.workers` from policy to plan: compiled, diffed, rendered, laid out as processes."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from meshctl.compile.output import compiled_output
+from meshctl.compiled import CompiledOutput
+from meshctl.diff.engine import diff_meshes
+from meshctl.diff.report import text_report
+from meshctl.errors import UsageError
+from meshctl.pipeline import build
+from meshctl.render.kubernetes import RenderOptions, render_manifests
+from meshctl.rollout.planning import worker_waves
+from meshctl.runtime.launch import check_ports_free
+from meshctl.runtime.plan import bindings_for, build_plan
+from meshctl.runtime.ports import PortBook
+from meshctl.runtime.state import StateDir
+from meshctl.runtime.topology import topology_of
+from meshctl.sources.worktree import read_worktree
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+PORT = _free_port()  # the gateway's declared port; nothing listens on it but these tests
+POLICY = """\
+apiVersion: meshctl/v1alpha1
+kind: Service
+metadata: {name: catalog}
+spec:
+  versions: [{name: v1, run: [app]}]
+---
+apiVersion: meshctl/v1alpha1
+kind: Gateway
+metadata: {name: edge}
+spec:
+  port: %(port)d
+%(workers)s  rules: [{name: all, service: catalog}]
+"""
+
+
+def compiled(tmp_path: Path, workers: str | None) -> CompiledOutput:
+    d = tmp_path / f"mesh-{workers}"
+    d.mkdir()
+    (d / "mesh.yaml").write_text(POLICY % {"port": PORT, "workers": f"  workers: {workers}\n" if workers else ""})
+    result = build(read_worktree(d), revision=f"r-{workers}")
+    assert result.compiled is not None, [d.message for d in result.diagnostics]
+    return compiled_output(result.compiled)
+
+
+def test_default_is_one_worker_and_auto_stays_auto_until_the_runtime(tmp_path: Path) -> None:
+    assert compiled(tmp_path, None).manifest.gateways[0].workers == 1
+    auto = compiled(tmp_path, "auto")
+    assert auto.manifest.gateways[0].workers == "auto"
+    assert auto.configs["gateway/edge"].gateway.workers == "auto"  # type: ignore[union-attr]
+    cores = getattr(os, "process_cpu_count", os.cpu_count)() or 1
+    assert topology_of(auto.manifest).gateways[0].workers == min(cores, 64)
+
+
+def test_diff_says_workers_in_words(tmp_path: Path) -> None:
+    one, two = compiled(tmp_path, None), compiled(tmp_path, "2")
+    text = text_report("a", "b", diff_meshes(one.configs, two.configs))
+    assert "~ gateway/edge: workers 1 -> 2" in text.splitlines(), text
+
+
+def test_kubernetes_runs_workers_as_pods(tmp_path: Path) -> None:
+    files = render_manifests(compiled(tmp_path, "3"), RenderOptions())
+    assert "  replicas: 3\n" in files["gateway-edge.yaml"]
+    auto = render_manifests(compiled(tmp_path, "auto"), RenderOptions())
+    assert "  replicas: 1\n" in auto["gateway-edge.yaml"]
+
+
+def test_plan_has_one_process_per_worker_on_shared_ports(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MESHCTL_PORT_CLAIMS", str(tmp_path / "claims"))
+    out = compiled(tmp_path, "3")
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    plan = build_plan(topology_of(out.manifest), policy_dir=tmp_path, revision=out.revision,
+                      state=state, ports=PortBook(state.ports), workdir=tmp_path)
+    gws = [s for s in plan.sidecars if s.is_gateway]
+    assert [g.instance for g in gws] == ["gateway-edge", "gateway-edge_w1", "gateway-edge_w2"]
+    assert [g.worker for g in gws] == [0, 1, 2]
+    assert {g.outbound_port for g in gws} == {PORT}
+    assert len({g.admin_port for g in gws}) == 3
+    assert [p.name for p in plan.processes if p.role == "gateway"] == [g.instance for g in gws]
+    listeners = [bindings_for(g, plan, None).listeners for g in gws]
+    assert all(lst.shared for lst in listeners) and [lst.worker for lst in listeners] == [0, 1, 2]
+
+    # The workers of one gateway are one unit of a rollout wave.
+    changed = ["catalog-v1-0", *[g.instance for g in gws]]
+    assert worker_waves(changed, plan, 1) == [["catalog-v1-0"], [g.instance for g in gws]]
+    assert worker_waves(changed[1:], plan, 1) == [[g.instance for g in gws]]
+
+
+def test_a_new_worker_joins_ports_its_siblings_hold_but_nothing_else(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.setenv("MESHCTL_PORT_CLAIMS", str(tmp_path / "claims"))
+    out = compiled(tmp_path, "2")
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    plan = build_plan(topology_of(out.manifest), policy_dir=tmp_path, revision=out.revision,
+                      state=state, ports=PortBook(state.ports), workdir=tmp_path)
+    with socket.socket() as held:  # what the running first worker holds
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        held.bind(("127.0.0.1", PORT))
+        held.listen()
+        check_ports_free(plan, skip=["gateway-edge", "catalog-v1-0"])  # worker 1 may join
+        with pytest.raises(UsageError, match=rf"gateway-edge_w1\) gateway listener: port {PORT}"):
+            check_ports_free(plan, skip=["catalog-v1-0"])  # nobody of ours holds it
