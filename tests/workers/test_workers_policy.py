@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from meshctl.compile.output import compiled_output
-from meshctl.compiled import CompiledOutput
+from meshctl.compile.output import compiled_mesh
+from meshctl.compiled import CompiledMesh
 from meshctl.diff.engine import diff_meshes
 from meshctl.diff.report import text_report
 from meshctl.errors import UsageError
@@ -48,13 +48,13 @@ spec:
 """
 
 
-def compiled(tmp_path: Path, workers: str | None) -> CompiledOutput:
+def compiled(tmp_path: Path, workers: str | None) -> CompiledMesh:
     d = tmp_path / f"mesh-{workers}"
     d.mkdir()
     (d / "mesh.yaml").write_text(POLICY % {"port": PORT, "workers": f"  workers: {workers}\n" if workers else ""})
     result = build(read_worktree(d), revision=f"r-{workers}")
     assert result.compiled is not None, [d.message for d in result.diagnostics]
-    return compiled_output(result.compiled)
+    return compiled_mesh(result.compiled)
 
 
 def test_default_is_one_worker_and_auto_stays_auto_until_the_runtime(tmp_path: Path) -> None:
