@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from cryptography import x509
 
-from meshctl.cli.common import PolicyDirOption, StateOption, choose, err, out, policy_dir
+from meshctl.cli.common import PolicyDirOption, StateOption, TextOrJson, err, out, policy_dir
 from meshctl.errors import UsageError
 from meshctl.identity import (
     MeshCA,
@@ -40,7 +40,7 @@ TrustDomainOption = Annotated[
         show_default=False,
     ),
 ]
-FormatOption = Annotated[str, typer.Option("--format", help="text or json.")]
+FormatOption = Annotated[TextOrJson, typer.Option("--format", help="Output format.")]
 
 
 def _ca_dir(state: Path | None, directory: Path | None) -> Path:
@@ -148,7 +148,6 @@ def init(
     fmt: FormatOption = "text",
 ) -> None:
     """Create the mesh CA if there is none yet, and show it."""
-    choose(fmt, ("text", "json"), "--format")
     ca_dir = _ca_dir(state, directory)
     existed = MeshCA.exists(ca_dir)
     domain = _checked_domain(trust_domain or _policy_trust_domain(directory))
@@ -163,7 +162,6 @@ def show(
     fmt: FormatOption = "text",
 ) -> None:
     """Show the mesh CA: trust domain, current root, trusted roots (never the key)."""
-    choose(fmt, ("text", "json"), "--format")
     _print(MeshCA.load(_ca_dir(state, directory)), fmt)
 
 
@@ -182,7 +180,6 @@ def rotate(
     Step 1 (`rotate`): a new root signs from now on; every sidecar trusts old and new roots and
     gets a new certificate. Step 2 (`rotate --finish`): the previous root is no longer trusted.
     """
-    choose(fmt, ("text", "json"), "--format")
     lifetime = _ttl(ttl, "--ttl")
     ca_dir = _ca_dir(state, directory)
     ca = MeshCA.load(ca_dir)

@@ -41,12 +41,6 @@ def policy_dir(argument: Path | None = None, option: Path | None = None) -> Path
     return argument or option or DEFAULT_POLICY_DIR
 
 
-def choose(value: str, allowed: tuple[str, ...], option: str) -> str:
-    if value not in allowed:
-        raise UsageError(f"{option} must be one of {', '.join(allowed)} (got {value!r})")
-    return value
-
-
 def out(text: str) -> None:
     _write(sys.stdout, text)
 

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from meshctl.cli.common import PolicyDirOption, choose, out, policy_dir, report_diagnostics
+from meshctl.cli.common import PolicyDirOption, TextOrJson, out, policy_dir, report_diagnostics
 from meshctl.explain import Question, explain, parse_header, text_report
 from meshctl.pipeline import build_source
 
@@ -22,10 +22,9 @@ def explain_command(
     header: Annotated[list[str] | None, typer.Option("-H", "--header", help="Question header 'name: value'.")] = None,
     dir_option: PolicyDirOption = None,
     rev: Annotated[str | None, typer.Option("--rev", help="Explain this git revision's policy.")] = None,
-    output_format: Annotated[str, typer.Option("--format", help="text | json")] = "text",
+    output_format: Annotated[TextOrJson, typer.Option("--format", help="Output format.")] = "text",
 ) -> None:
     """Show the rule, backends, timeout, retries, faults and access verdict for one request."""
-    choose(output_format, ("text", "json"), "--format")
     headers = dict(parse_header(h) for h in header or [])
     built = build_source(policy_dir(None, dir_option), rev)
     compiled = built.compiled_or_raise("nothing to explain")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 import typer
 
-from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, choose, err, out, policy_dir, report_diagnostics
+from meshctl.cli.common import PolicyDirArgument, PolicyDirOption, err, out, policy_dir, report_diagnostics
 from meshctl.errors import CheckFailed
 from meshctl.pipeline import build_source
 from meshctl.policytest import load_test_files, run_cases
@@ -14,6 +14,7 @@ from meshctl.policytest.cases import find_test_files
 from meshctl.policytest.report import github_report, json_report, text_report
 from meshctl.sources.worktree import display_path
 
+TestFormat = Literal["text", "json", "github"]
 
 def test_command(
     directory: PolicyDirArgument = None,
@@ -21,10 +22,9 @@ def test_command(
     rev: Annotated[
         str | None, typer.Option("--rev", help="Test this git revision's policy (tests are read from DIR/tests).")
     ] = None,
-    output_format: Annotated[str, typer.Option("--format", help="text | json | github")] = "text",
+    output_format: Annotated[TestFormat, typer.Option("--format", help="Output format.")] = "text",
 ) -> None:
     """Run the policy tests (requests and what must happen to them) in DIR/tests/."""
-    choose(output_format, ("text", "json", "github"), "--format")
     root = policy_dir(directory, dir_option)
     paths = find_test_files(root)
     cases, problems = load_test_files(paths)
