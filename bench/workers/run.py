@@ -210,10 +210,10 @@ def main() -> None:
         # Warm both (pools, first-request paths) before measuring.
         for name in ("one", "two"):
             run_wrk(ports[name], 2, args.connections, pids[name])
-        rounds = []
+        rounds: list[dict[str, Any]] = []
         for i in range(args.rounds):
             order = ("one", "two") if i % 2 == 0 else ("two", "one")
-            row = {name: run_wrk(ports[name], args.duration, args.connections, pids[name])
+            row: dict[str, Any] = {name: run_wrk(ports[name], args.duration, args.connections, pids[name])
                    for name in order}
             row["ratio"] = round(row["two"]["rps"] / row["one"]["rps"], 3)
             rounds.append(row)
@@ -222,7 +222,7 @@ def main() -> None:
                   f"req/s ({row['two']['gateway_cores_busy']} cores): {row['ratio']:.2f}x; "
                   f"load {row['one']['loadavg_before']:.1f}", flush=True)
         report["rounds"] = rounds
-        report["ratio_median"] = statistics.median(r["ratio"] for r in rounds)
+        report["ratio_median"] = statistics.median(float(r["ratio"]) for r in rounds)
 
         # Hot reload under load: 2 workers, wrk running, apply a change to the gateway's rule.
         admin = [s["admin_port"] for s in json.loads((state / "plan.json").read_text())["sidecars"]
