@@ -163,3 +163,40 @@ def test_two_gateway_workers_share_a_port_reload_together_and_restart(tmp_path: 
         down = meshctl(root, "down")
     assert down.code == 0, down.stderr
     assert not [p for p in pids_left if pid_alive(p)]
+
+
+@pytest.mark.slow
+def test_apply_from_one_worker_to_two_starts_one_and_restarts_none(tmp_path: Path) -> None:
+    root = tmp_path / "tiny"
+    (root / "mesh.d").mkdir(parents=True)
+    port = free_port()
+    policy = root / "mesh.d" / "mesh.yaml"
+    policy.write_text((MESH % {"port": port, "body": "one"}).replace("workers: 2", "workers: 1"))
+    (root / ".gitignore").write_text(".meshctl/\n")
+    git(root, "init", "-q", "-b", "main")
+    commit_all(root, "one gateway worker")
+    state = root / ".meshctl"
+    up = meshctl(root, "up", "--detach", "--timeout", "120")
+    try:
+        assert up.code == 0, up.stderr
+        assert [r["instance"] for r in gateway_records(state)] == ["gateway-edge"]
+        first = worker_pids(state)["gateway-edge"]
+        policy.write_text(MESH % {"port": port, "body": "one"})
+        commit_all(root, "two gateway workers")
+        diff = meshctl(root, "diff", "HEAD~1", "HEAD")
+        assert "~ gateway/edge: workers 1 -> 2" in diff.stdout, diff.stdout + diff.stderr
+        with Load(port, path="/", threads=3, pause=0.005, max_requests=2000) as load:
+            applied = meshctl(root, "apply", "--window", "1s")
+        assert applied.code == 0, applied.stdout + applied.stderr
+        assert load.failures == [] and set(load.statuses) == {200}, load.failures[:5]
+        records = gateway_records(state)
+        assert [r["instance"] for r in records] == ["gateway-edge", "gateway-edge_w1"]
+        assert worker_pids(state)["gateway-edge"] == first  # the running worker kept going
+        for _ in range(60):
+            assert fresh_get(port) == (200, b"one")
+        assert served(records[1]["admin_port"]) > 0, "the new worker takes connections"
+    finally:
+        pids_left = recorded_pids(state) if (state / "state.json").exists() else []
+        down = meshctl(root, "down")
+    assert down.code == 0, down.stderr
+    assert not [p for p in pids_left if pid_alive(p)]

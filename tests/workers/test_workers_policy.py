@@ -15,6 +15,7 @@ from meshctl.errors import UsageError
 from meshctl.pipeline import build
 from meshctl.render.kubernetes import RenderOptions, render_manifests
 from meshctl.rollout.planning import worker_waves
+from meshctl.runtime.file_sd import targets
 from meshctl.runtime.launch import check_ports_free
 from meshctl.runtime.plan import bindings_for, build_plan
 from meshctl.runtime.ports import PortBook
@@ -95,6 +96,12 @@ def test_plan_has_one_process_per_worker_on_shared_ports(tmp_path: Path,
     assert [p.name for p in plan.processes if p.role == "gateway"] == [g.instance for g in gws]
     listeners = [bindings_for(g, plan, None).listeners for g in gws]
     assert all(lst.shared for lst in listeners) and [lst.worker for lst in listeners] == [0, 1, 2]
+
+    # Prometheus scrapes every worker: one workload, a worker label each.
+    groups = [g for g in targets(state, plan) if g["labels"]["service"] == "gateway-edge"]
+    assert [g["labels"]["worker"] for g in groups] == ["0", "1", "2"]
+    assert {g["labels"]["workload"] for g in groups} == {"gateway-edge"}
+    assert sorted(g["targets"][0] for g in groups) == sorted(f"127.0.0.1:{g.admin_port}" for g in gws)
 
     # The workers of one gateway are one unit of a rollout wave.
     changed = ["catalog-v1-0", *[g.instance for g in gws]]
