@@ -2,7 +2,9 @@
 
 The committed files are the source of truth for what documents may hold (editors and
 `meshctl validate` use them); a test regenerates them and fails when the model and the files
-disagree, so the two never drift. The compiled sidecar format has its own schema too.
+disagree, so the two never drift. The compiled output has schemas too, generated from the
+contract: the deployment manifest, the sidecar config and the runtime bindings (the interface
+CI tools can check a compiled directory against, docs/compiled-output.md).
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ from meshctl.model import KINDS
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_BASE = "https://meshctl.dev/schemas/v1alpha1/"
 SIDECAR_SCHEMA_FILE = "sidecar-config.schema.json"
+MANIFEST_SCHEMA_FILE = "manifest.schema.json"
+BINDINGS_SCHEMA_FILE = "runtime-bindings.schema.json"
+# what a compiled directory holds (and a runtime writes beside each config): CI tools check these
+COMPILED_SCHEMA_FILES = (MANIFEST_SCHEMA_FILE, SIDECAR_SCHEMA_FILE, BINDINGS_SCHEMA_FILE)
 
 
 def schema_file(kind: str) -> str:
@@ -63,12 +69,40 @@ def kind_schemas() -> dict[str, dict[str, Any]]:
     }
 
 
+def _pinned(schema: dict[str, Any], field: str, values: list[str]) -> dict[str, Any]:
+    """A version field is a free string in the model (checked by the parser, with its own
+    message); the schema names the versions this meshctl reads."""
+    schema["properties"][field]["enum"] = values
+    return schema
+
+
 def sidecar_schema() -> dict[str, Any]:
-    return _document(
+    schema = _document(
         contract.SidecarConfig,
         SCHEMA_BASE + SIDECAR_SCHEMA_FILE,
         f"meshctl compiled sidecar config ({contract.SCHEMA_VERSION})",
         keep_null=True,  # compiled configs spell every field out, null included
+    )
+    return _pinned(schema, "schema_version", sorted(contract.SUPPORTED_SCHEMA_VERSIONS))
+
+
+def manifest_schema() -> dict[str, Any]:
+    schema = _document(
+        contract.DeploymentManifest,
+        SCHEMA_BASE + MANIFEST_SCHEMA_FILE,
+        f"meshctl deployment manifest ({contract.MANIFEST_VERSION})",
+        keep_null=True,
+    )
+    _pinned(schema, "manifest_version", [contract.MANIFEST_VERSION])
+    return _pinned(schema, "schema_version", sorted(contract.SUPPORTED_SCHEMA_VERSIONS))
+
+
+def bindings_schema() -> dict[str, Any]:
+    return _document(
+        contract.RuntimeBindings,
+        SCHEMA_BASE + BINDINGS_SCHEMA_FILE,
+        "meshctl runtime bindings (what a runtime writes beside each sidecar config)",
+        keep_null=True,
     )
 
 
@@ -76,6 +110,8 @@ def all_schema_files() -> dict[str, str]:
     """File name -> canonical text, exactly as committed in `schemas/`."""
     files = {schema_file(kind): schema for kind, schema in kind_schemas().items()}
     files[SIDECAR_SCHEMA_FILE] = sidecar_schema()
+    files[MANIFEST_SCHEMA_FILE] = manifest_schema()
+    files[BINDINGS_SCHEMA_FILE] = bindings_schema()
     return {name: json.dumps(schema, indent=2, sort_keys=True) + "\n" for name, schema in files.items()}
 
 

@@ -10,11 +10,21 @@ import typer
 from meshctl.cli.common import out
 from meshctl.errors import UsageError
 from meshctl.fsio import write_atomic
-from meshctl.schemas import SIDECAR_SCHEMA_FILE, all_schema_files, schema_file
+from meshctl.schemas import (
+    BINDINGS_SCHEMA_FILE,
+    MANIFEST_SCHEMA_FILE,
+    SIDECAR_SCHEMA_FILE,
+    all_schema_files,
+    schema_file,
+)
+
+COMPILED = {"sidecar": SIDECAR_SCHEMA_FILE, "manifest": MANIFEST_SCHEMA_FILE, "bindings": BINDINGS_SCHEMA_FILE}
 
 
 def schema(
-    kind: Annotated[str | None, typer.Argument(help="Mesh, Service, Route, AccessPolicy, Gateway or sidecar.")] = None,
+    kind: Annotated[
+        str | None, typer.Argument(help="A policy kind, or sidecar, manifest, bindings (compiled output).")
+    ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out", help="Write every schema file here.")] = None,
 ) -> None:
     """Print one schema, or write them all with --out."""
@@ -27,9 +37,11 @@ def schema(
     if kind is None:
         out("".join(f"{name}\n" for name in files))
         return
-    name = SIDECAR_SCHEMA_FILE if kind.lower() == "sidecar" else schema_file(kind)
+    name = COMPILED.get(kind.lower()) or schema_file(kind)
     if name not in files:
-        raise UsageError(f"unknown kind {kind!r}; one of Mesh, Service, Route, AccessPolicy, Gateway, sidecar")
+        raise UsageError(
+            f"unknown kind {kind!r}; one of Mesh, Service, Route, AccessPolicy, Gateway, sidecar, manifest, bindings"
+        )
     out(files[name])
 
 
