@@ -87,11 +87,12 @@ class MeshAddon:
         if grpcflow.is_grpc_request(info.headers):
             info.protocol = "grpc"
             if role == "inbound":
-                grpcflow.inbound_call(flow, info)
-                return None
+                return grpcflow.inbound_call(flow, info, self.upstreams)
             dest = snap.config.destinations.get(flow.request.host.lower())
             if role == "outbound" and dest is not None and dest.protocol != "tcp":
                 return grpcflow.outbound_call(self.rt, flow, info, dest, self.upstreams)
+            if role == "gateway":
+                return grpcflow.gateway_call(self.rt, flow, info, self.upstreams)
             return None  # answered in `request` (no route, denied), as gRPC errors
         if wants_stream(info.headers):
             route_stream(self.rt, flow, info)
@@ -196,7 +197,19 @@ class MeshAddon:
         assert flow.response is not None
         self._finish(flow, flow.response.status_code)
 
-    def error(self, flow: http.HTTPFlow) -> None:
+    def error(self, flow: http.HTTPFlow) -> Awaitable[None] | None:
+        info: FlowInfo | None = flow.metadata.get(KEY)
+        if info is not None and grpcflow.recoverable(flow, info):
+            return self._grpc_recover(flow, info)
+        self._error(flow)
+        return None
+
+    async def _grpc_recover(self, flow: http.HTTPFlow, info: FlowInfo) -> None:
+        """A refused call answered after all: the `response` hook then finishes the flow."""
+        flow.response = await grpcflow.recover(self.rt, flow, info)
+        flow.error = None
+
+    def _error(self, flow: http.HTTPFlow) -> None:
         call = flow.metadata.pop(grpcflow.GRPC_KEY, None)
         if call is not None:
             call.release()

@@ -7,18 +7,23 @@ from dataclasses import replace
 
 from mitmproxy import http
 
-from meshctl.decision import decide
+from meshctl.decision import Decision, decide
 from meshctl.decision.cors import is_preflight
 from meshctl.decision.headers import apply_header_ops
 from meshctl.decision.hosts import choose_listener, host_of
 from proxy_addon import edge
+from proxy_addon.edge_auth import Principal
 from proxy_addon.flowinfo import FlowInfo
 from proxy_addon.outbound import outbound_request, serve_decision
 from proxy_addon.responses import answer_response, flag_response
 from proxy_addon.runtime import SidecarRuntime
 
 
-async def serve_gateway(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> http.Response:
+async def gateway_decision(
+    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo
+) -> tuple[Decision, Principal | None] | http.Response:
+    """The edge steps and the Decision of a request that is forwarded, or the answer to it.
+    Also what a gRPC call through the gateway goes through (`grpcflow.gateway_call`)."""
     state = rt.edge
     client = flow.client_conn
     ports = state.ports()
@@ -57,7 +62,16 @@ async def serve_gateway(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo)
     # them already, in `decide`).
     apply_header_ops(flow.request.headers, gateway_rule.request_headers)
     edge.forward_identity(flow.request, principal, info)
+    return decision, principal
+
+
+async def serve_gateway(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> http.Response:
+    decided = await gateway_decision(rt, flow, info)
+    if isinstance(decided, http.Response):
+        return decided
+    decision, _ = decided
+    assert decision.gateway_rule is not None
     response = await serve_decision(rt, info, flow.request, decision)
-    apply_header_ops(response.headers, gateway_rule.response_headers)
+    apply_header_ops(response.headers, decision.gateway_rule.response_headers)
     edge.add_cors(response, decision.cors, info)
     return response

@@ -8,6 +8,9 @@ Files are looked at once a second at most (a few `stat` calls); a renewed pair i
 connections without a restart, and a pair that does not load (a key written before its
 certificate) keeps the last good one until the next look.
 
+ALPN: HTTP/1.1 for a client that offers it (browsers, curl: the gateway's HTTP path), h2 for
+one that offers only h2 (gRPC clients do), so gRPC reaches mesh services over HTTPS listeners.
+
 A plain-HTTP gateway listener that receives a TLS ClientHello gets a context without any
 certificate, so the handshake fails instead of mitmproxy minting a certificate of its own.
 """
@@ -19,10 +22,12 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography import x509
 from mitmproxy import tls
-from mitmproxy.addons.tlsconfig import AppData, alpn_select_callback
+from mitmproxy.addons.tlsconfig import AppData
+from mitmproxy.proxy.layers.tls import HTTP1_ALPNS
 from OpenSSL import SSL
 
 from meshctl.contract import CompiledCertificate, GatewayListener
@@ -31,6 +36,7 @@ from meshctl.decision.hosts import host_matches
 log = logging.getLogger(__name__)
 
 CHECK_INTERVAL_S = 1.0
+H2 = b"h2"
 
 
 class CertificateError(Exception):
@@ -65,8 +71,15 @@ def server_context(files: CompiledCertificate) -> SSL.Context:
     ctx.use_certificate_chain_file(files.cert_file)
     ctx.use_privatekey_file(files.key_file)
     ctx.check_privatekey()
-    ctx.set_alpn_select_callback(alpn_select_callback)
+    ctx.set_alpn_select_callback(select_alpn)
     return ctx
+
+
+def select_alpn(conn: SSL.Connection, options: list[bytes]) -> Any:
+    for alpn in options:  # the client's order of preference
+        if alpn in HTTP1_ALPNS:
+            return alpn
+    return H2 if H2 in options else SSL.NO_OVERLAPPING_PROTOCOLS
 
 
 @dataclass

@@ -35,7 +35,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from mitmproxy import http
@@ -47,9 +47,9 @@ from meshctl.contract import (
     Destination,
     RetryPolicy,
 )
-from meshctl.decision import decide
+from meshctl.decision import Decision, decide
 from meshctl.decision.headers import apply_header_ops
-from proxy_addon import grpcwire
+from proxy_addon import grpcwire, h2c
 from proxy_addon.endpoints import Endpoint
 from proxy_addon.flowinfo import (
     INTERNAL_HEADERS,
@@ -58,12 +58,13 @@ from proxy_addon.flowinfo import (
     XFCC_HEADER,
     FlowInfo,
 )
+from proxy_addon.gateway import gateway_decision
 from proxy_addon.h2client import H2Response, h2_context
 from proxy_addon.inbound import admission, client_cert_header
 from proxy_addon.limits import Overflow
 from proxy_addon.outbound import choose_backend, lb_hash_key, outbound_request
 from proxy_addon.responses import FLAG_HEADER
-from proxy_addon.retry import backoff_ms, retriable_error
+from proxy_addon.retry import backoff_ms
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.state import DestinationState
 from proxy_addon.tracing import next_traceparent
@@ -148,6 +149,7 @@ class GrpcCall:
     copy: BodyCopy
     authority: str
     path: str
+    unreached: int = 0  # retries after a try that never reached an app (every call gets them)
     released: bool = False
 
     def release(self) -> None:
@@ -192,13 +194,23 @@ async def reachable(address: str, timeout: float) -> bool:
     return True
 
 
-def _retry_unreached(retries: RetryPolicy) -> bool:
-    """A call that never reached an upstream is sent elsewhere when the rule retries
-    connect failures or UNAVAILABLE (what the caller would otherwise get)."""
-    return retries.attempts > 0 and (
-        retriable_error(retries.on, "connect-failure")
-        or grpcwire.retriable(retries.on, grpcwire.UNAVAILABLE)
-    )
+def unreached_retries(decision_retries: int, retries: RetryPolicy) -> int:
+    """Retries of a call that never reached an app (a refused connect or stream, a far sidecar
+    whose app refused it): what the decision gives every method (`connect-failure`,
+    `refused-stream`, `5xx`, `gateway-error`; the compiled default has the first two), or
+    `unavailable`, which such a call would otherwise end with."""
+    if grpcwire.retriable(retries.on, grpcwire.UNAVAILABLE):
+        return max(decision_retries, retries.attempts)
+    return decision_retries
+
+
+_UNREACHED_FLAGS = frozenset({"UF", "UH"})
+
+
+def never_reached(status: int | None, flags: str | None) -> bool:
+    """A far sidecar's UNAVAILABLE flagged UF/UH: its app never saw the call."""
+    return status == grpcwire.UNAVAILABLE and flags is not None and bool(
+        _UNREACHED_FLAGS.intersection(flags.split(",")))
 
 
 def _point_at(flow: http.HTTPFlow, address: str, scheme: str) -> None:
@@ -231,6 +243,30 @@ async def outbound_call(
         code = grpcwire.status_for_http(answer.status, answer.flags)
         flow.response = error_response(code, info.flags, None if answer.flags else "answered by the route")
         return
+    await _forward(rt, flow, info, decision, upstreams)
+
+
+async def gateway_call(
+    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, upstreams: Upstreams | None = None
+) -> None:
+    """`requestheaders` of a gRPC call on a gateway listener: the gateway's edge steps and
+    Decision (listener, token, rate limit, gateway rule, then the service's route), then the
+    call streams as an outbound one does."""
+    info.protocol = "grpc"
+    decided = await gateway_decision(rt, flow, info)
+    if isinstance(decided, http.Response):
+        flow.response = as_grpc_error(decided, info.flags)
+        return
+    decision, _ = decided
+    info.service = decision.service or info.service
+    info.rule = decision.rule_name
+    await _forward(rt, flow, info, decision, upstreams)
+
+
+async def _forward(
+    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, decision: Decision,
+    upstreams: Upstreams | None,
+) -> None:
     rule, view = decision.rule, decision.view
     assert rule is not None and view is not None and decision.destination is not None
     started = time.monotonic()
@@ -266,11 +302,17 @@ async def outbound_call(
         info.flags.append("UH")
         flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
         return
+    unreached = unreached_retries(decision.unreached_retries, rule.retries)
     if upstreams is not None:
-        tries = 1 + (rule.retries.attempts if _retry_unreached(rule.retries) else 0)
+        tries = 1 + unreached
         avoid: set[str] = set()
         while not upstreams.has(flow.client_conn.id, ep.address):
-            if await reachable(ep.address, CONNECT_PROBE_S):
+            left = deadline - time.monotonic() if deadline is not None else CONNECT_PROBE_S
+            if left <= 0:
+                info.flags.append("UT")
+                flow.response = error_response(grpcwire.DEADLINE_EXCEEDED, info.flags)
+                return
+            if await reachable(ep.address, min(CONNECT_PROBE_S, left)):
                 break
             if state.endpoints.record(ep, True, time.monotonic(), policy.outlier_detection):
                 rt.metrics.ejections.labels(state.service).inc()
@@ -327,6 +369,7 @@ async def outbound_call(
     flow.metadata[GRPC_KEY] = GrpcCall(
         rule, backend.service, backend.version, policy, state, candidates, ep, deadline,
         [(k, v) for k, v in request.headers.fields], copy, request.authority, request.path,
+        unreached,
     )
 
 
@@ -377,13 +420,15 @@ def response_headers(flow: http.HTTPFlow, info: FlowInfo) -> None:
     assert flow.response is not None
     call: GrpcCall | None = flow.metadata.get(GRPC_KEY)
     status = grpcwire.parse_status(flow.response.headers.get("grpc-status"))
-    if call is not None and status is not None and _may_retry(call, status):
+    if call is not None and status is not None and _may_retry(call, status, flow.response):
         return  # held: `response` decides
     flow.response.stream = True
 
 
-def _may_retry(call: GrpcCall, status: int) -> bool:
+def _may_retry(call: GrpcCall, status: int, response: http.Response) -> bool:
     retries = call.rule.retries
+    if call.unreached and never_reached(status, response.headers.get(FLAG_HEADER)):
+        return True
     return retries.attempts > 0 and grpcwire.retriable(retries.on, status)
 
 
@@ -402,12 +447,13 @@ async def outbound_response(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowI
         status = _status_of(flow.response)
         failed = flow.response.status_code >= 500 or status == grpcwire.UNAVAILABLE
         _record(rt, call, call.endpoint, failed)
-        if flow.response.stream or status is None or not _may_retry(call, status):
+        if flow.response.stream or status is None or not _may_retry(call, status, flow.response):
             return
         body = call.copy.body()
         if body is None:
             return
-        answer = await _retry(rt, flow, info, call, body)
+        unreached = never_reached(status, flow.response.headers.get(FLAG_HEADER))
+        answer = await _retry(rt, flow, info, call, body, unreached)
         if answer is not None:
             flow.response = answer
     finally:
@@ -415,15 +461,21 @@ async def outbound_response(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowI
 
 
 async def _retry(
-    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, call: GrpcCall, body: bytes
+    rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, call: GrpcCall, body: bytes,
+    unreached: bool = False,
 ) -> http.Response | None:
-    """Send the call again (other endpoints first) until an answer is not retriable."""
+    """Send the call again (other endpoints first) until an answer is not retriable.
+
+    `unreached`: the first try never reached an app (refused): `call.unreached` retries, outside
+    the retry budget (a call no app has seen adds no load), as for HTTP."""
     retries = call.rule.retries
     avoid = {call.endpoint.address}
     result: H2Response | None = None
     exhausted = False
-    for attempt in range(1, retries.attempts + 1):
-        if not call.state.budget.try_acquire(time.monotonic()):
+    attempts = max(call.unreached, retries.attempts) if unreached else retries.attempts
+    for attempt in range(1, attempts + 1):
+        budgeted = not unreached
+        if budgeted and not call.state.budget.try_acquire(time.monotonic()):
             exhausted = True
             break
         rt.metrics.retries.labels(call.state.service).inc()
@@ -445,17 +497,19 @@ async def _retry(
             limit = remaining if per_try is None else min(per_try, remaining or per_try)
             result = await _send(rt, info, call, ep, body, limit)
         finally:
-            call.state.budget.release()
+            if budgeted:
+                call.state.budget.release()
         if result is None:
             _record(rt, call, ep, True)
             avoid.add(ep.address)
             continue
         status = _h2_status(result)
         _record(rt, call, ep, result.status >= 500 or status == grpcwire.UNAVAILABLE)
-        if status is None or not grpcwire.retriable(retries.on, status):
+        unreached = never_reached(status, _h2_header(result, FLAG_HEADER.encode()))
+        if status is None or not (unreached or grpcwire.retriable(retries.on, status)):
             return _to_response(result, info.flags)
         avoid.add(ep.address)
-        exhausted = attempt == retries.attempts
+        exhausted = attempt == attempts
     info.flags.append("URX")
     if result is not None and exhausted:
         return _to_response(result, info.flags)
@@ -491,6 +545,48 @@ async def _send(
         ep.active -= 1
 
 
+def recoverable(flow: http.HTTPFlow, info: FlowInfo) -> bool:
+    """An upstream refused this call's stream (REFUSED_STREAM, or above a GOAWAY's last
+    stream) before it answered, and `h2c` lets the `error` hook answer instead (outbound:
+    only once the request ended, as its body is what is sent again)."""
+    answerable = flow.metadata.get(h2c.ANSWERABLE)
+    if answerable is None or flow.error is None or not h2c.refused(flow.error.msg):
+        return False
+    if info.role == "inbound":  # no body needed: the caller's sidecar has it
+        return info.protocol == "grpc"
+    call: GrpcCall | None = flow.metadata.get(GRPC_KEY)
+    return (answerable == "complete" and call is not None and call.unreached > 0
+            and call.copy.body() is not None)
+
+
+async def recover(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo) -> http.Response:
+    """The answer to a refused call (`recoverable`): outbound, the call sent to other
+    endpoints; inbound, UNAVAILABLE flagged UF (the app never saw it: the caller's sidecar
+    may send it elsewhere)."""
+    if info.role == "inbound":
+        info.flags.append("UF")
+        return error_response(grpcwire.UNAVAILABLE, info.flags, "the app refused the stream")
+    call: GrpcCall = flow.metadata.pop(GRPC_KEY)
+    try:
+        _record(rt, call, call.endpoint, True)
+        body = call.copy.body()
+        assert body is not None
+        answer = await _retry(rt, flow, info, call, body, unreached=True)
+        if answer is None:
+            info.flags.append("UF")
+            answer = error_response(grpcwire.UNAVAILABLE, info.flags)
+        return answer
+    finally:
+        call.release()
+
+
+def _h2_header(result: H2Response, name: bytes) -> str | None:
+    for key, value in result.headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
 def _h2_status(result: H2Response) -> int | None:
     for name, value in (*result.trailers, *result.headers):
         if name == b"grpc-status":
@@ -512,18 +608,38 @@ def _to_response(result: H2Response, flags: list[str]) -> http.Response:
 # --- inbound -----------------------------------------------------------------------------------
 
 
-def inbound_call(flow: http.HTTPFlow, info: FlowInfo) -> None:
-    """`requestheaders` of a gRPC call to this sidecar's app: admit it, then let it stream."""
+def inbound_call(
+    flow: http.HTTPFlow, info: FlowInfo, upstreams: Upstreams | None = None
+) -> Awaitable[None] | None:
+    """`requestheaders` of a gRPC call to this sidecar's app: admit it, then let it stream.
+
+    Without a live connection to the app (for this client connection), its port is tried
+    first: a refused connect is answered UNAVAILABLE flagged UF, which the caller's sidecar
+    sends to another endpoint (the app never saw the call)."""
     info.protocol = "grpc"
     refusal = admission(flow, info)
     if refusal is not None:
         flow.response = as_grpc_error(refusal, info.flags)
-        return
+        return None
     app = info.snapshot.bindings.app
     if app is None:
         info.flags.append("UH")
         flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
-        return
+        return None
+    _forward_inbound(flow, info, app)
+    if upstreams is not None and not upstreams.has(flow.client_conn.id, app):
+        return _probe_app(flow, info, app)
+    return None
+
+
+async def _probe_app(flow: http.HTTPFlow, info: FlowInfo, app: str) -> None:
+    if not await reachable(app, CONNECT_PROBE_S):
+        info.flags.append("UF")
+        flow.request.stream = False
+        flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
+
+
+def _forward_inbound(flow: http.HTTPFlow, info: FlowInfo, app: str) -> None:
     request = flow.request
     for name in (*INTERNAL_HEADERS, XFCC_HEADER):
         request.headers.pop(name, None)

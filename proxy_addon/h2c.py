@@ -15,6 +15,18 @@ Two switches make h2c work without patching mitmproxy:
 - `mark_h2c(server)` in a `server_connect` hook: a plaintext upstream connection with
   `alpn = b"h2"` makes `HttpClient` start its HTTP/2 client (prior knowledge).
 
+Two wrappers (`install_stream_recovery`) let a call whose upstream stream was refused be sent
+again, as Envoy's `refused-stream` retry does:
+
+- `Http2Client.handle_h2_event`: a GOAWAY ends only the streams above its last-stream-id as
+  refused (`REFUSED_MESSAGE`), before mitmproxy ends the rest as it always did. nghttp2 (Envoy's
+  codec) closes exactly those streams with REFUSED_STREAM; mitmproxy ends them all alike.
+- `HttpStream.handle_protocol_error`: when the upstream fails a stream whose response has not
+  started, the `error` hook sees `flow.metadata[ANSWERABLE]` ("complete": the request has ended;
+  "partial": it is still streaming); one that sets `flow.response` and clears `flow.error`
+  answers the client with it (the `response` hook runs as for any answer) instead of the error.
+  Otherwise the error goes on exactly as in mitmproxy.
+
 The version guard refuses other mitmproxy major versions, and tests/grpc/test_h2c_internals.py
 fails when the source of any mitmproxy function this relies on changes (see FINGERPRINTS).
 """
@@ -25,12 +37,23 @@ import hashlib
 import inspect
 from collections.abc import Callable
 
+import h2.events
 from mitmproxy import connection
+from mitmproxy import flow as mflow
 from mitmproxy.addons import next_layer
 from mitmproxy.proxy import layer
 from mitmproxy.proxy.context import Context
 from mitmproxy.proxy.layers import HttpLayer, modes
-from mitmproxy.proxy.layers.http import HTTPMode
+from mitmproxy.proxy.layers.http import (
+    DropStream,
+    HttpErrorHook,
+    HTTPMode,
+    HttpStream,
+    ResponseProtocolError,
+    SendHttp,
+)
+from mitmproxy.proxy.layers.http._base import ReceiveHttp
+from mitmproxy.proxy.layers.http._http2 import Http2Client
 from mitmproxy.version import VERSION
 
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -48,6 +71,12 @@ def _internals() -> dict[str, Callable[..., object]]:
     from mitmproxy.proxy.layers.http import HttpClient
 
     return {
+        # what the two stream-recovery wrappers replace or call
+        "HttpStream.handle_protocol_error": _ORIGINAL_PROTOCOL_ERROR,
+        "HttpStream.check_killed": HttpStream.check_killed,
+        "HttpStream.send_response": HttpStream.send_response,
+        "Http2Client.handle_h2_event": _ORIGINAL_H2_EVENT,
+        "Http2Connection.close_connection": Http2Client.close_connection,
         # decides the client-side protocol from client.alpn at Start
         "HttpLayer._handle_event": HttpLayer._handle_event,
         # decides the server-side protocol from server.alpn once connected
@@ -66,6 +95,11 @@ def fingerprint(func: Callable[..., object]) -> str:
 
 # sha256 (first 16 hex digits) of each function's source in mitmproxy 12.3.1.
 FINGERPRINTS = {
+    "HttpStream.handle_protocol_error": "59fc3b2eeeabf63a",
+    "HttpStream.check_killed": "368cad352d1e82b6",
+    "HttpStream.send_response": "d581bc106152e369",
+    "Http2Client.handle_h2_event": "ff6f4bd9271693b8",
+    "Http2Connection.close_connection": "44b76ed198e7916a",
     "HttpLayer._handle_event": "6ba31883cc7a06b3",
     "HttpClient._handle_event": "bc1cae775a49a4fe",
     "HttpLayer.get_connection": "1aa1c63e3175766c",
@@ -114,3 +148,65 @@ def mark_h2c(server: connection.Server) -> None:
 
 def client_speaks_h2(client: connection.Client) -> bool:
     return client.alpn == H2
+
+
+# --- refused streams: retried by the addon -----------------------------------------------------
+
+REFUSED_MESSAGE = "stream refused by the upstream (REFUSED_STREAM)"
+_ORIGINAL_PROTOCOL_ERROR = HttpStream.handle_protocol_error
+_ORIGINAL_H2_EVENT = Http2Client.handle_h2_event
+installed = False  # `error` hooks may answer (see the module docstring)
+# In `flow.metadata` during an `error` hook that may answer: "complete" when the request has
+# ended (its body is known), "partial" when it is still streaming.
+ANSWERABLE = "meshctl.answerable"
+
+
+def refused(message: str) -> bool:
+    """The upstream never processed the stream: RST_STREAM(REFUSED_STREAM) or above a GOAWAY."""
+    return "REFUSED_STREAM" in message
+
+
+def _h2_event(self: Http2Client, event: h2.events.Event) -> layer.CommandGenerator[bool]:
+    if isinstance(event, h2.events.ConnectionTerminated) and event.last_stream_id is not None:
+        for stream_id in [s for s in self.streams if s > event.last_stream_id]:
+            yield ReceiveHttp(self.ReceiveProtocolError(stream_id, REFUSED_MESSAGE, self.ReceiveProtocolError.code))
+            del self.streams[stream_id]
+    return (yield from _ORIGINAL_H2_EVENT(self, event))
+
+
+def _protocol_error(self: HttpStream, event: object) -> layer.CommandGenerator[None]:
+    request_done = self.client_state == self.state_done
+    answerable = (
+        isinstance(event, ResponseProtocolError)
+        and (request_done or self.client_state == self.state_stream_request_body)
+        and self.server_state == self.state_wait_for_response_headers
+    )
+    if not answerable:
+        return (yield from _ORIGINAL_PROTOCOL_ERROR(self, event))  # type: ignore[arg-type]
+    assert isinstance(event, ResponseProtocolError)
+    self.flow.error = mflow.Error(event.message)
+    self.flow.metadata[ANSWERABLE] = "complete" if request_done else "partial"
+    yield HttpErrorHook(self.flow)
+    del self.flow.metadata[ANSWERABLE]
+    if self.flow.error is None and self.flow.response is not None:
+        # An answer instead of the error. A request still streaming goes on to the failed
+        # upstream stream, where mitmproxy drops it; its end then ends the flow.
+        yield from self.send_response()
+        return None
+    # mitmproxy's own path from here (its error hook already ran)
+    if (yield from self.check_killed(False)):
+        return None
+    yield SendHttp(event, self.context.client)
+    self.server_state = self.state_errored
+    self.flow.live = False
+    yield DropStream(self.stream_id)
+    return None
+
+
+def install_stream_recovery() -> None:
+    global installed
+    if installed or changed_internals():
+        return  # another mitmproxy: refused calls fail as mitmproxy fails them
+    HttpStream.handle_protocol_error = _protocol_error  # type: ignore[method-assign,assignment]
+    Http2Client.handle_h2_event = _h2_event  # type: ignore[method-assign]
+    installed = True

@@ -36,7 +36,7 @@ from proxy_addon.addon import MeshAddon
 from proxy_addon.admin import Admin
 from proxy_addon.dispatch import LeanAddonManager
 from proxy_addon.gateway_tls import GatewayTls
-from proxy_addon.h2c import MeshNextLayer
+from proxy_addon.h2c import MeshNextLayer, install_stream_recovery
 from proxy_addon.health import HealthChecker
 from proxy_addon.mtls import MeshTls
 from proxy_addon.reload import ConfigSource
@@ -139,12 +139,13 @@ class Sidecar:
         self._built = True
 
     def _h2c_listener(self, context: Context) -> bool:
-        """Listeners where clients may speak cleartext HTTP/2: outbound, and HTTP inbound."""
+        """Listeners where clients may speak cleartext HTTP/2: outbound, HTTP inbound, gateway
+        (over TLS, ALPN decides)."""
         mode = context.client.proxy_mode
         role = self.roles.get(mode.full_spec)
         if role == "outbound":
             return True
-        return role == "inbound" and isinstance(mode, mode_specs.ReverseMode) and mode.scheme == "http"
+        return role in ("inbound", "gateway") and isinstance(mode, mode_specs.ReverseMode) and mode.scheme == "http"
 
     def _current(self) -> tuple[SidecarConfig, RuntimeBindings]:
         snap = self.rt.snapshot
@@ -175,6 +176,7 @@ class Sidecar:
 
     async def run(self) -> int:
         quiet_logging()
+        install_stream_recovery()  # a refused gRPC call may be sent again (proxy_addon/h2c.py)
         opts = options.Options(confdir=str(self.confdir), listen_host="127.0.0.1")
         master = Master(opts)
         master.addons = LeanAddonManager(master)  # before any addon is added
