@@ -59,7 +59,7 @@ from proxy_addon.flowinfo import (
     FlowInfo,
 )
 from proxy_addon.gateway import gateway_decision
-from proxy_addon.h2client import H2Response, h2_context
+from proxy_addon.h2client import H2Response, OutgoingStream, h2_context
 from proxy_addon.inbound import admission, client_cert_header
 from proxy_addon.limits import Overflow
 from proxy_addon.outbound import choose_backend, lb_hash_key, outbound_request
@@ -107,20 +107,19 @@ def as_grpc_error(response: http.Response, flags: list[str]) -> http.Response:
 
 @dataclass(slots=True)
 class BodyCopy:
-    """mitmproxy's `request.stream` callable: passes chunks on, keeps a copy for a retry
-    (and hands it to `on_complete`, the mirror, when the request ended)."""
+    """mitmproxy's `request.stream` callable: passes chunks on, keeps a copy for a retry, and
+    hands every chunk to the call's mirror as it passes (b"" at the end)."""
 
     data: bytearray = field(default_factory=bytearray)
     complete: bool = False
     too_big: bool = False
-    on_complete: Callable[[bytes], None] | None = None
+    mirror: StreamMirror | None = None
 
     def __call__(self, chunk: bytes) -> bytes:
+        if self.mirror is not None:
+            self.mirror.feed(chunk)
         if not chunk:
             self.complete = True
-            if self.on_complete is not None and not self.too_big:
-                self.on_complete(bytes(self.data))
-                self.on_complete = None
         elif not self.too_big:
             if len(self.data) + len(chunk) > MAX_RETRY_BODY:
                 self.too_big = True
@@ -157,6 +156,8 @@ class GrpcCall:
             self.released = True
             self.endpoint.active -= 1
             self.state.gate.release()
+            if self.copy.mirror is not None and not self.copy.complete:
+                self.copy.mirror.cancel()  # the call ended before its request did
 
 
 GRPC_KEY = "meshctl.grpc"
@@ -362,9 +363,7 @@ async def _forward(
     copy = BodyCopy()
     mirror = rule.mirror
     if mirror is not None and random.random() * 100.0 < mirror.percent:
-        sent = [(k, v) for k, v in request.headers.fields]
-        path = request.path
-        copy.on_complete = lambda body: _mirror(rt, info, mirror, sent, path, body)
+        copy.mirror = _mirror(rt, info, mirror, [(k, v) for k, v in request.headers.fields], request.path)
     request.stream = copy
     flow.metadata[GRPC_KEY] = GrpcCall(
         rule, backend.service, backend.version, policy, state, candidates, ep, deadline,
@@ -373,18 +372,67 @@ async def _forward(
     )
 
 
-MIRROR_TIMEOUT_S = 5.0
+MIRROR_TIMEOUT_S = 5.0  # for the mirror's answer, once the call's request has ended
+MIRROR_BUFFER = 1024 * 1024  # request bytes not yet sent to a slow mirror: past this it is dropped
+
+
+class StreamMirror:
+    """A copy of one call, streamed to the mirror version as the call's request streams, as
+    Envoy's shadow does (since 1.33, `streaming_shadow`): each message goes on as it passes,
+    so client- and bidirectional-streaming calls and requests of any size are mirrored. Its
+    answer is dropped and it never holds up the call: chunks wait in a queue that a
+    background task sends; a mirror that falls MIRROR_BUFFER behind is reset and forgotten,
+    as is one whose call ends (or fails) before its request did."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self.queued = 0
+        self.dropped = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.dropped:
+            return
+        if chunk and self.queued + len(chunk) > MIRROR_BUFFER:
+            self.cancel()
+            return
+        self.queued += len(chunk)
+        self.queue.put_nowait(chunk)
+
+    def cancel(self) -> None:
+        if not self.dropped:
+            self.dropped = True
+            self.queue.put_nowait(None)
+
+    async def run(self, open_stream: Callable[[], Awaitable[OutgoingStream]]) -> None:
+        stream: OutgoingStream | None = None
+        try:
+            stream = await open_stream()
+            while (chunk := await self.queue.get()) is not None:
+                if not chunk:  # the call's request ended
+                    async with asyncio.timeout(MIRROR_TIMEOUT_S):
+                        await stream.end()
+                    stream = None
+                    return
+                self.queued -= len(chunk)
+                await stream.send(chunk)
+        except (UpstreamError, TimeoutError):
+            pass  # a mirror's fate never reaches the caller
+        finally:
+            self.dropped = True
+            if stream is not None:
+                stream.reset()
 
 
 def _mirror(
     rt: SidecarRuntime, info: FlowInfo, mirror: CompiledMirror,
-    headers: list[tuple[bytes, bytes]], path: str, body: bytes,
-) -> None:
-    """A copy of a complete call to the mirror version, sent and forgotten (its answer is
-    dropped; it never holds up the call), authority `service-shadow` as for HTTP."""
+    headers: list[tuple[bytes, bytes]], path: str,
+) -> StreamMirror | None:
+    """The call's mirror (`StreamMirror`) to an endpoint of the mirror version, authority
+    `service-shadow` as for HTTP; None when it has no healthy endpoint or too many mirrors
+    are in flight."""
     endpoints = [e for e in info.snapshot.endpoints_for(mirror.service, mirror.version) if e.healthy]
     if not endpoints:
-        return
+        return None
     address = endpoints[hash(info.traceparent) % len(endpoints)].address
     context = server_hostname = None
     scheme = b"http"
@@ -396,15 +444,10 @@ def _mirror(
         (b":authority", f"{mirror.service}-shadow".encode()), (b":path", path.encode()),
         *((k, v) for k, v in headers if k.lower() != b"host"),
     ]
-
-    async def send() -> None:
-        try:
-            async with asyncio.timeout(MIRROR_TIMEOUT_S):
-                await rt.h2.request(address, request, body, context, server_hostname)
-        except (UpstreamError, TimeoutError):
-            pass  # a mirror's fate never reaches the caller
-
-    rt.run_mirror(send())
+    copy = StreamMirror()
+    if not rt.run_mirror(copy.run(lambda: rt.h2.open_stream(address, request, context, server_hostname))):
+        return None
+    return copy
 
 
 def _status_of(response: http.Response) -> int | None:

@@ -1,10 +1,11 @@
 """A small pooled HTTP/2 client on the `h2` library (already a mitmproxy dependency).
 
 Used for what mitmproxy's own upstream path cannot do: sending a gRPC call again after a
-retriable failure. One multiplexed connection per (address, TLS identity), shared by every
-flow of the sidecar; mTLS with ALPN `h2`, or cleartext with prior knowledge. Messages are
-buffered (a retry is only attempted for small, complete requests), flow control is honoured in
-both directions.
+retriable failure, and a call's mirror copy. One multiplexed connection per (address, TLS
+identity), shared by every flow of the sidecar; mTLS with ALPN `h2`, or cleartext with prior
+knowledge. `request` buffers whole messages (a retry is only attempted for small, complete
+requests); `open_stream` sends a request as it comes and drops the answer (a mirror). Flow
+control is honoured in both directions.
 """
 
 from __future__ import annotations
@@ -40,6 +41,30 @@ class _Stream:
     headers: Headers = field(default_factory=list)
     body: bytearray = field(default_factory=bytearray)
     trailers: Headers = field(default_factory=list)
+    discard: bool = False  # the answer's messages are not kept (a mirror's)
+
+
+class OutgoingStream:
+    """A request sent as it comes (`send` each chunk, then `end`); its answer is dropped."""
+
+    def __init__(self, conn: H2Connection, stream_id: int, stream: _Stream) -> None:
+        self.conn, self.stream_id, self.stream = conn, stream_id, stream
+
+    async def send(self, data: bytes) -> None:
+        await self.conn.send_body(self.stream_id, data, end=False)
+
+    async def end(self) -> int:
+        """End the request, wait for the answer; its HTTP status."""
+        try:
+            self.conn.end_stream(self.stream_id)
+            await self.stream.done
+        finally:
+            self.conn.streams.pop(self.stream_id, None)
+        return self.stream.status
+
+    def reset(self) -> None:
+        self.conn.streams.pop(self.stream_id, None)
+        self.conn.reset(self.stream_id)
 
 
 class H2Connection:
@@ -73,20 +98,46 @@ class H2Connection:
         try:
             self.conn.send_headers(stream_id, headers, end_stream=not body)
             self._flush()
-            await self._send_body(stream_id, body)
+            if body:
+                await self._send_body(stream_id, body, True)
             await self.writer.drain()
             await stream.done
         except (h2.exceptions.ProtocolError, ConnectionError, OSError) as exc:
             self.close()
             raise UpstreamError("reset") from exc
         except asyncio.CancelledError:
-            self._reset(stream_id)
+            self.reset(stream_id)
             raise
         finally:
             self.streams.pop(stream_id, None)
         return H2Response(stream.status, stream.headers, bytes(stream.body), stream.trailers)
 
-    async def _send_body(self, stream_id: int, body: bytes) -> None:
+    def open_stream(self, headers: Headers) -> OutgoingStream:
+        stream_id = self.conn.get_next_available_stream_id()
+        stream = _Stream(asyncio.get_running_loop().create_future(), discard=True)
+        self.streams[stream_id] = stream
+        try:
+            self.conn.send_headers(stream_id, headers, end_stream=False)
+        except h2.exceptions.ProtocolError as exc:
+            self.streams.pop(stream_id, None)
+            raise UpstreamError("reset") from exc
+        self._flush()
+        return OutgoingStream(self, stream_id, stream)
+
+    def end_stream(self, stream_id: int) -> None:
+        try:
+            self.conn.end_stream(stream_id)
+        except h2.exceptions.ProtocolError as exc:
+            raise UpstreamError("reset") from exc
+        self._flush()
+
+    async def send_body(self, stream_id: int, body: bytes, end: bool = True) -> None:
+        try:
+            await self._send_body(stream_id, body, end)
+        except (h2.exceptions.ProtocolError, ConnectionError, OSError) as exc:
+            raise UpstreamError("reset") from exc
+
+    async def _send_body(self, stream_id: int, body: bytes, end: bool) -> None:
         view = memoryview(body)
         while view:
             window = min(self.conn.local_flow_control_window(stream_id),
@@ -98,10 +149,10 @@ class H2Connection:
                     raise ConnectionError("connection closed")
                 continue
             chunk, view = view[:window], view[window:]
-            self.conn.send_data(stream_id, bytes(chunk), end_stream=not view)
+            self.conn.send_data(stream_id, bytes(chunk), end_stream=end and not view)
             self._flush()
 
-    def _reset(self, stream_id: int) -> None:
+    def reset(self, stream_id: int) -> None:
         try:
             self.conn.reset_stream(stream_id)
             self._flush()
@@ -140,7 +191,8 @@ class H2Connection:
                 else:
                     stream.headers.append((name, value))
         elif isinstance(event, h2.events.DataReceived):
-            stream.body += event.data
+            if not stream.discard:
+                stream.body += event.data
             self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
         elif isinstance(event, h2.events.TrailersReceived):
             stream.trailers.extend(event.headers)
@@ -215,6 +267,16 @@ class H2Pool:
     ) -> H2Response:
         conn = await self._connection(address, context, server_hostname)
         return await conn.request(headers, body)
+
+    async def open_stream(
+        self,
+        address: str,
+        headers: Headers,
+        context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
+    ) -> OutgoingStream:
+        conn = await self._connection(address, context, server_hostname)
+        return conn.open_stream(headers)
 
     def close(self) -> None:
         for conn in self._conns.values():

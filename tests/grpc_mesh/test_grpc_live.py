@@ -319,3 +319,72 @@ def test_calls_are_mirrored_without_waiting_for_a_slow_mirror(mesh: GrpcMesh) ->
         codes = [sc.stop() for sc in started]
         slow_app.stop()
     assert codes == [0] * len(codes)
+
+
+class Recorder(pb_grpc.InventoryServicer):
+    """A mirror version's app (grpcio's threaded server in this process): notes each message."""
+
+    def __init__(self) -> None:
+        self.items: queue.Queue[str] = queue.Queue()
+
+    def Reserve(self, request_iterator, context):  # noqa: N802 (gRPC method names)
+        count = 0
+        for request in request_iterator:
+            self.items.put(request.item)
+            count += 1
+        return pb.Receipt(items=count, version="v3")
+
+    def Trade(self, request_iterator, context):  # noqa: N802
+        for seq, request in enumerate(request_iterator):
+            self.items.put(request.item)
+            yield pb.Stock(item=request.item, seq=seq, version="v3")
+
+    def seen(self, count: int, timeout: float = 10.0) -> list[str]:
+        return [self.items.get(timeout=timeout) for _ in range(count)]
+
+
+def test_streaming_calls_are_mirrored_as_they_stream(mesh: GrpcMesh) -> None:
+    """Client-streaming and bidirectional calls to v1 mirrored to v3: the mirror gets each
+    message while the call still streams (the caller sends its second message only once v3
+    has the first), and every message of a 200-message call."""
+    from concurrent import futures
+
+    recorder = Recorder()
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    pb_grpc.add_InventoryServicer_to_server(recorder, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    tls = mesh.frontend.bindings.tls
+    assert tls is not None
+    started: list[Sidecar] = []
+    try:
+        v3 = start_sidecar(mesh.root / "inventory-v3-rec", inbound_config("inventory"), with_tls(
+            bindings_for(outbound=False, app=f"127.0.0.1:{port}", version="v3", instance="inventory-v3r"),
+            mesh.inbound["inventory-v1"].bindings.tls))  # type: ignore[arg-type]
+        started.append(v3)
+        rule = split({"v1": 100}, mirror=CompiledMirror(service="inventory", version="v3", percent=100))
+        config = service_config("frontend", (grpc_destination("inventory", ("v1", "v3"), (rule,)),),
+                                revision="g-mirror-stream", mtls="strict", inbound=None)
+        endpoints = {"inventory": {"v1": (mesh.inbound["inventory-v1"].inbound_address,),
+                                   "v3": (v3.inbound_address,)}}
+        frontend = start_sidecar(mesh.root / "frontend-mirror-stream", config,
+                                 with_tls(bindings_for(inbound=False, endpoints=endpoints), tls))
+        started.append(frontend)
+        proxy = f"http://127.0.0.1:{frontend.bindings.listeners.outbound}"
+        stub = pb_grpc.InventoryStub(grpc.insecure_channel("inventory:80", options=[("grpc.http_proxy", proxy)]))
+
+        def lockstep(prefix: str, count: int) -> Iterator[object]:
+            for i in range(count):
+                yield pb.StockRequest(item=f"{prefix}{i}", quantity=1)
+                assert recorder.seen(1) == [f"{prefix}{i}"]  # v3 has it before the next is sent
+
+        receipt = stub.Reserve(lockstep("r", 3), timeout=30)
+        assert (receipt.items, receipt.version) == (3, "v1")  # the caller's answer is v1's
+        assert [s.version for s in stub.Trade(lockstep("t", 4), timeout=30)] == ["v1"] * 4
+        many = [pb.StockRequest(item=f"m{i}", quantity=1) for i in range(200)]
+        assert stub.Reserve(iter(many), timeout=30).items == 200
+        assert recorder.seen(200) == [f"m{i}" for i in range(200)]
+    finally:
+        codes = [sc.stop() for sc in started]
+        server.stop(grace=None)
+    assert codes == [0] * len(codes)
