@@ -74,3 +74,37 @@ def test_grpc_message_is_percent_encoded() -> None:
     encoded = grpcwire.encode_message("no route: 100% ünicode\n")
     assert encoded.isascii() and "\n" not in encoded
     assert grpcwire.decode_message(encoded) == "no route: 100% ünicode\n"
+
+
+def test_refused_streams_are_told_apart_from_other_resets() -> None:
+    assert h2c.refused("stream reset by client (REFUSED_STREAM)")  # mitmproxy's RST_STREAM text
+    assert h2c.refused(h2c.REFUSED_MESSAGE)  # above a GOAWAY's last stream
+    assert not h2c.refused("stream reset by client (INTERNAL_ERROR)")
+    assert not h2c.refused("HTTP/2 connection closed: <ConnectionTerminated error_code:0, last_stream_id:7>")
+
+
+def test_calls_that_never_reached_an_app() -> None:
+    from meshctl.contract import RetryPolicy
+    from proxy_addon import grpcflow
+
+    default = RetryPolicy(attempts=2, on=("connect-failure", "refused-stream"))
+    assert grpcflow.unreached_retries(2, default) == 2
+    assert grpcflow.unreached_retries(0, RetryPolicy(attempts=3, on=("unavailable",))) == 3
+    assert grpcflow.unreached_retries(0, RetryPolicy(attempts=3, on=("internal",))) == 0
+    assert grpcflow.unreached_retries(0, RetryPolicy()) == 0
+    assert grpcflow.never_reached(grpcwire.UNAVAILABLE, "UF")
+    assert grpcflow.never_reached(grpcwire.UNAVAILABLE, "DI,UH")
+    assert not grpcflow.never_reached(grpcwire.UNAVAILABLE, None)  # the app's own UNAVAILABLE
+    assert not grpcflow.never_reached(grpcwire.UNAVAILABLE, "UO")
+    assert not grpcflow.never_reached(grpcwire.INTERNAL, "UF")
+
+
+def test_https_gateway_listeners_speak_h2_to_clients_that_offer_only_h2() -> None:
+    from OpenSSL import SSL
+
+    from proxy_addon.gateway_tls import select_alpn
+
+    conn = SSL.Connection(SSL.Context(SSL.TLS_SERVER_METHOD))
+    assert select_alpn(conn, [b"h2"]) == b"h2"  # grpcio
+    assert select_alpn(conn, [b"h2", b"http/1.1"]) == b"http/1.1"  # browsers, curl
+    assert select_alpn(conn, [b"spdy/3"]) is SSL.NO_OVERLAPPING_PROTOCOLS
