@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import sys
 from datetime import UTC, datetime
@@ -18,11 +19,23 @@ from pathlib import Path
 from typing import Any, Literal, TextIO
 
 Format = Literal["json", "text", "off"]
+# One encoder for every line: `json.dumps` with `separators` builds a new one per call.
+_JSON = json.JSONEncoder(separators=(",", ":"))
+_second: list[tuple[int, str]] = [(-1, "")]  # the last second formatted, and its text
 
 
 def rfc3339(ts: float) -> str:
-    """2026-12-01T23:12:01.123Z, as Envoy's %START_TIME%."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """2026-12-01T23:12:01.123Z, as Envoy's %START_TIME%. The date and time of day are
+    formatted once per second; a request only adds its milliseconds."""
+    frac, whole = math.modf(ts)  # split and rounded as datetime.fromtimestamp does
+    second, micro = int(whole), round(frac * 1e6)
+    if micro >= 1_000_000:
+        second, micro = second + 1, micro - 1_000_000
+    cached, text = _second[0]
+    if cached != second:
+        text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _second[0] = (second, text)
+    return f"{text}{micro // 1000:03d}Z"
 
 
 def _q(value: object) -> str:
@@ -96,7 +109,7 @@ class AccessLog:
         if self.format == "text":
             line = text_line(entry)
         else:
-            line = json.dumps(entry, separators=(",", ":")) + "\n"
+            line = _JSON.encode(entry) + "\n"
         self._pending.append(line)
         self._size += len(line)
         if self._size >= self.FLUSH_BYTES:

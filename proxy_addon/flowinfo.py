@@ -67,6 +67,16 @@ def header_dict(request: http.Request) -> dict[str, str]:
     return joined(request.headers.fields)
 
 
+def host_header(request: http.Request, headers: dict[str, str]) -> str | None:
+    """`request.host_header` from the headers already read (`header_dict` of the same request):
+    HTTP/1's Host header without another walk over the raw fields. A value beyond ASCII is
+    asked of mitmproxy, which decodes it as UTF-8 where `header_dict` reads Latin-1."""
+    if request.is_http2 or request.is_http3:
+        return request.host_header
+    value = headers.get("host")
+    return value if value is None or value.isascii() else request.host_header
+
+
 def request_view(request: http.Request, headers: dict[str, str] | None = None) -> RequestView:
     if headers is None:
         headers = header_dict(request)

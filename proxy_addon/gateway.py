@@ -3,8 +3,6 @@ then the destination's Route)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from mitmproxy import http
 
 from meshctl.decision import Decision, decide
@@ -13,7 +11,7 @@ from meshctl.decision.headers import apply_header_ops
 from meshctl.decision.hosts import choose_listener, host_of
 from proxy_addon import edge
 from proxy_addon.edge_auth import Principal
-from proxy_addon.flowinfo import FlowInfo
+from proxy_addon.flowinfo import FlowInfo, host_header
 from proxy_addon.outbound import outbound_request, serve_decision
 from proxy_addon.responses import answer_response, flag_response
 from proxy_addon.runtime import SidecarRuntime
@@ -31,7 +29,7 @@ async def gateway_decision(
     if listeners is None:
         # A port no binding names (mitmdump -s with its own --mode): every listener may take it.
         listeners = tuple(lst for on_port in ports.values() for lst in on_port)
-    host = host_of(flow.request.host_header or "")
+    host = host_of(host_header(flow.request, info.headers) or "")
     listener = choose_listener(listeners, host, client.sni, client.tls_established)
     if listener is None:
         info.flags.append("NR")
@@ -44,8 +42,8 @@ async def gateway_decision(
         return principal
     if (limited := edge.rate_limited(state, flow, info, principal, after_auth=True)) is not None:
         return limited
-    request = replace(outbound_request(flow.request, info), listener=listener.name,
-                      claims=principal.claims if principal is not None else None)
+    request = outbound_request(flow.request, info, listener.name,
+                               principal.claims if principal is not None else None)
     decision = decide(info.snapshot.config, request)
     gateway_rule = decision.gateway_rule
     if decision.destination is None or gateway_rule is None or decision.answer is not None:

@@ -108,6 +108,9 @@ class Labeller:
         self.inbound_mtls = _dest(own, self.workload, self.workload.principal)
         self._dests: dict[tuple[str, str, bool], Dest] = {}
         self._peers: dict[tuple[str, str | None], Source] = {}
+        # Envoy's cluster names, as the access log's upstream_cluster shows them
+        self.inbound_cluster = f"inbound|{bindings.listeners.inbound or 0}||"
+        self._clusters: dict[tuple[str, str], str] = {}
 
     def destination(self, service: str, version: str, mtls: bool) -> Dest:
         key = (service, version, mtls)
@@ -121,6 +124,14 @@ class Labeller:
                 w = labels.workloads.get(version)
                 found = _dest(labels, w, w.principal if (mtls and w is not None) else UNKNOWN)
             self._dests[key] = found
+        return found
+
+    def outbound_cluster(self, version: str, service: str) -> str:
+        """outbound|80|<version>|<destination_service>, built once per pair."""
+        key = (version, service)
+        found = self._clusters.get(key)
+        if found is None:
+            found = self._clusters[key] = f"outbound|80|{version}|{service}"
         return found
 
     def peer(self, header: str | None, identity: str | None) -> Source:

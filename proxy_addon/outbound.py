@@ -13,6 +13,8 @@ import logging
 import random
 import time
 import uuid
+from collections.abc import Mapping
+from typing import Any
 
 from mitmproxy import http
 from multidict import CIMultiDict
@@ -34,6 +36,7 @@ from proxy_addon.flowinfo import (
     STREAM_RESPONSE_OVER,
     FlowInfo,
     forward_headers,
+    host_header,
     make_response,
 )
 from proxy_addon.labels import PEER_HEADER
@@ -83,12 +86,18 @@ def lb_hash_key(policy: CompiledTrafficPolicy, view: RequestView, info: FlowInfo
     return None
 
 
-def outbound_request(request: http.Request, info: FlowInfo) -> Request:
-    """What a decision reads of a request arriving on the outbound listener or a gateway."""
+def outbound_request(
+    request: http.Request, info: FlowInfo, listener: str | None = None,
+    claims: Mapping[str, Any] | None = None,
+) -> Request:
+    """What a decision reads of a request arriving on the outbound listener or a gateway
+    (`listener` and `claims`: a gateway's, see `Request`)."""
     return Request(
         request.method, request.path, request.host.lower(), info.headers,
-        authority=request.host_header or "", body_size=len(request.raw_content or b""),
+        authority=host_header(request, info.headers) or "",
+        body_size=len(request.raw_content or b""),
         source_version=info.snapshot.bindings.version if info.snapshot.config.kind == "service" else None,
+        listener=listener, claims=claims,
     )
 
 

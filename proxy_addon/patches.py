@@ -44,6 +44,8 @@ PATCHED = {
     "mitmproxy.addonmanager:AddonManager.handle_lifecycle": "38c97e792d1db5b7",
     "mitmproxy.addonmanager:AddonManager.add": "6c26295c4f0f4eb9",
     "mitmproxy.addonmanager:AddonManager.remove": "2e93aab2204a39f6",
+    "mitmproxy.addonmanager:safecall": "f2052c18340e99b0",  # dispatch re-raises a handler's error inside it
+    "mitmproxy.hooks:Hook.args": "5bab95f7aa358e18",  # dispatch.hook_args gives the same list
     "mitmproxy.addons:": "c6040737c83f0ab7",  # the package's __init__: what skip_default_addons skips
     "mitmproxy.addons.tlsconfig:TlsConfig.tls_start_server": "2e2dc9c25670cf64",  # our set1_host twin
     # share_listen_ports: its TCP branch is one asyncio.start_server(handle_stream, host, port)

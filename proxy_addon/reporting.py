@@ -56,7 +56,7 @@ def finish(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, status: int)
         source = lab.peer(info.headers.get(PEER_HEADER), info.identity)
         dest = lab.inbound_mtls if mtls else lab.inbound_plain
         reporter, security = "destination", ("mutual_tls" if mtls else "none")
-        cluster = f"inbound|{rt.snapshot.bindings.listeners.inbound or 0}||"
+        cluster = lab.inbound_cluster
     else:
         mtls = _upstream_mtls(rt, info)
         source = lab.source_mtls if mtls else lab.source_plain
@@ -69,7 +69,7 @@ def finish(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, status: int)
             cluster = info.service
         else:
             dest = lab.destination(info.service, info.version, mtls)
-            cluster = f"outbound|80|{info.version}|{dest[5]}"
+            cluster = lab.outbound_cluster(info.version, dest[5])
     ctype = info.headers.get("content-type", "")
     grpc = ctype.startswith("application/grpc")
     grpc_status = ""
@@ -88,6 +88,9 @@ def finish(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, status: int)
     if not traceparent and rt.spans.enabled:
         traceparent = next_traceparent(incoming, info.snapshot.config.telemetry.tracing_sampling)
     own = parse_traceparent(traceparent)
+    authority = ""  # read from the headers only for what is written below
+    if rt.access_log.enabled:
+        authority = request.host_header or request.host
     if rt.access_log.enabled:
         rt.access_log.write({
             "start_time": rfc3339(wall_end - duration_ms / 1000.0),
@@ -104,7 +107,7 @@ def finish(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, status: int)
             "x_forwarded_for": info.headers.get("x-forwarded-for"),
             "user_agent": info.headers.get("user-agent"),
             "request_id": info.headers.get("x-request-id"),
-            "authority": request.host_header or request.host,
+            "authority": authority,
             "route_name": info.rule,
             "downstream_peer_uri_san": info.identity,
             "trace_id": own.trace_id if own else None,
@@ -122,10 +125,11 @@ def finish(rt: SidecarRuntime, flow: http.HTTPFlow, info: FlowInfo, status: int)
         })
     if own is not None and own.sampled and rt.spans.enabled:
         parent = parse_traceparent(incoming)
+        authority = authority or request.host_header or request.host
         attrs: list[Attr] = [
             ("http.request.method", request.method),
             ("url.path", request.path),
-            ("server.address", request.host_header or request.host),
+            ("server.address", authority),
             ("network.protocol.version", request.http_version.removeprefix("HTTP/")),
             ("http.response.status_code", status),
             ("meshctl.response_flags", flags),

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import struct
 import time
 from collections import deque
@@ -25,17 +26,12 @@ import aiohttp
 
 logger = logging.getLogger(__name__)
 
-_HEX = frozenset("0123456789abcdef")
 MAX_QUEUE = 4096  # spans waiting for export; beyond this new spans are dropped (and counted)
 BATCH = 512
 EXPORT_EVERY_S = 1.0
 EXPORT_TIMEOUT_S = 3.0
 
 Attr = tuple[str, str | int | float | bool]
-
-
-def _is_hex(value: str, length: int) -> bool:
-    return len(value) == length and set(value) <= _HEX and value != "0" * length
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,23 +41,22 @@ class Context:
     sampled: bool
 
 
+# version-traceid-parentid-flags[-anything]: one match instead of a split and four set checks
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(?:-.*)?", re.S)
+_ZERO_TRACE, _ZERO_SPAN = "0" * 32, "0" * 16
+
+
 def parse_traceparent(value: str | None) -> Context | None:
     """A valid W3C traceparent (version 00 rules, future versions read the same way)."""
     if not value:
         return None
-    parts = value.strip().lower().split("-")
-    if (
-        len(parts) >= 4
-        and len(parts[0]) == 2
-        and set(parts[0]) <= _HEX
-        and parts[0] != "ff"
-        and _is_hex(parts[1], 32)
-        and _is_hex(parts[2], 16)
-        and len(parts[3]) == 2
-        and set(parts[3]) <= _HEX
-    ):
-        return Context(parts[1], parts[2], bool(int(parts[3], 16) & 1))
-    return None
+    m = _TRACEPARENT.fullmatch(value.strip().lower())
+    if m is None:
+        return None
+    version, trace_id, span_id, flags = m.groups()
+    if version == "ff" or trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return Context(trace_id, span_id, bool(int(flags, 16) & 1))
 
 
 def next_traceparent(incoming: str | None, sampling: float) -> str:
@@ -112,6 +107,7 @@ def _any_value(value: str | int | float | bool) -> bytes:
 
 
 _KEY_VALUES: dict[tuple[str, type, object], bytes] = {}
+_ATTRIBUTES: dict[tuple[str, type, object], bytes] = {}
 
 
 def _key_value(key: str, value: str | int | float | bool) -> bytes:
@@ -122,6 +118,17 @@ def _key_value(key: str, value: str | int | float | bool) -> bytes:
         found = _field(1, key.encode()) + _field(2, _any_value(value))
         if len(_KEY_VALUES) < 4096:
             _KEY_VALUES[cache_key] = found
+    return found
+
+
+def _attribute(key: str, value: str | int | float | bool) -> bytes:
+    """A span's attribute: its KeyValue inside field 9, cached whole like `_key_value`."""
+    cache_key = (key, type(value), value)
+    found = _ATTRIBUTES.get(cache_key)
+    if found is None:
+        found = _field(9, _key_value(key, value))
+        if len(_ATTRIBUTES) < 4096:
+            _ATTRIBUTES[cache_key] = found
     return found
 
 
@@ -140,7 +147,7 @@ def _span(kind: str, name: str, trace_id: str, span_id: str, parent: str, start:
         _KIND_FIELD[kind],
         b"\x39", struct.pack("<Q", start),  # start_time_unix_nano = 7 (fixed64)
         b"\x41", struct.pack("<Q", end),  # end_time_unix_nano = 8
-        b"".join(_field(9, _key_value(k, v)) for k, v in attrs),
+        b"".join([_attribute(k, v) for k, v in attrs]),
         _STATUS_ERROR if error else b"",
     ))
     return _field(2, body)  # ScopeSpans.spans = 2

@@ -197,9 +197,8 @@ def unreached_retries(policy: RetryPolicy, method: str, body_size: int) -> int:
 def decide(config: SidecarConfig, request: Request) -> Decision:
     if request.inbound:
         return _inbound(config, request)
-    view = view_from_target(request.method, request.target, request.headers)
-    if request.source_version:
-        view = replace(view, source_version=request.source_version)
+    view = view_from_target(request.method, request.target, request.headers,
+                            request.source_version or None)
     if config.kind == "gateway":
         return _gateway(config, request, view)
     dest = config.destinations.get(request.host)
@@ -285,12 +284,12 @@ def _route(
     answer = _answers_itself(rule, request, request.authority or dest.service, scheme)
     if answer is not None:
         return Decision(request, view, dest.service, dest, gateway_rule, rule, match, gateway_match, answer)
-    split = tuple(backend_probabilities(rule.backends))
+    split, weighted = _split(rule)
     key = sticky_key(rule.sticky, view)
     if key is not None:
         backends: tuple[tuple[CompiledBackend, float], ...] = ((pick_sticky(rule.backends, key), 1.0),)
     else:
-        backends = tuple(bp for bp in split if bp[1] > 0)
+        backends = weighted
     rewrite = rule.rewrite
     attempts, refusal = retry_eligibility(rule.retries, request.method, request.body_size,
                                           grpc=is_grpc(request.headers))
@@ -305,6 +304,22 @@ def _route(
         unreached_retries=unreached_retries(rule.retries, request.method, request.body_size),
         retry_refusal=refusal,
     )
+
+
+_Shares = tuple[tuple[CompiledBackend, float], ...]
+_SPLITS: dict[int, tuple[CompiledRouteRule, _Shares, _Shares]] = {}
+
+
+def _split(rule: CompiledRouteRule) -> tuple[_Shares, _Shares]:
+    """(every backend's share, those above 0) of a rule: a function of the compiled rule
+    alone, so worked out once per rule object (keyed by identity, held with the rule)."""
+    found = _SPLITS.get(id(rule))
+    if found is None or found[0] is not rule:
+        split = tuple(backend_probabilities(rule.backends))
+        if len(_SPLITS) >= 4096:
+            _SPLITS.clear()  # configs replaced many times: start over rather than grow
+        found = _SPLITS[id(rule)] = (rule, split, tuple(bp for bp in split if bp[1] > 0))
+    return found[1], found[2]
 
 
 def _scheme(config: SidecarConfig, request: Request) -> str:

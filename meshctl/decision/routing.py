@@ -59,7 +59,9 @@ def parse_cookies(header: str) -> dict[str, str]:
     return out
 
 
-def view_from_target(method: str, target: str, headers: Mapping[str, str]) -> RequestView:
+def view_from_target(
+    method: str, target: str, headers: Mapping[str, str], source_version: str | None = None
+) -> RequestView:
     """Build a view from an origin-form target (`/path?query`) and lower-cased headers."""
     path, _, raw_query = target.partition("?")
     query: dict[str, str] = {}
@@ -68,7 +70,7 @@ def view_from_target(method: str, target: str, headers: Mapping[str, str]) -> Re
             query.setdefault(key, value)
     cookie_header = headers.get("cookie")
     cookies = parse_cookies(cookie_header) if cookie_header else {}
-    return RequestView(method.upper(), path or "/", query, headers, cookies)
+    return RequestView(method.upper(), path or "/", query, headers, cookies, source_version)
 
 
 def string_matches(match: CompiledStringMatch, value: str | None) -> bool:

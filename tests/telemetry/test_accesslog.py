@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from proxy_addon.accesslog import AccessLog, rfc3339, text_line
 
@@ -50,3 +54,26 @@ def test_off_writes_nothing(tmp_path: Path) -> None:
     log.write(ENTRY)
     log.close()
     assert path.read_text() == ""
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(
+    st.floats(min_value=0, max_value=4e9, allow_nan=False),
+    # just below a millisecond or a second: where rounding carries
+    st.builds(lambda s, us: s + us / 1e6 + 0.4999e-6, st.integers(0, 4 * 10**9), st.integers(0, 999_999)),
+    st.builds(lambda s, us: s + (us + 0.5) / 1e6, st.integers(0, 4 * 10**9), st.integers(0, 999_999)),
+))
+def test_start_time_is_what_datetime_formats(ts: float) -> None:
+    """The per-second cache gives the text datetime gives for every timestamp."""
+    expected = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    assert rfc3339(ts) == expected
+    assert rfc3339(ts) == expected  # from the cache this time
+
+
+def test_json_lines_are_compact_and_parse(tmp_path: Path) -> None:
+    log = AccessLog()
+    log.configure("json", str(tmp_path / "a.log"), 1 << 20, 1)
+    log.write(ENTRY)
+    log.close()
+    line = (tmp_path / "a.log").read_text()
+    assert line == json.dumps(ENTRY, separators=(",", ":")) + "\n"

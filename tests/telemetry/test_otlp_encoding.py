@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
@@ -47,3 +49,40 @@ def test_trace_context_and_request_ids() -> None:
     assert fresh is not None and not fresh.sampled
     rid = new_request_id()
     assert len(rid) == 36 and rid[14] == "4" and rid[19] in "89ab"
+
+
+def _reference_parse(value: str | None) -> tuple[str, str, bool] | None:
+    """The W3C rules written out part by part (as the parser first was): the regex must agree."""
+    hexdigits = frozenset("0123456789abcdef")
+    if not value:
+        return None
+    parts = value.strip().lower().split("-")
+
+    def is_hex(part: str, length: int) -> bool:
+        return len(part) == length and set(part) <= hexdigits and part != "0" * length
+
+    if (len(parts) >= 4 and len(parts[0]) == 2 and set(parts[0]) <= hexdigits and parts[0] != "ff"
+            and is_hex(parts[1], 32) and is_hex(parts[2], 16) and len(parts[3]) == 2
+            and set(parts[3]) <= hexdigits):
+        return parts[1], parts[2], bool(int(parts[3], 16) & 1)
+    return None
+
+
+_PIECE = st.text(alphabet="0123456789abcdefABCDEFxg-\n ", max_size=34)
+
+
+@settings(max_examples=4000, deadline=None)
+@given(st.one_of(
+    st.none(), st.text(max_size=60), _PIECE,
+    st.builds(lambda *p: "-".join(p), _PIECE, _PIECE, _PIECE, _PIECE),
+    st.builds(lambda v, t, s, f, rest: f"{v}-{t}-{s}-{f}{rest}",
+              st.sampled_from(["00", "01", "ff", "FF", "0", "zz", "cc"]),
+              st.sampled_from(["4bf92f3577b34da6a3ce929d0e0e4736", "0" * 32,
+                               "4BF92F3577B34DA6A3CE929D0E0E4736", "4bf9"]),
+              st.sampled_from(["00f067aa0ba902b7", "0" * 16, "00f067aa0ba902b"]),
+              st.sampled_from(["00", "01", "03", "ff", "0", "0g", "1"]),
+              st.sampled_from(["", "-", "-x", "-01-02", " ", "\n", "x"])),
+))
+def test_traceparent_parser_agrees_with_the_rules(value: str | None) -> None:
+    ctx = parse_traceparent(value)
+    assert (None if ctx is None else (ctx.trace_id, ctx.span_id, ctx.sampled)) == _reference_parse(value)
