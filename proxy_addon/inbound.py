@@ -31,8 +31,23 @@ from proxy_addon.upstream import UpstreamError
 SPIFFE_PREFIX = "spiffe://"
 
 
+# Peer certificate -> its SPIFFE ID: read once per connection (every request on it presents
+# the same certificate object), not from the certificate's extensions on every request.
+_IDENTITIES: dict[int, tuple[object, str | None]] = {}
+_IDENTITIES_MAX = 1024
+
+
 def peer_identity(flow: http.HTTPFlow) -> str | None:
-    return tls.peer_identity(flow.client_conn)
+    client = flow.client_conn
+    if not client.tls_established or not client.certificate_list:
+        return None
+    cert = client.certificate_list[0]
+    found = _IDENTITIES.get(id(cert))
+    if found is None or found[0] is not cert:
+        if len(_IDENTITIES) >= _IDENTITIES_MAX:
+            _IDENTITIES.clear()  # many connections came and went: start over rather than grow
+        found = _IDENTITIES[id(cert)] = (cert, tls.peer_identity(client))
+    return found[1]
 
 
 def client_cert_header(info: FlowInfo) -> str | None:

@@ -20,6 +20,7 @@ Imports only the standard library, pyOpenSSL, cryptography and mitmproxy: a side
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import ssl
@@ -208,6 +209,7 @@ class SidecarTls:
         data.ssl_conn = conn
 
 
+@functools.lru_cache(maxsize=1024)  # a destination's identity, on every call to it
 def server_hostname(identity: str) -> str:
     """The name to verify an upstream sidecar against: the DNS mirror of its SPIFFE ID."""
     try:

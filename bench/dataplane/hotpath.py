@@ -71,6 +71,8 @@ for name in ("frontend", "reviews", "gateway/public"):
     telemetry = config.telemetry.model_copy(update={"otlp_endpoint": sink})
     config = config.model_copy(update={"telemetry": telemetry})
     (out / (name.replace("/", "-") + ".json")).write_text(config.model_dump_json())
+from bench.dataplane.run import realistic_config  # bench/dataplane/run.py's one-hop policy
+(out / "one-hop.json").write_text(realistic_config("productpage").model_dump_json())
 """
 
 
@@ -123,6 +125,11 @@ class Mesh:
             "access_log": str(root / "frontend" / "access.log"),
             "listeners": {"outbound": free_port(), "admin": free_port()},
             "endpoints": {"reviews": {"v1": [inbound], "v2": [inbound]}}})
+        self.one_hop = start(tree, root / "one-hop", configs / "one-hop.json", {
+            "version": "v1", "instance": "productpage-v1-0",
+            "access_log": str(root / "one-hop" / "access.log"),
+            "listeners": {"outbound": free_port(), "admin": free_port()},
+            "endpoints": {"reviews": {"v1": [app_addr], "v2": [app_addr]}}})
         self.gateway_port = free_port()
         self.gateway = start(tree, root / "gateway", configs / "gateway-public.json", {
             "instance": "gateway-public-0", "tls": tls["gateway"], "access_log": str(root / "gateway" / "access.log"),
@@ -132,6 +139,8 @@ class Mesh:
     def paths(self, scripts: dict[str, Path]) -> dict[str, tuple[str, Path | None, list[int]]]:
         """name -> (url, wrk script, pids whose CPU the requests cost)."""
         return {
+            "1 hop, data-plane policy (outbound -> app)": (
+                self.one_hop.outbound_proxy + "/", scripts["one-hop"], [self.one_hop.proc.pid]),
             "outbound -> mTLS -> inbound -> app": (
                 self.frontend.outbound_proxy + "/", scripts["reviews"],
                 [self.frontend.proc.pid, self.reviews.proc.pid]),
@@ -140,7 +149,7 @@ class Mesh:
         }
 
     def stop(self) -> None:
-        for sc in (self.gateway, self.frontend, self.reviews):
+        for sc in (self.gateway, self.frontend, self.reviews, self.one_hop):
             sc.stop()
 
 
@@ -149,14 +158,21 @@ def lua(tmp: Path) -> dict[str, Path]:
     path.write_text(  # as the frontend app calls it through HTTP_PROXY
         'local req = wrk.format("GET", "http://reviews/reviews/1", {["Host"] = "reviews"})\n'
         "request = function() return req end\n")
-    return {"reviews": path}
+    one = tmp / "one-hop.lua"  # bench/dataplane/run.py's request
+    one.write_text(
+        'local req = wrk.format("GET", "http://reviews/products/1", {["Host"] = "reviews"})\n'
+        "request = function() return req end\n")
+    return {"reviews": path, "one-hop": one}
 
 
 def load(url: str, script: Path | None, pids: list[int], connections: int,
          duration: float) -> dict[str, float]:
-    before = cpu_seconds(pids)
+    before = [cpu_seconds([pid]) for pid in pids]
     r = wrk(url, connections, duration, script)
-    r["cpu_ms"] = (cpu_seconds(pids) - before) * 1000 / max(r["total"], 1)
+    each = [(cpu_seconds([pid]) - b) * 1000 / max(r["total"], 1) for pid, b in zip(pids, before, strict=True)]
+    r["cpu_ms"] = sum(each)
+    for n, value in enumerate(each):
+        r[f"cpu_ms_{n}"] = value  # per process, in the order of `pids`
     return r
 
 
@@ -172,7 +188,7 @@ def profile(mesh: Mesh, scripts: dict[str, Path], out: Path, args: argparse.Name
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     for name, (url, script, pids) in mesh.paths(scripts).items():
         wrk(url, 4, 1, script)
-        tag = "2hop" if "inbound" in name else "gateway"
+        tag = "2hop" if "inbound" in name else "gateway" if "gateway" in name else "1hop"
         spies = [subprocess.Popen(
             [spy, "record", "--pid", str(pid), "--rate", "500", "--duration",
              str(int(args.duration)), "--format", "raw", "--output",
@@ -290,16 +306,20 @@ def report(rows: dict[str, list[dict[str, float]]], args: argparse.Namespace) ->
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rounds": rows,
         "median": med, "duration_s": args.duration, "connections": args.connections,
     }, indent=1) + "\n")
-    print(f"| path ({args.connections} conns) | req/s | CPU ms/req (all sidecars) "
+    print(f"| path ({args.connections} conns; medians of {args.rounds} rounds) | req/s "
+          "| req/s vs stock mitmdump | CPU ms/req (each sidecar) "
           "| stock mitmdump CPU / sidecar CPU per hop | added p50 ms at 1 conn | errors |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for name, m in med.items():
         if name == "stock mitmdump":
-            print(f"| {name} | {m['rps']:.0f} | {m['cpu_ms']:.3f} | 1.00 | - | {m['errors']:.0f} |")
+            print(f"| {name} | {m['rps']:.0f} | 1.00 | {m['cpu_ms']:.3f} | 1.00 | - "
+                  f"| {m['errors']:.0f} |")
             continue
-        print(f"| {name} | {m['rps']:.0f} | {m['cpu_ms']:.3f} | {m['vs_stock_cpu_per_hop']:.2f} "
-              f"| {m['added_p50_1conn_ms']:.2f} | {m['errors']:.0f} |")
-    for path in {name.split(": ", 1)[1] for name in med if ": " in name}:
+        each = " + ".join(f"{m[k]:.3f}" for k in sorted(m) if k.startswith("cpu_ms_"))
+        print(f"| {name} | {m['rps']:.0f} | {m['vs_stock_rps']:.2f} | {m['cpu_ms']:.3f} ({each}) "
+              f"| {m['vs_stock_cpu_per_hop']:.2f} | {m['added_p50_1conn_ms']:.2f} "
+              f"| {m['errors']:.0f} |")
+    for path in dict.fromkeys(name.split(": ", 1)[1] for name in med if ": " in name):
         if f"baseline: {path}" in rows and f"current: {path}" in rows:
             ratios = [c["cpu_ms"] / b["cpu_ms"] for b, c in
                       zip(rows[f"baseline: {path}"], rows[f"current: {path}"], strict=True)]
