@@ -1,6 +1,6 @@
 """Benchmark: `meshctl diff` between two commits of a generated 1,000-service repository.
 
-Usage: python bench/diff/run.py [--services 1000] [--runs 5] [--variant 10]
+Usage: python bench/diff/run.py [--services 1000] [--runs 5] [--variant 10] [--baseline DIR]
 
 Builds a git repository in a temp dir with two commits (the second shifts the weights of every
 `--variant`-th route, via bench/gen_policy.py), then times `meshctl diff HEAD~1 HEAD` as a whole
@@ -9,6 +9,10 @@ compiling both, comparing, printing), cold (`--no-cache`) and with the builds of
 cached, and `meshctl diff` against the work tree. Prints a markdown table row per case with wall
 and CPU time (CPU includes the forked child that compiles the base); the budget is 3 s wall for
 the commit-to-commit diff.
+
+`--baseline DIR`: a work tree of an earlier commit with its own `.venv`; each case also runs
+that tree's `meshctl diff` in the same rounds (alternating which goes first), and a line per
+case gives the median over rounds of this tree's CPU / the baseline's.
 """
 
 from __future__ import annotations
@@ -53,10 +57,13 @@ def make_repo(base: Path, services: int, variant: int) -> Path:
     return repo
 
 
-def time_diff(repo: Path, args: list[str], runs: int) -> tuple[list[float], list[float], str]:
+def time_diff(
+    repo: Path, args: list[str], runs: int, tree: Path = ROOT
+) -> tuple[list[float], list[float], str]:
     """Wall seconds and CPU seconds (user + system, child processes included) of each run."""
-    cmd = [sys.executable, "-m", "meshctl", "diff", "--dir", "mesh.d", *args]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    python = sys.executable if tree == ROOT else str(tree / ".venv" / "bin" / "python")
+    cmd = [python, "-m", "meshctl", "diff", "--dir", "mesh.d", *args]
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     walls, cpus, out = [], [], ""
     for _ in range(runs):
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -76,6 +83,7 @@ def main() -> None:
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--variant", type=int, default=10)
+    parser.add_argument("--baseline", type=Path, default=None, help="work tree of an earlier commit")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp), args.services, args.variant)
@@ -89,11 +97,26 @@ def main() -> None:
             ("HEAD~1 -> work tree, cold", ["--no-cache", "HEAD~1"]),
             ("HEAD~1 -> HEAD, cached builds", ["HEAD~1", "HEAD"]),
         )
+        trees = [("", ROOT)] + ([("baseline: ", args.baseline.resolve())] if args.baseline else [])
+        notes = []
         for label, extra in cases:
-            walls, cpus, out = time_diff(repo, extra, args.runs)
+            runs: dict[str, tuple[list[float], list[float]]] = {}
+            for n in range(args.runs):  # one run of each tree per round, alternating the order
+                for prefix, tree in trees if n % 2 == 0 else trees[::-1]:
+                    walls, cpus, out = time_diff(repo, extra, 1, tree)
+                    got = runs.setdefault(prefix, ([], []))
+                    got[0].extend(walls)
+                    got[1].extend(cpus)
             changes = out.strip().splitlines()[-1].split(" (")[0] if out.strip() else "?"
-            print(f"| {label} | {changes} | {min(walls):.2f} | {statistics.median(walls):.2f} "
-                  f"| {statistics.median(cpus):.2f} |", flush=True)
+            for prefix, (walls, cpus) in runs.items():
+                print(f"| {prefix}{label} | {changes} | {min(walls):.2f} | "
+                      f"{statistics.median(walls):.2f} | {statistics.median(cpus):.2f} |", flush=True)
+            if "baseline: " in runs:
+                ratios = [c / b for c, b in zip(runs[""][1], runs["baseline: "][1], strict=True)]
+                notes.append(f"- {label}: CPU this tree / baseline per round "
+                             f"{[round(r, 2) for r in ratios]}, median {statistics.median(ratios):.2f}")
+        print("\n".join(notes))
+        print(f"# load average {os.getloadavg()[0]:.1f} at the end", file=sys.stderr)
 
 if __name__ == "__main__":
     main()

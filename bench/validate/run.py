@@ -1,6 +1,6 @@
 """Benchmark: `meshctl validate` and `meshctl compile` on a generated 1,000-service repository.
 
-Usage: python bench/validate/run.py [--services 1000] [--runs 5]
+Usage: python bench/validate/run.py [--services 1000] [--runs 5] [--baseline DIR]
 
 Generates the repository (bench/gen_policy.py: 1,000 services, 1,000 routes, 1,000 access
 policies, one document per file), then times, as whole processes and interleaved in one run:
@@ -10,11 +10,19 @@ policies, one document per file), then times, as whole processes and interleaved
 - `meshctl compile` (validate + compile + write 1,001 sidecar configs).
 Prints the median and min of each, and the ratio to the baseline. Targets: validate no slower
 than check-jsonschema and under 2 s; compile under 2 s.
+
+`--baseline DIR`: a work tree of an earlier commit with its own `.venv` (`git worktree add
+--detach DIR COMMIT && (cd DIR && scripts/setup)`). Its `meshctl validate` and `meshctl compile`
+run in the same rounds (alternating which tree goes first), and the table adds CPU time (user +
+system of the process: what a loaded machine disturbs least) and, per command, the median over
+rounds of this tree's CPU / the baseline's.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -32,10 +40,14 @@ BIN = Path(sys.executable).parent
 KIND_DIRS = {"services": "service", "routes": "route", "access": "accesspolicy"}
 
 
-def timed(run: Callable[[], None]) -> float:
+def timed(run: Callable[[], None]) -> tuple[float, float]:
+    """(wall, CPU) seconds; CPU is user + system of the child processes it ran."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     run()
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def check(cmd: list[str], cwd: Path) -> None:
@@ -48,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--baseline", type=Path, default=None, help="work tree of an earlier commit")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -61,24 +74,40 @@ def main() -> None:
                 schema = ROOT / "schemas" / f"{kind}.schema.json"
                 check([str(BIN / "check-jsonschema"), "--schemafile", str(schema), *files], work)
 
+        def meshctl(bin_dir: Path, *cmd: str) -> Callable[[], None]:
+            return lambda: check([str(bin_dir / "meshctl"), *cmd], work)
+
         cases: dict[str, Callable[[], None]] = {
             "check-jsonschema (schema only)": check_jsonschema,
-            "meshctl validate (schema + semantic)": lambda: check(
-                [str(BIN / "meshctl"), "validate", str(policy)], work),
-            "meshctl compile (validate + compile + write)": lambda: check(
-                [str(BIN / "meshctl"), "compile", str(policy), "--out", str(work / "out")], work),
+            "meshctl validate (schema + semantic)": meshctl(BIN, "validate", str(policy)),
+            "meshctl compile (validate + compile + write)": meshctl(
+                BIN, "compile", str(policy), "--out", str(work / "out")),
         }
-        times: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(args.runs):  # interleaved, so machine noise hits every case alike
-            for name, run in cases.items():
-                times[name].append(timed(run))
-    baseline = statistics.median(times["check-jsonschema (schema only)"])
-    print(f"{args.services} services, {documents} documents, {args.runs} runs each\n")
-    print("| command | median s | min s | vs check-jsonschema |")
-    print("| --- | --- | --- | --- |")
+        if args.baseline is not None:
+            base_bin = args.baseline.resolve() / ".venv" / "bin"
+            cases["baseline: meshctl validate (schema + semantic)"] = meshctl(
+                base_bin, "validate", str(policy))
+            cases["baseline: meshctl compile (validate + compile + write)"] = meshctl(
+                base_bin, "compile", str(policy), "--out", str(work / "out-baseline"))
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in cases}
+        names = list(cases)
+        for n in range(args.runs):  # interleaved, so machine noise hits every case alike
+            for name in names if n % 2 == 0 else names[::-1]:
+                times[name].append(timed(cases[name]))
+    baseline = statistics.median(w for w, _ in times["check-jsonschema (schema only)"])
+    print(f"{args.services} services, {documents} documents, {args.runs} runs each, "
+          f"load average {os.getloadavg()[0]:.1f} at the end\n")
+    print("| command | median s | min s | vs check-jsonschema | CPU median s |")
+    print("| --- | --- | --- | --- | --- |")
     for name, values in times.items():
-        median = statistics.median(values)
-        print(f"| {name} | {median:.2f} | {min(values):.2f} | {median / baseline:.2f}x |")
+        median = statistics.median(w for w, _ in values)
+        print(f"| {name} | {median:.2f} | {min(w for w, _ in values):.2f} | "
+              f"{median / baseline:.2f}x | {statistics.median(c for _, c in values):.2f} |")
+    for name in names:
+        if f"baseline: {name}" in times:
+            ratios = [c / b for (_, c), (_, b) in zip(times[name], times[f"baseline: {name}"], strict=True)]
+            print(f"- {name}: CPU this tree / baseline per round {[round(r, 2) for r in ratios]}, "
+                  f"median {statistics.median(ratios):.2f}")
 
 
 if __name__ == "__main__":
