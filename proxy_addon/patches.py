@@ -17,6 +17,8 @@ re-read before it ships.
   own version guard and source fingerprints (`tests/grpc_mesh/test_h2c_internals.py`).
 - `share_listen_ports`: TCP listeners bind with `SO_REUSEPORT`, so the processes of a gateway
   with several workers accept on one port (the kernel spreads the connections among them).
+- `trust_own_ca_key`: the sidecar's mitmproxy CA key (written by mitmproxy into the sidecar's own
+  confdir) is loaded without cryptography's RSA consistency check, 0.3 s of CPU per start.
 - `LeanAddonManager` (`proxy_addon.dispatch`) overrides `AddonManager.trigger_event` and
   `handle_lifecycle`; its digests are recorded here.
 """
@@ -50,6 +52,7 @@ PATCHED = {
     "mitmproxy.addons.tlsconfig:TlsConfig.tls_start_server": "2e2dc9c25670cf64",  # our set1_host twin
     # share_listen_ports: its TCP branch is one asyncio.start_server(handle_stream, host, port)
     "mitmproxy.proxy.mode_servers:AsyncioServerInstance.listen": "7670a9038b44170d",
+    "mitmproxy.certs:load_pem_private_key": "385b32c24d70a4a2",
 }
 
 
@@ -115,6 +118,29 @@ def skip_default_addons() -> None:
     import mitmproxy
 
     mitmproxy.addons = package  # type: ignore[attr-defined]
+
+
+def trust_own_ca_key() -> None:
+    """Load the confdir's CA key without the RSA key check (cryptography's
+    `unsafe_skip_rsa_key_validation`: for keys from a trusted source; this one is the key
+    mitmproxy generated in the sidecar's own confdir). The check is most of a sidecar's
+    remaining start time once it is forked warm."""
+    if not _guarded("fast CA key loading"):
+        return
+    from cryptography.hazmat.primitives import serialization
+    from mitmproxy import certs
+
+    def load(data: bytes, password: bytes | None) -> Any:
+        try:
+            return serialization.load_pem_private_key(
+                data, password, unsafe_skip_rsa_key_validation=True
+            )
+        except TypeError:  # not encrypted after all: as mitmproxy's own loader does
+            if password is not None:
+                return load(data, None)
+            raise
+
+    certs.load_pem_private_key = load  # type: ignore[assignment]
 
 
 def install_error_pages(make_response: Callable[[int, str], bytes]) -> None:

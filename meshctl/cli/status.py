@@ -16,7 +16,9 @@ from meshctl.cli.tables import render_table
 from meshctl.errors import UsageError
 from meshctl.runtime.applied import read_applied
 from meshctl.runtime.control import load_plan, require_running
+from meshctl.runtime.memory import MeshMemory, mb, mesh_memory
 from meshctl.runtime.observe import SidecarStatus, observe
+from meshctl.runtime.observed import read_observed
 from meshctl.runtime.plan import Plan
 from meshctl.runtime.state import StateDir, resolve_state_dir
 
@@ -25,9 +27,10 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def sidecar_json(s: SidecarStatus) -> dict[str, Any]:
+def sidecar_json(s: SidecarStatus, memory: MeshMemory | None = None) -> dict[str, Any]:
     r, t = s.record, s.traffic
     return {
+        "pss_mb": mb(memory.by_process.get(r.process)) if memory else None,
         "name": r.sidecar,
         "service": r.service,
         "version": r.version,
@@ -98,7 +101,20 @@ def gateway_summary(name: str, statuses: list[SidecarStatus]) -> dict[str, Any]:
     }
 
 
-def status_json(plan: Plan, revision: str | None, statuses: list[SidecarStatus]) -> str:
+def memory_json(memory: MeshMemory) -> dict[str, Any]:
+    sidecars = memory.sidecar_processes
+    return {
+        "sidecars_pss_mb": mb(memory.sidecars),
+        "sidecar_count": len(sidecars),
+        "sidecar_avg_pss_mb": mb(memory.sidecars // len(sidecars)) if sidecars else None,
+        "apps_pss_mb": mb(memory.apps),
+        "forkserver_pss_mb": mb(memory.forkserver),
+        "total_pss_mb": mb(memory.total),
+    }
+
+
+def status_json(plan: Plan, revision: str | None, statuses: list[SidecarStatus],
+                memory: MeshMemory | None = None) -> str:
     data = {
         "revision": revision,
         "gateways": [
@@ -107,8 +123,9 @@ def status_json(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
             ]}
             for n, found in sorted(plan.gateway_listener_urls().items()) if found
         ],
-        "sidecars": [sidecar_json(s) for s in statuses],
+        "sidecars": [sidecar_json(s, memory) for s in statuses],
         "versions": version_rows(statuses),
+        "memory": memory_json(memory) if memory else None,
     }
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
@@ -117,7 +134,8 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.1f}{unit}"
 
 
-def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus]) -> str:
+def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus],
+                memory: MeshMemory | None = None) -> str:
     lines = [f"applied revision {revision or '-'}"]
     for name, found in sorted(plan.gateway_listener_urls().items()):
         gw = gateway_summary(name, statuses)
@@ -130,9 +148,21 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
             state = f"{up}/{n} workers healthy" if n > 1 else gw["status"]
         urls = "  ".join(url for _, _, url in found)
         workers = f"  {n} workers" if n > 1 else ""
-        lines.append(f"gateway {name}  {urls}  {state}  {_fmt(gw['rps'])} req/s{workers}")
+        pss = ""
+        if memory and n:
+            names = [w.record.process for w in statuses if w.record.sidecar == f"gateway/{name}"]
+            pss = f"  PSS {_fmt(mb(sum(memory.by_process.get(p, 0) for p in names)), ' MB')}"
+        lines.append(f"gateway {name}  {urls}  {state}  {_fmt(gw['rps'])} req/s{workers}{pss}")
+    if memory:
+        m = memory_json(memory)
+        lines.append(
+            f"memory (PSS): {m['sidecar_count']} sidecars {_fmt(m['sidecars_pss_mb'], ' MB')} "
+            f"(avg {_fmt(m['sidecar_avg_pss_mb'], ' MB')}), fork server "
+            f"{_fmt(m['forkserver_pss_mb'], ' MB')}, apps {_fmt(m['apps_pss_mb'], ' MB')}, "
+            f"total {_fmt(m['total_pss_mb'], ' MB')}"
+        )
     header = ("SERVICE", "VERSION", "INSTANCE", "REVISION", "HEALTH", "REQ/S", "SHARE", "ERR%",
-              "P50", "P99", "RESTARTS")
+              "P50", "P99", "RESTARTS", "PSS")
     rows: list[tuple[str, ...]] = []
     by_version = {(v["service"], v["version"]): v for v in version_rows(statuses)}
     ordered = sorted(
@@ -150,7 +180,7 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
             if v["instances"] > 1:
                 rows.append((r.service or "", r.version or "", f"({v['instances']} instances)",
                              "", f"{v['healthy']}/{v['instances']}", _fmt(v["rps"]), share,
-                             _fmt(v["error_rate"]), "", _fmt(v["p99_ms"], "ms"), ""))
+                             _fmt(v["error_rate"]), "", _fmt(v["p99_ms"], "ms"), "", ""))
                 share = ""
         previous = key
         rows.append((
@@ -159,6 +189,7 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus])
             _fmt(t.rps if t and t.seconds else None), share, _fmt(t.error_rate if t else None),
             _fmt(t.p50_ms if t else None, "ms"), _fmt(t.p99_ms if t else None, "ms"),
             str(s.restarts),
+            _fmt(mb(memory.by_process.get(r.process)), "MB") if memory else "-",
         ))
     return "\n".join(lines) + "\n" + render_table(header, rows)
 
@@ -192,7 +223,7 @@ def status_command(
 
 def _show(
     sdir: StateDir,
-    render: Callable[[Plan, str | None, list[SidecarStatus]], str],
+    render: Callable[[Plan, str | None, list[SidecarStatus], MeshMemory | None], str],
     interval: float,
     watch: bool,
 ) -> None:
@@ -200,7 +231,8 @@ def _show(
         plan = load_plan(sdir)  # an apply may have started or stopped instances
         applied = read_applied(sdir)
         revision = applied.revision if applied else plan.revision
-        text = render(plan, revision, observe(sdir, plan, interval))
+        statuses = observe(sdir, plan, interval)
+        text = render(plan, revision, statuses, mesh_memory(read_observed(sdir)))
         if not watch:
             out(text)
             return

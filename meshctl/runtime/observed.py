@@ -22,6 +22,7 @@ class ProcessRecord:
     last_exit: int | None = None
     started_at: float = 0.0
     since: float = 0.0
+    forked: bool = False  # forked from the fork server (else exec'd)
 
 
 @dataclass(frozen=True)
@@ -31,12 +32,21 @@ class SupervisorRecord:
 
 
 @dataclass(frozen=True)
+class ForkServerRecord:
+    pid: int | None
+    status: str  # starting | ready | backoff | stopped | failed
+    restarts: int = 0
+    forks: int = 0  # sidecars it forked
+
+
+@dataclass(frozen=True)
 class Observed:
     supervisor: SupervisorRecord
     plan_digest: str = ""
     retiring: tuple[str, ...] = ()
     updated: float = 0.0
     processes: dict[str, ProcessRecord] = field(default_factory=dict)
+    forkserver: ForkServerRecord | None = None  # None: sidecars are exec'd
 
 
 OBSERVED = Record(

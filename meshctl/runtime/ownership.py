@@ -9,7 +9,9 @@ command line for this directory with that start time. Non-positive pids are refu
 
 Every process the supervisor starts carries `MESHCTL_SUPERVISED_BY=<state dir>` and
 `MESHCTL_PROCESS=<name>` in its environment: `down` finds what a killed supervisor left by
-that mark, not by pids in a file (a recycled pid is someone else's).
+that mark, not by pids in a file (a recycled pid is someone else's). A sidecar forked from the
+fork server (no exec, so the kernel shows the server's environment) writes its name over the
+server's space-padded one in place (`proxy_addon.forkserver.mark_environ`).
 """
 
 from __future__ import annotations
@@ -195,7 +197,9 @@ def supervised(state: StateDir) -> dict[str, psutil.Process]:
         if env.get(OWNER_ENV) == root and proc.pid != os.getpid():
             with contextlib.suppress(psutil.Error):
                 if proc.status() != psutil.STATUS_ZOMBIE:
-                    found.setdefault(env.get(NAME_ENV, str(proc.pid)), proc)
+                    # A forked sidecar wrote its name over its fork server's padded one.
+                    name = env.get(NAME_ENV, "").strip() or str(proc.pid)
+                    found.setdefault(name, proc)
     return found
 
 

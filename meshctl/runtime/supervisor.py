@@ -6,6 +6,10 @@ probes readiness, restarts crashed processes with exponential backoff, follows p
 `apply` rewrites it (SIGHUP, or noticed within half a second), renews sidecar certificates,
 and on SIGTERM/SIGINT stops everything it started (SIGTERM to each group, SIGKILL after a grace
 period). What it observes goes to state.json for `status`, `up` and `apply` to read.
+
+Sidecars are forked from a warm fork server (`forkclient`, `proxy_addon.forkserver`) started at
+the first sidecar; the supervisor is a child subreaper, so a forked sidecar is its own child all
+the same. Without the fork server (it failed, or MESHCTL_SIDECAR_SPAWN=exec) they are exec'd.
 """
 
 from __future__ import annotations
@@ -24,9 +28,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshctl.runtime.file_sd import write_targets
-from meshctl.runtime.observed import Observed, ProcessRecord, SupervisorRecord, write_observed
+from meshctl.runtime.forkclient import (
+    FORKSERVER,
+    Child,
+    ForkedProcess,
+    ForkServer,
+    become_subreaper,
+    forkable,
+    forking_wanted,
+    server_env,
+)
+from meshctl.runtime.observed import (
+    ForkServerRecord,
+    Observed,
+    ProcessRecord,
+    SupervisorRecord,
+    write_observed,
+)
 from meshctl.runtime.ownership import NAME_ENV, OWNER_ENV, AlreadyRunning, hold_lock
-from meshctl.runtime.plan import GATEWAY, PLAN, Plan, ProcessSpec
+from meshctl.runtime.plan import GATEWAY, PLAN, SIDECAR, Plan, ProcessSpec
 from meshctl.runtime.probe import probe_http, probe_tcp
 from meshctl.runtime.state import StateDir, StateFileError, read_record
 
@@ -40,12 +60,13 @@ PLAN_POLL_S = 0.3
 LOG_MAX_BYTES = 32 * 1024 * 1024  # access logs grow with traffic: keep one old copy, like logrotate
 LOG_CHECK_S = 10.0
 RENEW_EVERY_S = 60.0  # MESHCTL_RENEW_INTERVAL (seconds) overrides: tests, short-lived certs
+STRAY_CHECK_S = 5.0  # reap orphans adopted as subreaper that are none of ours
 
 
 @dataclass
 class Managed:
     spec: ProcessSpec
-    proc: asyncio.subprocess.Process | None = None
+    proc: Child | None = None
     status: str = "starting"  # starting | ready | unready | backoff | stopping | stopped
     restarts: int = 0
     last_exit: int | None = None
@@ -72,6 +93,7 @@ class Managed:
             last_exit=self.last_exit,
             started_at=self.started_at,
             since=self.since,
+            forked=isinstance(self.proc, ForkedProcess),
         )
 
 
@@ -85,6 +107,10 @@ class Supervisor:
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.dirty = asyncio.Event()
+        # Forking needs us to be a subreaper (forked sidecars are reparented to us).
+        self.can_fork = forking_wanted() and become_subreaper()
+        self.forks: ForkServer | None = None
+        self.children: list[Child] = []  # every child we await (the stray reaper spares them)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -94,6 +120,10 @@ class Supervisor:
         writer = asyncio.create_task(self._write_state_loop())
         renewer = asyncio.create_task(self._renew_loop())
         rotator = asyncio.create_task(self._rotate_loop())
+        strays = asyncio.create_task(self._reap_strays_loop())
+        if not self.can_fork:
+            log.info("sidecars are exec'd (%s)", "MESHCTL_SIDECAR_SPAWN=exec"
+                     if not forking_wanted() else "cannot become a child subreaper")
         try:
             self._reconcile()
             while not self.stop_event.is_set():
@@ -106,6 +136,9 @@ class Supervisor:
             log.info("stopping every process")
             await self._stop_all()
         finally:
+            if self.forks is not None:
+                await self.forks.stop()
+            strays.cancel()
             renewer.cancel()
             rotator.cancel()
             writer.cancel()
@@ -180,7 +213,9 @@ class Supervisor:
         while not m.stopping:
             self._restore_config_if_damaged(m.spec)
             try:
-                m.proc = await self._spawn(m.spec)
+                m.proc = await self._spawn(m)
+            except _Stopping:
+                break
             except OSError as exc:
                 log.error("%s: cannot start %s: %s", m.spec.name, m.spec.argv[0], exc)
                 with contextlib.suppress(OSError), open(self.state.log(m.spec.name), "a") as out:
@@ -188,9 +223,12 @@ class Supervisor:
                 m.proc = None
                 rc: int | None = 127
             else:
+                if m.stopping:  # _stop ran while it was being forked: it has to go again
+                    _signal_group(m.proc.pid, signal.SIGKILL)
                 m.started_at = time.time()
                 m.set_status("starting")
-                log.info("%s: started pid %d", m.spec.name, m.proc.pid)
+                how = "forked" if isinstance(m.proc, ForkedProcess) else "started"
+                log.info("%s: %s pid %d", m.spec.name, how, m.proc.pid)
                 self.dirty.set()
                 rc = await m.proc.wait()
                 # The app may have left children in its group: they go with it.
@@ -201,7 +239,9 @@ class Supervisor:
             m.restarts += 1
             ran = time.time() - m.started_at if m.proc else 0.0
             failures = 1 if ran >= STABLE_AFTER_S else failures + 1
-            delay = min(BACKOFF_BASE_S * 2 ** (failures - 1), BACKOFF_MAX_S)
+            # The first restart is immediate (a forked sidecar is back in a fraction of a
+            # second); a process that keeps failing waits 0.5 s, doubling up to 15 s.
+            delay = 0.0 if failures == 1 else min(BACKOFF_BASE_S * 2 ** (failures - 2), BACKOFF_MAX_S)
             log.warning(
                 "%s: exited with %s after %.1fs; restart in %.1fs", m.spec.name, rc, ran, delay
             )
@@ -232,8 +272,41 @@ class Supervisor:
         with contextlib.suppress(OSError), open(self.state.log(spec.name), "a") as out:
             out.write(f"meshctl supervisor: {message}\n")
 
-    async def _spawn(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
+    async def _spawn(self, m: Managed) -> Child:
+        spec = m.spec
         self.state.logs.mkdir(parents=True, exist_ok=True)
+        forked = await self._fork(spec)
+        if forked is not None:
+            self.children.append(forked)
+            return forked
+        if m.stopping:
+            raise _Stopping  # stopped while waiting for the fork server
+        proc = await self._exec(spec)
+        self.children.append(proc)
+        return proc
+
+    async def _fork(self, spec: ProcessSpec) -> ForkedProcess | None:
+        """A sidecar forked from the fork server (started at the first one), or None."""
+        if not self.can_fork or spec.role not in (SIDECAR, GATEWAY):
+            return None
+        if self.forks is None:
+            if forkable(spec.argv, spec.argv[0]) is None:
+                return None
+            env = server_env(dict(os.environ), OWNER_ENV, str(self.state.root), NAME_ENV)
+            self.forks = ForkServer(spec.argv[0], env, str(self.state.log(FORKSERVER)), spec.cwd,
+                                    on_change=self.dirty.set)
+            self.forks.start()
+        args = forkable(spec.argv, self.forks.python)
+        if args is None:
+            return None
+        path = self.state.log(spec.name)
+        with open(path, "ab") as out:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+            out.write(f"--- {stamp} fork: {' '.join(spec.argv)}\n".encode())
+        env = {**spec.env, OWNER_ENV: str(self.state.root), NAME_ENV: spec.name}
+        return await self.forks.spawn(spec.name, args, spec.cwd, env, str(path))
+
+    async def _exec(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
         with open(self.state.log(spec.name), "ab") as out:
             stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
             out.write(f"--- {stamp} start: {' '.join(spec.argv)}\n".encode())
@@ -290,6 +363,8 @@ class Supervisor:
         self.dirty.set()
 
     async def _stop_all(self) -> None:
+        if self.forks is not None:
+            self.forks.closing = True  # spawns waiting for it give up
         # Gateways first so no new traffic enters while the rest drains.
         gateways = [m for m in self.procs.values() if m.spec.role == GATEWAY]
         await asyncio.gather(*(self._stop(m) for m in gateways))
@@ -314,8 +389,40 @@ class Supervisor:
                 retiring=tuple(sorted(self.retiring)),
                 updated=time.time(),
                 processes={name: m.record() for name, m in sorted(self.procs.items())},
+                forkserver=self._forkserver_record(),
             ),
         )
+
+    def _forkserver_record(self) -> ForkServerRecord | None:
+        if self.forks is None:
+            return None
+        f = self.forks.state
+        alive = self.forks.proc is not None and self.forks.proc.returncode is None
+        return ForkServerRecord(pid=f.pid if alive else None, status=f.status,
+                                restarts=f.restarts, forks=f.forks)
+
+    async def _reap_strays_loop(self) -> None:
+        while True:
+            await asyncio.sleep(STRAY_CHECK_S)
+            if self.can_fork:
+                self._reap_strays()
+
+    def _reap_strays(self) -> None:
+        """As a subreaper we adopt every orphan below us (an app's leftover children, a fork
+        server's middle process): reap the dead ones that are none of the children we await."""
+        import psutil
+
+        if self.forks is not None and self.forks.in_flight:
+            return  # a forked sidecar may be ours already without being in `children` yet
+        self.children = [c for c in self.children if c.returncode is None]
+        ours = {c.pid for c in self.children}
+        if self.forks is not None and self.forks.proc is not None:
+            ours.add(self.forks.proc.pid)
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process().children():
+                with contextlib.suppress(psutil.Error, ChildProcessError, OSError):
+                    if child.pid not in ours and child.status() == psutil.STATUS_ZOMBIE:
+                        os.waitpid(child.pid, os.WNOHANG)
 
     async def _rotate_loop(self) -> None:
         while True:
@@ -344,6 +451,10 @@ class Supervisor:
             identity = _identity_in(Path(m.spec.tls_dir).parent / "config.json")
             if identity and renew_if_due(ca, identity, Path(m.spec.tls_dir)):
                 log.info("%s: certificate renewed", m.spec.name)
+
+
+class _Stopping(Exception):
+    """The process was stopped before it could be started."""
 
 
 def _config_problem(path: Path) -> str | None:

@@ -1,0 +1,286 @@
+"""The supervisor's side of the sidecar fork server (`proxy_addon.forkserver`).
+
+The supervisor makes itself a child subreaper (`prctl(PR_SET_CHILD_SUBREAPER)`) and starts the
+fork server once, with one end of a socket pair as its channel. Each sidecar the server forks
+(twice: the middle process exits at once) is reparented to the supervisor, so it is the
+supervisor's own child: `ForkedProcess` watches it through a pidfd on the event loop and reaps
+it with `waitpid` (its real exit status), and its process group is signalled as before. The
+fork server is a helper, not a parent: it can die or be restarted without touching a running
+sidecar. When it is not there (starting failed, crashed and backing off, disabled with
+MESHCTL_SIDECAR_SPAWN=exec), sidecars are exec'd as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from proxy_addon.forkwire import (
+    CHANNEL_FD_ARG,
+    MAX_LINE,
+    MODULE,
+    ForkReply,
+    ForkRequest,
+    WireError,
+    decode_ready,
+)
+
+log = logging.getLogger("meshctl.supervisor")
+
+SPAWN_ENV = "MESHCTL_SIDECAR_SPAWN"  # "exec": start every sidecar the old way (benchmarks)
+FORKSERVER = "forkserver"  # its MESHCTL_PROCESS name and log file
+NAME_ROOM = 160  # the fork server's MESHCTL_PROCESS is padded to this: children write theirs over it
+READY_TIMEOUT_S = 60.0  # importing mitmproxy on a loaded 2-core machine can take many seconds
+REQUEST_TIMEOUT_S = 10.0
+RESTART_DELAY_S = (0.2, 1.0, 5.0)
+PR_SET_CHILD_SUBREAPER = 36
+
+
+class Child(Protocol):
+    """What the supervisor needs of a process it runs: asyncio's Process, or a forked one."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+
+def forking_wanted() -> bool:
+    return os.environ.get(SPAWN_ENV, "fork") != "exec" and hasattr(os, "pidfd_open")
+
+
+def become_subreaper() -> bool:
+    """Orphaned descendants (the forked sidecars) become our children; False if refused."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return int(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def forkable(argv: tuple[str, ...], python: str) -> tuple[str, ...] | None:
+    """The proxy_addon arguments of a sidecar command line the fork server can run (same
+    interpreter, same flags), else None."""
+    head = (python, "-OO", "-m", "proxy_addon")
+    if tuple(argv[: len(head)]) != head:
+        return None
+    return tuple(argv[len(head):])
+
+
+class ForkedProcess:
+    """A sidecar forked by the server and adopted by us: watched by a pidfd, reaped by us."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+        self._loop = asyncio.get_running_loop()
+        self._done: asyncio.Future[int] = self._loop.create_future()
+        try:
+            self._fd: int | None = os.pidfd_open(pid)
+        except ProcessLookupError:
+            self._fd = None
+            self._reap()
+        else:
+            self._loop.add_reader(self._fd, self._exited)
+
+    def _exited(self) -> None:
+        if self._fd is not None:
+            self._loop.remove_reader(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        self._reap()
+
+    def _reap(self) -> None:
+        try:
+            _, status = os.waitpid(self.pid, 0)
+            code = os.waitstatus_to_exitcode(status)
+        except ChildProcessError:
+            code = 255  # reaped elsewhere: its status is lost
+        self.returncode = code
+        if not self._done.done():
+            self._done.set_result(code)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._done)
+
+
+@dataclass
+class ForkServerState:
+    pid: int | None = None
+    status: str = "stopped"  # starting | ready | backoff | stopped | failed
+    restarts: int = 0
+    forks: int = 0
+
+
+class ForkServer:
+    """Start, ask, restart and stop the fork server; `spawn` returns None when it cannot help."""
+
+    def __init__(self, python: str, env: dict[str, str], log_path: str, cwd: str,
+                 on_change: Callable[[], None] = lambda: None) -> None:
+        self.python, self.env, self.log_path, self.cwd = python, env, log_path, cwd
+        self.on_change = on_change
+        self.state = ForkServerState()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.ready = asyncio.Event()
+        self.lock = asyncio.Lock()  # one request at a time on the channel
+        self.task: asyncio.Task[None] | None = None
+        self.stopping = False
+        self.closing = False  # the supervisor stops: no more spawns (and none waits for us)
+        self.in_flight = 0  # requests whose child may not be registered yet
+
+    def _set(self, status: str) -> None:
+        self.state.status = status
+        self.on_change()
+
+    def start(self) -> None:
+        if self.task is None:
+            self._set("starting")  # spawns asked for before the task runs wait for it
+            self.task = asyncio.create_task(self._keep_running())
+
+    async def _keep_running(self) -> None:
+        failures = 0
+        while not self.stopping:
+            self._set("starting")
+            started = time.monotonic()
+            try:
+                await self._launch()
+            except (OSError, WireError, TimeoutError, asyncio.IncompleteReadError) as exc:
+                log.error("fork server did not start: %s; sidecars are exec'd meanwhile", exc)
+                await self._kill()
+            else:
+                assert self.proc is not None
+                rc = await self.proc.wait()
+                if self.stopping:
+                    break
+                log.warning("fork server (pid %d) exited with %s; running sidecars are not "
+                            "affected, new ones are exec'd until it is back", self.proc.pid, rc)
+            self.ready.clear()
+            self._close_channel()
+            if self.stopping:
+                break
+            failures = 1 if time.monotonic() - started > 30 else failures + 1
+            if failures > len(RESTART_DELAY_S):
+                log.error("fork server failed %d times in a row; sidecars are exec'd from now on",
+                          failures)
+                self._set("failed")
+                return
+            self._set("backoff")
+            self.state.restarts += 1
+            await asyncio.sleep(RESTART_DELAY_S[failures - 1])
+        self._set("stopped")
+
+    async def _launch(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            with open(self.log_path, "ab") as out:
+                out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} start fork server\n".encode())
+                out.flush()
+                self.proc = await asyncio.create_subprocess_exec(
+                    self.python, "-OO", "-m", MODULE, CHANNEL_FD_ARG, str(theirs.fileno()),
+                    cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=out,
+                    stderr=asyncio.subprocess.STDOUT, pass_fds=(theirs.fileno(),),
+                    start_new_session=True,
+                )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        self.state.pid = self.proc.pid
+        self.reader, self.writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
+        async with asyncio.timeout(READY_TIMEOUT_S):
+            line = await self.reader.readuntil(b"\n")
+        decode_ready(line)
+        self._set("ready")
+        self.ready.set()
+        log.info("fork server ready (pid %d)", self.proc.pid)
+
+    async def spawn(self, name: str, args: tuple[str, ...], cwd: str, env: dict[str, str],
+                    log_path: str) -> ForkedProcess | None:
+        """A sidecar forked from the server, or None (the caller execs it, and we said why)."""
+        if self.closing:
+            return None
+        if self.state.status == "starting":
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(READY_TIMEOUT_S):
+                    await self._ready_or_down()
+        if self.closing:
+            return None
+        if not self.ready.is_set():
+            log.warning("%s: fork server %s; exec'ing the sidecar", name, self.state.status)
+            return None
+        request = ForkRequest(name=name, args=args, cwd=cwd, log=log_path, env=env)
+        self.in_flight += 1
+        try:
+            async with self.lock:
+                assert self.reader is not None and self.writer is not None
+                self.writer.write(request.encode())
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    await self.writer.drain()
+                    reply = ForkReply.decode(await self.reader.readuntil(b"\n"))
+                if reply.pid is None:
+                    log.error("%s: fork server refused: %s; exec'ing the sidecar", name,
+                              reply.error)
+                    return None
+                self.state.forks += 1
+                return ForkedProcess(reply.pid)
+        except (OSError, WireError, TimeoutError, asyncio.IncompleteReadError,
+                asyncio.LimitOverrunError) as exc:
+            log.error("%s: fork server did not answer (%s); exec'ing the sidecar", name,
+                      exc or type(exc).__name__)
+            await self._kill()  # a server that does not answer is restarted
+            return None
+        finally:
+            self.in_flight -= 1
+
+    async def _ready_or_down(self) -> None:
+        while self.state.status == "starting" and not self.ready.is_set() and not self.closing:
+            await asyncio.sleep(0.02)
+
+    def _close_channel(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+    async def _kill(self) -> None:
+        self.ready.clear()
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        self.ready.clear()
+        self._close_channel()  # end of file: the server exits by itself
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            try:
+                async with asyncio.timeout(2.0):
+                    await proc.wait()
+            except TimeoutError:
+                await self._kill()
+        if self.task is not None:
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+def server_env(base: dict[str, str], owner_env: str, owner: str, name_env: str) -> dict[str, str]:
+    """The fork server's environment: the supervisor's mark, its name padded so that each
+    child can write its own name over it (`proxy_addon.forkserver.mark_environ`)."""
+    env = {k: v for k, v in base.items() if k != name_env}
+    return env | {owner_env: owner, name_env: FORKSERVER.ljust(NAME_ROOM)}
