@@ -154,7 +154,8 @@ def test_two_gateway_workers_share_a_port_reload_together_and_restart(tmp_path: 
                 return False
 
         wait_until(restarted, 60, "the killed worker restarted and ready")
-        assert served(admins[1]) == 0  # a fresh process
+        # A fresh process (restarted() saw a new pid). The first restart is immediate, so it
+        # may already have taken some of the 30 connections above: its count is no proof.
         for _ in range(60):
             assert fresh_get(port) == (200, b"two")
         assert served(admins[1]) > 0, "the restarted worker takes connections again"
