@@ -5,6 +5,11 @@ Usage:
   python bench/runtime/run.py up --services 20
   python bench/runtime/run.py apply --sidecars 50 [--waves]
   python bench/runtime/run.py all            (both, results in bench/results/runtime.json)
+  python bench/runtime/run.py spawn --services 20 --rounds 3
+      `up --detach` until ready, sidecars forked (the fork server) and exec'd (the previous
+      design, MESHCTL_SIDECAR_SPAWN=exec), in alternating rounds
+  python bench/runtime/run.py memory --services 20 --requests 10000
+      PSS and RSS of every sidecar, idle and after N requests through each, both ways
 
 Each run builds a throwaway git repository with N services (one instance each, running the
 shop's catalog app), mTLS strict, and drives the real CLI. Numbers depend on the machine's
@@ -58,9 +63,12 @@ spec:
 """
 
 
+SPAWN: dict[str, str] = {}  # MESHCTL_SIDECAR_SPAWN for the run in progress
+
+
 def env() -> dict[str, str]:
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "MESHCTL_"))}
-    return clean | GIT_ENV
+    return clean | GIT_ENV | SPAWN
 
 
 def git(repo: Path, *args: str) -> None:
@@ -138,6 +146,121 @@ def bench_apply(sidecars: int, waves: bool) -> dict[str, Any]:
     }
 
 
+def bench_spawn(services: int, rounds: int) -> dict[str, Any]:
+    """Alternating rounds: fork, exec, fork, exec... each a fresh mesh from nothing."""
+    runs: list[dict[str, Any]] = []
+    for i in range(rounds):
+        for mode in ("fork", "exec") if i % 2 == 0 else ("exec", "fork"):
+            SPAWN["MESHCTL_SIDECAR_SPAWN"] = mode
+            load = os.getloadavg()[0]
+            result = bench_up(services)
+            runs.append({"spawn": mode, "up_ready_s": result["up_ready_s"],
+                         "load_before": round(load, 1)})
+            print(json.dumps(runs[-1]), flush=True)
+            time.sleep(2)
+    SPAWN.clear()
+    summary = {}
+    for mode in ("fork", "exec"):
+        times = sorted(r["up_ready_s"] for r in runs if r["spawn"] == mode)
+        summary[mode] = {"min_s": times[0], "median_s": times[len(times) // 2], "all_s": times}
+    return {"services": services, "processes": 2 * services + 1, "runs": runs,
+            "summary": summary}
+
+
+def sidecar_memory(state: Path) -> dict[str, Any]:
+    import psutil
+
+    observed = json.loads((state / "state.json").read_text())
+    pss, rss = {}, {}
+    for name, p in observed["processes"].items():
+        if p["role"] == "app" or not p["pid"]:
+            continue
+        info = psutil.Process(p["pid"]).memory_full_info()
+        pss[name], rss[name] = info.pss / 1e6, info.rss / 1e6
+    server = observed.get("forkserver") or {}
+    server_pss = psutil.Process(server["pid"]).memory_full_info().pss / 1e6 \
+        if server.get("pid") else 0.0
+    values = sorted(pss.values())
+    return {
+        "sidecars": len(values),
+        "pss_mean_mb": round(sum(values) / len(values), 1),
+        "pss_median_mb": round(values[len(values) // 2], 1),
+        "pss_max_mb": round(values[-1], 1),
+        "rss_mean_mb": round(sum(rss.values()) / len(rss), 1),
+        "forkserver_pss_mb": round(server_pss, 1),
+        "sidecars_and_server_pss_mb": round(sum(values) + server_pss, 1),
+    }
+
+
+async def _client(port: int, target: str, count: int, stats: dict[str, int]) -> None:
+    """`count` keep-alive GETs on one connection: through a sidecar's outbound proxy to
+    `target` (absolute URI), or to the gateway (`target` empty)."""
+    import asyncio
+
+    path = f"http://{target}/products/1" if target else "/products/1"
+    host = target or f"127.0.0.1:{port}"
+    request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        for _ in range(count):
+            writer.write(request)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head.split(b" ", 2)[1])
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            await reader.readexactly(int(length.group(1)) if length else 0)
+            stats["ok" if status == 200 else "failed"] += 1
+    except (OSError, ValueError, asyncio.IncompleteReadError):
+        stats["failed"] += 1
+    finally:
+        writer.close()
+
+
+def load_each(repo: Path, services: int, requests: int) -> dict[str, Any]:
+    """`requests` through every sidecar: svc-i's outbound to svc-(i+1) for even i (both
+    sidecars see them), and the gateway to svc-00; two keep-alive connections per flow."""
+    import asyncio
+
+    plan = json.loads((repo / ".meshctl" / "plan.json").read_text())
+    by_instance = {s["instance"]: s for s in plan["sidecars"]}
+    flows = [(by_instance[f"svc-{i:02d}-v1-0"]["outbound_port"], f"svc-{(i + 1) % services:02d}")
+             for i in range(0, services, 2)]
+    gateway = next(s for s in plan["sidecars"] if s["sidecar"] == "gateway/edge")
+    flows.append((gateway["outbound_port"], ""))
+    stats = {"ok": 0, "failed": 0}
+
+    async def every() -> None:
+        await asyncio.gather(*(_client(port, target, requests // 2, stats)
+                               for port, target in flows for _ in range(2)))
+
+    started = time.monotonic()
+    asyncio.run(every())
+    return {"flows": len(flows), "requests": stats["ok"] + stats["failed"],
+            "failed": stats["failed"], "seconds": round(time.monotonic() - started, 1)}
+
+
+def bench_memory(services: int, requests: int, rounds: int) -> dict[str, Any]:
+    runs = []
+    for i in range(rounds):
+        for mode in ("fork", "exec") if i % 2 == 0 else ("exec", "fork"):
+            SPAWN["MESHCTL_SIDECAR_SPAWN"] = mode
+            with tempfile.TemporaryDirectory(prefix="meshctl-bench-") as tmp:
+                repo = make_repo(Path(tmp), services)
+                try:
+                    up(repo)
+                    time.sleep(5)  # idle: health probes only
+                    idle = sidecar_memory(repo / ".meshctl")
+                    load = load_each(repo, services, requests)
+                    time.sleep(2)
+                    loaded = sidecar_memory(repo / ".meshctl")
+                finally:
+                    meshctl(repo, "down")
+            runs.append({"spawn": mode, "idle": idle, "after_load": loaded, "load": load,
+                         "load_avg": round(os.getloadavg()[0], 1)})
+            print(json.dumps(runs[-1]), flush=True)
+    SPAWN.clear()
+    return {"services": services, "requests_per_sidecar": requests, "runs": runs}
+
+
 def save(key: str, value: dict[str, Any]) -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     data = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
@@ -147,7 +270,9 @@ def save(key: str, value: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["up", "apply", "all"])
+    parser.add_argument("what", choices=["up", "apply", "all", "spawn", "memory"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--services", type=int, default=20)
     parser.add_argument("--sidecars", type=int, default=50)
     parser.add_argument("--waves", action="store_true")
@@ -156,6 +281,13 @@ def main() -> int:
         result = bench_up(args.services)
         print(json.dumps(result))
         save(f"up_{args.services}", result)
+    if args.what == "spawn":
+        result = bench_spawn(args.services, args.rounds)
+        print(json.dumps(result["summary"]))
+        save(f"spawn_up_{args.services}", result)
+    if args.what == "memory":
+        result = bench_memory(args.services, args.requests, args.rounds)
+        save(f"memory_{args.services}", result)
     if args.what in ("apply", "all"):
         result = bench_apply(args.sidecars, args.waves)
         print(json.dumps(result))
