@@ -82,10 +82,12 @@ def test_shop_up_apply_in_waves_gate_rollback_down(tmp_path: Path) -> None:
             "ratings-v1-0", "gateway-public",
         }
         assert all(s["healthy"] for s in st["sidecars"]), st
-        assert st["gateways"] == [
-            {"name": "public", "url": f"http://127.0.0.1:{port}", "healthy": True,
-             "listeners": [{"name": "http", "protocol": "http", "url": f"http://127.0.0.1:{port}"}]}
-        ]
+        [gw] = st["gateways"]
+        assert {k: gw[k] for k in ("name", "url", "healthy", "listeners", "workers")} == {
+            "name": "public", "url": f"http://127.0.0.1:{port}", "healthy": True,
+            "listeners": [{"name": "http", "protocol": "http", "url": f"http://127.0.0.1:{port}"}],
+            "workers": 1,
+        }
         assert git(repo, "rev-parse", "refs/meshctl/applied") == base
 
         # Shift reviews to 50/50 and apply in waves while a bounded load runs: no request fails.
