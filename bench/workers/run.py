@@ -36,6 +36,7 @@ from typing import Any
 
 from bench.mtls.run import cpu_seconds, parse_wrk
 
+WRK_TIMEOUT = "10s"
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "workers.json"
 GIT_ENV = {
@@ -127,9 +128,10 @@ def loadavg() -> float:
     return float(Path("/proc/loadavg").read_text().split()[0])
 
 
-def socket_errors(text: str) -> int:
+def socket_errors(text: str) -> dict[str, int]:
     found = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    return sum(int(n) for n in found.groups()) if found else 0
+    counts = [int(n) for n in found.groups()] if found else [0, 0, 0, 0]
+    return dict(zip(("connect", "read", "write", "timeout"), counts, strict=True))
 
 
 def run_wrk(port: int, duration: float, connections: int, pids: list[int]) -> dict[str, Any]:
@@ -138,7 +140,9 @@ def run_wrk(port: int, duration: float, connections: int, pids: list[int]) -> di
     load_before = loadavg()
     started = time.monotonic()
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency",
+        # --timeout: on a loaded shared machine an answer may take seconds; wrk's default (2 s)
+        # would count a slow answer as a failed request.
+        ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency", f"--timeout={WRK_TIMEOUT}",
          f"http://127.0.0.1:{port}/"], check=True, capture_output=True, text=True,
     ).stdout
     wall = time.monotonic() - started
@@ -148,7 +152,8 @@ def run_wrk(port: int, duration: float, connections: int, pids: list[int]) -> di
     gateway_cpu = cpu_seconds(pids) - cpu_before
     result.update(
         requests=requests,
-        socket_errors=socket_errors(out),
+        socket_errors=sum(socket_errors(out).values()),
+        socket_error_kinds=socket_errors(out),
         gateway_cpu_ms_per_request=round(gateway_cpu * 1000 / max(requests, 1), 4),
         gateway_cores_busy=round(gateway_cpu / wall, 2),  # 2.0: two full cores
         wrk_cores_busy=round((after.ru_utime + after.ru_stime - children.ru_utime
@@ -200,6 +205,7 @@ def main() -> None:
     state = repo / ".meshctl"
     report: dict[str, Any] = {"cores": os.cpu_count(), "duration_s": args.duration,
                               "connections": args.connections, "wrk_threads": 1,
+                              "wrk_timeout": WRK_TIMEOUT,
                               "backend": "haproxy http-request return (nbthread 1)"}
     try:
         up = meshctl(repo, "up", "--detach", "--timeout", "120")
@@ -250,7 +256,7 @@ def main() -> None:
         report["hot_reload"] = outcome
         print(f"hot reload under load: apply exit {outcome['apply_exit']} in {outcome['apply_s']}s, "
               f"{reload_run['requests']:.0f} requests, non-2xx {reload_run['non_2xx']:.0f}, "
-              f"socket errors {reload_run['socket_errors']}, both workers on {target[:12]}: "
+              f"socket errors {reload_run['socket_error_kinds']}, both workers on {target[:12]}: "
               f"{outcome['both_workers_on_new_revision']}", flush=True)
         print(f"median ratio 2 workers / 1 worker: {report['ratio_median']:.2f}x", flush=True)
     finally:
