@@ -1,0 +1,121 @@
+"""The fork server on its own: a real `python -OO -m proxy_addon.forkserver` on a socket pair,
+this test process standing in for the supervisor (a child subreaper, so the forked sidecars
+become its children and their exit status can be read)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from meshctl.runtime.forkclient import FORKSERVER, NAME_ROOM, PR_SET_CHILD_SUBREAPER, forkable
+from proxy_addon.forkwire import (
+    CHANNEL_FD_ARG,
+    MODULE,
+    ForkReply,
+    ForkRequest,
+    WireError,
+    decode_ready,
+)
+
+
+class Server:
+    def __init__(self, proc: subprocess.Popen[bytes], sock: socket.socket) -> None:
+        self.proc, self.sock = proc, sock
+        self.file = sock.makefile("rwb")
+
+    def ask(self, line: bytes) -> ForkReply:
+        self.file.write(line)
+        self.file.flush()
+        return ForkReply.decode(self.file.readline())
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    ours, theirs = socket.socketpair()
+    env = dict(os.environ) | {"MESHCTL_PROCESS": FORKSERVER.ljust(NAME_ROOM)}
+    proc = subprocess.Popen(
+        [sys.executable, "-OO", "-m", MODULE, CHANNEL_FD_ARG, str(theirs.fileno())],
+        pass_fds=(theirs.fileno(),), env=env, stdout=subprocess.DEVNULL, cwd=tmp_path,
+    )
+    theirs.close()
+    s = Server(proc, ours)
+    try:
+        ours.settimeout(60)
+        assert decode_ready(s.file.readline()) == proc.pid
+        yield s
+    finally:
+        s.file.close()
+        ours.close()
+        proc.wait(timeout=10)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)  # the rest of this test process as before
+
+
+def test_a_forked_child_is_named_logs_to_its_file_and_exits_with_its_code(
+    server: Server, tmp_path: Path
+) -> None:
+    log = tmp_path / "sidecar.log"
+    missing = tmp_path / "nothing.json"
+    reply = server.ask(ForkRequest(
+        name="svc-v1-0.sidecar", args=("--config", str(missing), "--bindings", str(missing)),
+        cwd=str(tmp_path), log=str(log), env={"EXTRA": "1"},
+    ).encode())
+    assert reply.pid is not None and reply.pid != server.proc.pid
+    cmdline = Path(f"/proc/{reply.pid}/cmdline").read_bytes()
+    environ = Path(f"/proc/{reply.pid}/environ").read_bytes().split(b"\0")
+    # what `meshctl down` reads: the child's own name over the server's padded one
+    assert b"MESHCTL_PROCESS=svc-v1-0.sidecar".ljust(len("MESHCTL_PROCESS=") + NAME_ROOM) in environ
+    assert MODULE.encode() in cmdline  # forked, never exec'd
+    assert os.getpgid(reply.pid) == reply.pid  # its own process group
+    _, status = os.waitpid(reply.pid, 0)  # our child: reparented to us, the subreaper
+    assert os.waitstatus_to_exitcode(status) == 2  # a config that cannot be read: exit 2
+    text = log.read_text()
+    assert "meshctl sidecar:" in text and str(missing) in text, text
+    server_env = Path(f"/proc/{server.proc.pid}/environ").read_bytes()
+    assert b"MESHCTL_PROCESS=" + FORKSERVER.encode() + b" " in server_env  # its own untouched
+
+
+def test_bad_requests_are_refused_and_the_server_serves_on_then_exits_at_end_of_channel(
+    server: Server, tmp_path: Path
+) -> None:
+    assert server.ask(b"not json\n").error
+    assert server.ask(b'{"name": "x"}\n').error
+    # a child that cannot become the sidecar (its directory is gone) says why in its log
+    reply = server.ask(ForkRequest(name="x", args=("--help",), cwd=str(tmp_path / "gone"),
+                                   log=str(tmp_path / "x.log")).encode())
+    assert reply.pid is not None
+    _, status = os.waitpid(reply.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 1
+    assert "FileNotFoundError" in (tmp_path / "x.log").read_text()
+    server.file.close()
+    server.sock.close()
+    deadline = time.monotonic() + 10
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.proc.returncode == 0
+
+
+def test_messages_and_forkable_command_lines() -> None:
+    req = ForkRequest(name="a", args=("--config", "c"), cwd="/", log="/l", env={"K": "V"})
+    assert ForkRequest.decode(req.encode()) == req
+    assert ForkReply.decode(ForkReply(pid=7).encode()) == ForkReply(pid=7)
+    assert ForkReply.decode(ForkReply(error="no").encode()) == ForkReply(error="no")
+    for bad in (b"[]", b'{"pid": -1}', b"\xff"):
+        with pytest.raises(WireError):
+            ForkReply.decode(bad)
+    with pytest.raises(WireError):
+        decode_ready(b'{"ready": 0}')
+    py = "/usr/bin/python3"
+    assert forkable((py, "-OO", "-m", "proxy_addon", "--config", "c"), py) == ("--config", "c")
+    assert forkable((py, "-m", "proxy_addon", "--config", "c"), py) is None  # other flags
+    assert forkable(("/other/python", "-OO", "-m", "proxy_addon"), py) is None
+    assert forkable((py, "-m", "shop.catalog"), py) is None
