@@ -108,14 +108,43 @@ def up(repo: Path) -> float:
     return took
 
 
+def mesh_cpu(state: Path) -> dict[str, float]:
+    """CPU seconds (user + system) the supervisor, the fork server, the apps and the sidecars
+    have used so far: what starting the mesh cost, whatever else the machine runs."""
+    import psutil
+
+    observed = json.loads((state / "state.json").read_text())
+    pids = [(p["role"] if p["role"] == "app" else "sidecars", p["pid"])
+            for p in observed["processes"].values() if p.get("pid")]
+    pids.append(("supervisor", int((state / "supervisor.pid").read_text().split()[0])))
+    if (observed.get("forkserver") or {}).get("pid"):
+        pids.append(("forkserver", observed["forkserver"]["pid"]))
+    total: dict[str, float] = {"app": 0.0, "sidecars": 0.0, "supervisor": 0.0, "forkserver": 0.0}
+    for kind, pid in pids:
+        try:
+            t = psutil.Process(pid).cpu_times()
+        except psutil.Error:
+            continue
+        total[kind] += t.user + t.system
+    return {k: round(v, 2) for k, v in total.items()}
+
+
 def bench_up(services: int) -> dict[str, Any]:
+    import resource
+
     with tempfile.TemporaryDirectory(prefix="meshctl-bench-") as tmp:
         repo = make_repo(Path(tmp), services)
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             took = up(repo)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cli = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+            cpu = mesh_cpu(repo / ".meshctl")
         finally:
             meshctl(repo, "down")
-    return {"services": services, "processes": 2 * services + 1, "up_ready_s": round(took, 2)}
+    return {"services": services, "processes": 2 * services + 1, "up_ready_s": round(took, 2),
+            "cli_cpu_s": round(cli, 2), "mesh_cpu_s": round(sum(cpu.values()), 2),
+            "cpu_by_kind_s": cpu}
 
 
 def bench_apply(sidecars: int, waves: bool) -> dict[str, Any]:
@@ -155,6 +184,8 @@ def bench_spawn(services: int, rounds: int) -> dict[str, Any]:
             load = os.getloadavg()[0]
             result = bench_up(services)
             runs.append({"spawn": mode, "up_ready_s": result["up_ready_s"],
+                         "cli_cpu_s": result["cli_cpu_s"], "mesh_cpu_s": result["mesh_cpu_s"],
+                         "cpu_by_kind_s": result["cpu_by_kind_s"],
                          "load_before": round(load, 1)})
             print(json.dumps(runs[-1]), flush=True)
             time.sleep(2)
@@ -162,7 +193,9 @@ def bench_spawn(services: int, rounds: int) -> dict[str, Any]:
     summary = {}
     for mode in ("fork", "exec"):
         times = sorted(r["up_ready_s"] for r in runs if r["spawn"] == mode)
-        summary[mode] = {"min_s": times[0], "median_s": times[len(times) // 2], "all_s": times}
+        cpus = sorted(r["cli_cpu_s"] + r["mesh_cpu_s"] for r in runs if r["spawn"] == mode)
+        summary[mode] = {"min_s": times[0], "median_s": times[len(times) // 2], "all_s": times,
+                         "cpu_median_s": round(cpus[len(cpus) // 2], 2)}
     return {"services": services, "processes": 2 * services + 1, "runs": runs,
             "summary": summary}
 
