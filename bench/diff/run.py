@@ -84,6 +84,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--variant", type=int, default=10)
     parser.add_argument("--baseline", type=Path, default=None, help="work tree of an earlier commit")
+    parser.add_argument("--case", choices=["cold", "worktree", "cached"], action="append",
+                        help="only these cases (default: all three)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         repo = make_repo(Path(tmp), args.services, args.variant)
@@ -92,11 +94,12 @@ def main() -> None:
               f"{os.cpu_count()} CPUs, load average {load:.1f} at start", file=sys.stderr)
         print("| case | changes | wall min s | wall median s | CPU median s |")
         print("|---|---|---|---|---|")
-        cases = (
-            ("HEAD~1 -> HEAD, cold (no cache)", ["--no-cache", "HEAD~1", "HEAD"]),
-            ("HEAD~1 -> work tree, cold", ["--no-cache", "HEAD~1"]),
-            ("HEAD~1 -> HEAD, cached builds", ["HEAD~1", "HEAD"]),
-        )
+        every = {
+            "cold": ("HEAD~1 -> HEAD, cold (no cache)", ["--no-cache", "HEAD~1", "HEAD"]),
+            "worktree": ("HEAD~1 -> work tree, cold", ["--no-cache", "HEAD~1"]),
+            "cached": ("HEAD~1 -> HEAD, cached builds", ["HEAD~1", "HEAD"]),
+        }
+        cases = [every[name] for name in args.case or every]
         trees = [("", ROOT)] + ([("baseline: ", args.baseline.resolve())] if args.baseline else [])
         notes = []
         for label, extra in cases:
