@@ -126,3 +126,31 @@ def test_a_new_worker_joins_ports_its_siblings_hold_but_nothing_else(
         check_ports_free(plan, skip=["gateway-edge", "catalog-v1-0"])  # worker 1 may join
         with pytest.raises(UsageError, match=rf"gateway-edge_w1\) gateway listener: port {PORT}"):
             check_ports_free(plan, skip=["catalog-v1-0"])  # nobody of ours holds it
+
+
+def test_status_sums_the_workers_into_one_gateway_line(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from meshctl.cli.status import status_json, status_text
+    from meshctl.runtime.metrics import Window
+    from meshctl.runtime.observe import SidecarStatus
+
+    monkeypatch.setenv("MESHCTL_PORT_CLAIMS", str(tmp_path / "claims"))
+    out = compiled(tmp_path, "2")
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    plan = build_plan(topology_of(out.manifest), policy_dir=tmp_path, revision=out.revision,
+                      state=state, ports=PortBook(state.ports), workdir=tmp_path)
+    w0, w1 = [s for s in plan.sidecars if s.is_gateway]
+    statuses = [
+        SidecarStatus(w0, out.revision, True, 0, "ready", Window(1.0, 30, 0, 1.0, 2.0)),
+        SidecarStatus(w1, out.revision, False, 3, "sidecar backoff", Window(1.0, 12, 0, 1.0, 2.0)),
+    ]
+    [line] = [ln for ln in status_text(plan, out.revision, statuses).splitlines()
+              if ln.startswith("gateway edge")]
+    assert "1/2 workers healthy" in line and "42.0 req/s" in line and "2 workers" in line, line
+    import json
+
+    [gw] = json.loads(status_json(plan, out.revision, statuses))["gateways"]
+    assert (gw["workers"], gw["workers_healthy"], gw["rps"], gw["requests"], gw["restarts"]) == (
+        2, 1, 42.0, 42, 3)
+    assert gw["healthy"] is True and gw["status"] == "sidecar backoff"
