@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from tests.conftest import REPO, run_meshctl
-from tests.gitops.gitrepo import GitRepo
+from tests.support.git import GitRepo
 
 MINIMAL = REPO / "tests" / "cases" / "compile" / "minimal" / "mesh.d"
 

@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 
 from meshctl.contract import TlsFiles, dump_json
-from tests.conftest import REPO, run_meshctl
+from tests.conftest import REPO
+from tests.support.meshdir import compiled as compile_to
 from tests.support.procs import bindings_for
 
 
@@ -26,10 +27,7 @@ MANIFEST, SIDECAR, BINDINGS = (validator(n) for n in (
 
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("compiled") / "out"
-    proc = run_meshctl("compile", str(REPO / "mesh.d"), "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return compile_to(REPO / "mesh.d", tmp_path_factory.mktemp("compiled") / "out")
 
 
 def errors(v: jsonschema.Draft202012Validator, document: Any) -> list[str]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
 import subprocess
 import sys
 import threading
@@ -17,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.helpers import GIT_ENV, commit_all, edit, gateway_port, meshctl, shop_repo
+from tests.runtime.helpers import edit, gateway_port, meshctl, shop_repo
+from tests.support.git import commit_all, git_env
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "dashboard"
 
@@ -132,7 +132,7 @@ class Running:
 
 
 def start_dashboard(repo: Path, *args: str) -> tuple[subprocess.Popen[str], str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
+    env = git_env()
     env.pop("MESHCTL_STATE", None)
     proc = subprocess.Popen(
         [sys.executable, "-m", "meshctl", "dashboard", "--port", "0", "--interval", "1",

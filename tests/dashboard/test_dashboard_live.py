@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 
 from tests.dashboard.conftest import ARTIFACTS, Running, start_dashboard, stop
-from tests.runtime.helpers import commit_all, edit
+from tests.runtime.helpers import edit
+from tests.support.git import commit_all
 from tests.support.procs import free_port
 
 pytestmark = pytest.mark.slow

@@ -3,7 +3,6 @@ https one moved with `--gateway-port NAME:LISTENER=0`; `status` lists both with 
 
 from __future__ import annotations
 
-import shutil
 import socket
 from pathlib import Path
 
@@ -11,7 +10,8 @@ import pytest
 
 from tests.edge.gateway_mesh import call
 from tests.edge.pki import make_ca
-from tests.runtime.helpers import REPO_ROOT, meshctl, pid_alive, recorded_pids
+from tests.runtime.helpers import meshctl, pid_alive, recorded_pids
+from tests.support.meshdir import policy_root
 
 MESH = """\
 apiVersion: meshctl/v1alpha1
@@ -52,14 +52,11 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_up_serves_every_listener_and_status_lists_them(tmp_path: Path) -> None:
-    root = tmp_path / "tiny"
-    (root / "mesh.d").mkdir(parents=True)
     pki = tmp_path / "pki"
     ca = make_ca(pki)
     ca.issue(["shop.example.com"], pki / "shop.crt", pki / "shop.key")
     http_port = free_port()
-    (root / "mesh.d" / "mesh.yaml").write_text(MESH % {"http": http_port, "pki": pki})
-    shutil.copytree(REPO_ROOT / "shop", root / "shop", ignore=shutil.ignore_patterns("__pycache__"))
+    root = policy_root(tmp_path / "tiny", {"mesh.yaml": MESH % {"http": http_port, "pki": pki}}, apps=True)
 
     bad = meshctl(root, "up", "--detach", "--gateway-port", "edge:nope=0")
     assert bad.code == 2 and "no listener nope" in bad.stderr and "secure" in bad.stderr

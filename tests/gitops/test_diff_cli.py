@@ -12,8 +12,8 @@ import pytest
 
 from meshctl.cli.main import main
 from meshctl.sources.git import PolicyRepo
+from tests.support.git import GitRepo
 
-from .gitrepo import GitRepo
 from .shop import REVIEWS_ROUTE_CHANGED, write_shop
 
 POLICY = "ops/mesh.d"  # a policy directory below the repository root

@@ -10,8 +10,7 @@ import pytest
 
 from meshctl.errors import UsageError
 from meshctl.sources.git import APPLIED_REF, GitError, PolicyRepo, clean_env
-
-from .gitrepo import GitRepo
+from tests.support.git import GitRepo
 
 
 @pytest.fixture

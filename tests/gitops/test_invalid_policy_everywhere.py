@@ -11,8 +11,8 @@ import pytest
 from meshctl.cli.main import main
 from meshctl.errors import PolicyInvalid
 from meshctl.rollout.source import compile_target
+from tests.support.git import GitRepo
 
-from .gitrepo import GitRepo
 from .shop import MESH, service
 
 BROKEN_ROUTE = """\

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from .gitrepo import GitRepo
+from tests.support.git import GitRepo
+
 from .shop import REVIEWS_ROUTE_CHANGED, write_shop
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -23,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.helpers import GIT_ENV, REPO_ROOT, commit_all, gateway_port, git, meshctl
+from tests.runtime.helpers import gateway_port, meshctl
+from tests.support.git import commit_all, git, git_env
+from tests.support.meshdir import policy_root
 
 MESH = """\
 apiVersion: meshctl/v1alpha1
@@ -70,15 +70,9 @@ spec:
 
 
 def promo_mesh(tmp: Path, *, v2_fail: int = 0, v1_delay: int = 0, v2_delay: int = 0) -> Path:
-    root = tmp / "promo"
-    (root / "mesh.d" / "routes").mkdir(parents=True)
-    (root / "mesh.d" / "mesh.yaml").write_text(
-        MESH % {"v2_fail": v2_fail, "v1_delay": v1_delay, "v2_delay": v2_delay})
-    (root / "mesh.d" / "routes" / "catalog.yaml").write_text(ROUTE)
-    shutil.copytree(REPO_ROOT / "shop", root / "shop", ignore=shutil.ignore_patterns("__pycache__"))
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "catalog v1, v2 dark")
-    return root
+    mesh = MESH % {"v2_fail": v2_fail, "v1_delay": v1_delay, "v2_delay": v2_delay}
+    return policy_root(tmp / "promo", {"mesh.yaml": mesh, "routes/catalog.yaml": ROUTE},
+                       apps=True, commit="catalog v1, v2 dark")
 
 
 @contextmanager
@@ -142,7 +136,7 @@ class Promote:
     """`meshctl promote` as a process whose stderr lines are stamped as they arrive."""
 
     def __init__(self, root: Path, *args: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
+        env = git_env()
         env.pop("MESHCTL_STATE", None)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "meshctl", "promote", *args], cwd=root, env=env,

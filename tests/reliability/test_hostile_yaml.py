@@ -4,7 +4,6 @@ positioned diagnostic, within 5 s of CPU and 200 MB, never a traceback."""
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -12,17 +11,14 @@ import pytest
 from meshctl.yamlio import YamlError, load_documents
 from tests.reliability.hostile_yaml import CASES, SERVICE, VALID
 from tests.reliability.limits import CPU_S, MEMORY_BYTES, run_bounded
-
-GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+from tests.support.git import commit_all, init_repo
 
 
 def _repo(tmp_path: Path) -> Path:
     mesh = tmp_path / "mesh.d"
     (mesh / "tests").mkdir(parents=True)
     (mesh / "shop.yaml").write_text(SERVICE % "shop")
-    subprocess.run([*GIT, "init", "-q", "-b", "main", str(tmp_path)], check=True)
-    subprocess.run([*GIT, "-C", str(tmp_path), "add", "-A"], check=True)
-    subprocess.run([*GIT, "-C", str(tmp_path), "commit", "-qm", "base"], check=True)
+    commit_all(init_repo(tmp_path), "base")
     return tmp_path
 
 

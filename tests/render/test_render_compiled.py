@@ -13,14 +13,12 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_meshctl
+from tests.support.meshdir import compiled
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("ci") / "build"
-    proc = run_meshctl("compile", str(REPO / "mesh.d"), "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
-    return out
+    return compiled(REPO / "mesh.d", tmp_path_factory.mktemp("ci") / "build")
 
 
 def files(directory: Path) -> dict[str, str]:

@@ -14,39 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.git import commit_all, git_env, init_repo
+from tests.support.meshdir import add_shop_apps
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "Shop Team",
-    "GIT_AUTHOR_EMAIL": "shop@example.com",
-    "GIT_COMMITTER_NAME": "Shop Team",
-    "GIT_COMMITTER_EMAIL": "shop@example.com",
-    "GIT_AUTHOR_DATE": "2026-01-01T00:00:00Z",
-    "GIT_COMMITTER_DATE": "2026-01-01T00:00:00Z",
-}
-
-
-def git(repo: Path, *args: str) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
-    proc = subprocess.run(
-        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=True
-    )
-    return proc.stdout.strip()
-
 
 def shop_repo(tmp: Path) -> Path:
     """A git repository with the example policy (without its tests) and the shop apps."""
     repo = tmp / "shop-repo"
     shutil.copytree(REPO_ROOT / "mesh.d", repo / "mesh.d", ignore=shutil.ignore_patterns("tests"))
-    shutil.copytree(REPO_ROOT / "shop", repo / "shop", ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "-b", "main")
+    add_shop_apps(repo)
+    init_repo(repo)
     commit_all(repo, "the example shop")
     return repo
-
-
-def commit_all(repo: Path, message: str) -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", message)
-    return git(repo, "rev-parse", "HEAD")
 
 
 def edit(path: Path, old: str, new: str) -> None:
@@ -67,7 +47,7 @@ class Result:
 
 def meshctl(cwd: Path, *args: str, timeout: float = 180, env: dict[str, str] | None = None
             ) -> Result:
-    base = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
+    base = git_env()
     base.pop("MESHCTL_STATE", None)
     env = base | (env or {})
     proc = subprocess.run(

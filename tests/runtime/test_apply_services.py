@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.helpers import commit_all, edit, gateway_port, get, git, meshctl, pid_alive, recorded_pids
+from tests.runtime.helpers import edit, gateway_port, get, meshctl, pid_alive, recorded_pids
 from tests.runtime.test_up_failures_and_restarts import processes, tiny_mesh
+from tests.support.git import commit_all, git
 
 RATINGS = """\
 apiVersion: meshctl/v1alpha1

@@ -4,7 +4,6 @@ or an app that exits is named; the foreground `up` stops everything on Ctrl-C.""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from tests.runtime.helpers import (
-    REPO_ROOT,
     gateway_port,
     get,
     meshctl,
@@ -23,6 +21,7 @@ from tests.runtime.helpers import (
     recorded_pids,
     wait_until,
 )
+from tests.support.meshdir import policy_root
 
 MESH = """\
 apiVersion: meshctl/v1alpha1
@@ -51,11 +50,7 @@ spec:
 
 
 def tiny_mesh(tmp: Path, run: str = "[python, -m, shop.catalog]", port: int = 8080) -> Path:
-    root = tmp / "tiny"
-    (root / "mesh.d").mkdir(parents=True)
-    (root / "mesh.d" / "mesh.yaml").write_text(MESH % {"run": run, "port": port})
-    shutil.copytree(REPO_ROOT / "shop", root / "shop", ignore=shutil.ignore_patterns("__pycache__"))
-    return root
+    return policy_root(tmp / "tiny", {"mesh.yaml": MESH % {"run": run, "port": port}}, apps=True)
 
 
 def processes(root: Path) -> dict[str, dict]:  # type: ignore[type-arg]

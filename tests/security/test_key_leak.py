@@ -8,7 +8,6 @@ sidecars run with real keys.)
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from meshctl.cli.main import main
+from tests.support.git import commit_all, git, init_repo
 
 REPO = Path(__file__).resolve().parents[2]
 # Spelled in two parts so this file does not match its own pattern.
@@ -39,18 +39,6 @@ def scan(text: str, bodies: list[str]) -> list[str]:
     return found + [b for b in bodies if b in text]
 
 
-def git(repo: Path, *args: str) -> str:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(repo),
-        "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com",
-    }
-    return subprocess.run(
-        ["git", *args], cwd=repo, env=env, check=True, capture_output=True, text=True
-    ).stdout
-
-
 def tree_text(root: Path) -> str:
     return "\n".join(
         p.read_text(errors="replace") for p in sorted(root.rglob("*")) if p.is_file()
@@ -62,7 +50,7 @@ def test_ca_and_sidecar_keys_stay_out_of_policy_output_and_git(
 ) -> None:
     repo = tmp_path / "repo"
     shutil.copytree(REPO / "mesh.d", repo / "mesh.d")
-    git(repo, "init", "-q", "-b", "main")
+    init_repo(repo)
     monkeypatch.chdir(repo)
     monkeypatch.delenv("MESHCTL_STATE", raising=False)
     # State in its default place, inside the work tree: CA, one sidecar's files, compiled out.
@@ -74,8 +62,7 @@ def test_ca_and_sidecar_keys_stay_out_of_policy_output_and_git(
     state = repo / ".meshctl"
     bodies = key_bodies(state)
     assert len(bodies) >= 2  # the CA key and the sidecar key are there to be found
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "everything")
+    commit_all(repo, "everything")
 
     tracked = git(repo, "ls-files")
     assert ".meshctl" not in tracked

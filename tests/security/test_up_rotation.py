@@ -3,23 +3,20 @@ the gateway, finish the rotation, and find no private key in the runtime's logs.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from meshctl.identity import MeshCA
 from tests.runtime.helpers import (
-    REPO_ROOT,
     Load,
-    commit_all,
     gateway_port,
-    git,
     meshctl,
     recorded_pids,
     wait_until,
 )
 from tests.security.test_key_leak import key_bodies, scan
+from tests.support.meshdir import policy_root
 
 pytestmark = pytest.mark.slow
 
@@ -63,12 +60,7 @@ def sidecar_log(state: Path, process: str) -> str:
 
 
 def test_ca_rotation_under_traffic_with_the_local_runtime(tmp_path: Path) -> None:
-    repo = tmp_path / "repo"
-    (repo / "mesh.d").mkdir(parents=True)
-    (repo / "mesh.d" / "mesh.yaml").write_text(POLICY)
-    shutil.copytree(REPO_ROOT / "shop", repo / "shop", ignore=shutil.ignore_patterns("__pycache__"))
-    git(repo, "init", "-q", "-b", "main")
-    commit_all(repo, "a small mesh")
+    repo = policy_root(tmp_path / "repo", {"mesh.yaml": POLICY}, apps=True, commit="a small mesh")
     state = repo / ".meshctl"
 
     up = meshctl(repo, "up", "--detach", "--gateway-port", "public=0", "--timeout", "150")

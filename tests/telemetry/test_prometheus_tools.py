@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime.helpers import Load, commit_all, edit, gateway_port, get, meshctl, shop_repo, wait_until
+from tests.runtime.helpers import Load, edit, gateway_port, get, meshctl, shop_repo, wait_until
+from tests.support.git import commit_all
 from tests.telemetry import prom
 from tests.telemetry.prom import Prometheus, all_of, flagger, grafana, kiali_response_time, kiali_traffic
 

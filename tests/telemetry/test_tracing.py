@@ -21,7 +21,8 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from tests.runtime.helpers import commit_all, gateway_port, get, git, meshctl, wait_until
+from tests.runtime.helpers import gateway_port, get, meshctl, wait_until
+from tests.support.meshdir import policy_root
 from tests.telemetry.prom import free_port
 
 pytestmark = pytest.mark.slow
@@ -85,22 +86,20 @@ def _service(name: str, port: int, env: dict[str, str]) -> str:
 
 
 def _mesh_repo(tmp: Path, otlp: str) -> Path:
-    repo = tmp / "traced"
-    (repo / "mesh.d").mkdir(parents=True)
-    shutil.copy(Path(__file__).parent / "traced_app.py", repo / "traced_app.py")
-    (repo / "mesh.d/mesh.yaml").write_text(
+    mesh = (
         "apiVersion: meshctl/v1alpha1\nkind: Mesh\nmetadata: {name: traced}\nspec:\n"
         "  trustDomain: traced.local\n  mtls: strict\n"
         f"  telemetry: {{accessLog: json, tracing: {{sampling: 1.0, otlp: '{otlp}'}}}}\n---\n"
         "apiVersion: meshctl/v1alpha1\nkind: Gateway\nmetadata: {name: public}\nspec:\n"
         "  port: 8080\n  rules:\n    - {name: all, match: [{path: {prefix: /}}], service: frontend}\n")
-    (repo / "mesh.d/services.yaml").write_text(
+    services = (
         _service("frontend", 9201, {"NEXT": "reviews", "APP_SPAN": "1", "OTLP": otlp})
         + _service("reviews", 9202, {"NEXT": "ratings"})
         + _service("ratings", 9203, {}))
-    git(repo, "init", "-q", "-b", "main")
-    commit_all(repo, "a traced chain")
-    return repo
+    repo = tmp / "traced"
+    repo.mkdir()
+    shutil.copy(Path(__file__).parent / "traced_app.py", repo / "traced_app.py")
+    return policy_root(repo, {"mesh.yaml": mesh, "services.yaml": services}, commit="a traced chain")
 
 
 def test_one_trace_parented_hop_by_hop_and_a_dead_collector_costs_nothing(tmp_path: Path) -> None:

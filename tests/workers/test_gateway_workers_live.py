@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.helpers import Load, commit_all, git, meshctl, pid_alive, recorded_pids, wait_until
+from tests.runtime.helpers import Load, meshctl, pid_alive, recorded_pids, wait_until
+from tests.support.git import commit_all
+from tests.support.meshdir import policy_root
 
 MESH = """\
 apiVersion: meshctl/v1alpha1
@@ -83,14 +85,10 @@ def worker_pids(state: Path) -> dict[str, int | None]:
 
 @pytest.mark.slow
 def test_two_gateway_workers_share_a_port_reload_together_and_restart(tmp_path: Path) -> None:
-    root = tmp_path / "tiny"
-    (root / "mesh.d").mkdir(parents=True)
     port = free_port()
+    root = policy_root(tmp_path / "tiny", {"mesh.yaml": MESH % {"port": port, "body": "one"}},
+                       ignore_state=True, commit="two gateway workers")
     policy = root / "mesh.d" / "mesh.yaml"
-    policy.write_text(MESH % {"port": port, "body": "one"})
-    (root / ".gitignore").write_text(".meshctl/\n")
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "two gateway workers")
     state = root / ".meshctl"
     up = meshctl(root, "up", "--detach", "--timeout", "120")
     try:
@@ -168,14 +166,10 @@ def test_two_gateway_workers_share_a_port_reload_together_and_restart(tmp_path: 
 
 @pytest.mark.slow
 def test_apply_from_one_worker_to_two_starts_one_and_restarts_none(tmp_path: Path) -> None:
-    root = tmp_path / "tiny"
-    (root / "mesh.d").mkdir(parents=True)
     port = free_port()
+    one = (MESH % {"port": port, "body": "one"}).replace("workers: 2", "workers: 1")
+    root = policy_root(tmp_path / "tiny", {"mesh.yaml": one}, ignore_state=True, commit="one gateway worker")
     policy = root / "mesh.d" / "mesh.yaml"
-    policy.write_text((MESH % {"port": port, "body": "one"}).replace("workers: 2", "workers: 1"))
-    (root / ".gitignore").write_text(".meshctl/\n")
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "one gateway worker")
     state = root / ".meshctl"
     up = meshctl(root, "up", "--detach", "--timeout", "120")
     try:
