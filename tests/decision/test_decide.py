@@ -23,7 +23,7 @@ from meshctl.contract import (
 )
 from meshctl.decision import Request, decide, retry_eligibility
 from meshctl.decision.headers import apply_header_ops, joined, with_ops
-from tests.gitops.configs import TD, allow, dest, rule, sid, sidecar
+from tests.support.configs import TD, allow, dest, rule, sid, sidecar
 
 RETRIES = RetryPolicy(attempts=2, on=("5xx",))
 

@@ -18,7 +18,7 @@ from meshctl.contract import (
 from meshctl.decision import Request, decide
 from meshctl.decision.hosts import choose_listener, host_matches, host_of
 from proxy_addon.client_limit import ClientLimiter, retry_after
-from tests.gitops.configs import TD, dest, rule, sidecar
+from tests.support.configs import TD, dest, rule, sidecar
 
 CORS = CompiledCors(allow_origins=(CompiledStringMatch(exact="https://app.example"),),
                     allow_methods=("GET",), max_age_s=60)

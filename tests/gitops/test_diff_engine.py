@@ -14,8 +14,7 @@ from meshctl.contract import (
     SidecarConfig,
 )
 from meshctl.diff import REPORTERS, diff_meshes
-
-from .configs import Access, RetryPolicy, allow, dest, rule, sidecar
+from tests.support.configs import Access, RetryPolicy, allow, dest, rule, sidecar
 
 DEFAULT = rule("default", ("v1", 90), ("v3", 10))
 

@@ -15,8 +15,7 @@ from meshctl.contract import (
     SidecarConfig,
 )
 from meshctl.explain import Question, backend_name, explain, text_report
-
-from .configs import allow, dest, rule, sidecar
+from tests.support.configs import allow, dest, rule, sidecar
 
 
 def mesh(*configs: SidecarConfig) -> dict[str, SidecarConfig]:

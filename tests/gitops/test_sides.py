@@ -8,8 +8,7 @@ import pytest
 
 from meshctl.diff.sides import SideBuild, both
 from meshctl.errors import UsageError
-
-from .configs import sidecar
+from tests.support.configs import sidecar
 
 # These tests fork on purpose, with trivial work in the child; a test runner's threads are idle.
 pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
