@@ -14,16 +14,15 @@ import pytest
 
 from tests.runtime.helpers import (
     Load,
-    commit_all,
     edit,
     gateway_port,
     get,
-    git,
     meshctl,
     pid_alive,
     recorded_pids,
     shop_repo,
 )
+from tests.support.git import commit_all, git
 
 pytestmark = pytest.mark.slow
 
