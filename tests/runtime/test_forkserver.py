@@ -24,14 +24,13 @@ from meshctl.runtime.state import StateDir
 from tests.runtime.helpers import REPO_ROOT as ROOT
 from tests.runtime.helpers import (
     Load,
-    commit_all,
     gateway_port,
     get,
-    git,
     meshctl,
     pid_alive,
     wait_until,
 )
+from tests.support.git import commit_all, git
 
 pytestmark = pytest.mark.slow
 
