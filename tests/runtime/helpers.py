@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.support.git import commit_all, git_env, init_repo
+from tests.support.git import AUTHOR, EPOCH, commit_all, git_env, init_repo
+from tests.support.git import git as git  # re-exported: the one git helper lives in tests/support/git.py
 from tests.support.meshdir import add_shop_apps
+
+GIT_ENV = AUTHOR | {"GIT_AUTHOR_DATE": EPOCH, "GIT_COMMITTER_DATE": EPOCH}  # prefer git_env()
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
