@@ -61,6 +61,16 @@ class CompiledCertificate(Frozen):
     key_file: str
 
 
+class ConnectionLimits(Frozen):
+    """What one listener allows a client connection (ConnectionSettings, inherited and resolved).
+
+    The defaults are the built-in ones the compiler fills in (docs/reliability.md says why)."""
+
+    request_headers_timeout_ms: int | None = 10_000  # None: off
+    idle_timeout_ms: int = 300_000
+    max_connections: int = 1_024
+
+
 class GatewayListener(Frozen):
     """One port. `hosts` empty: any host. https: `certificates` chosen by SNI, first default."""
 
@@ -69,6 +79,8 @@ class GatewayListener(Frozen):
     protocol: Literal["http", "https"] = "http"
     hosts: tuple[str, ...] = ()  # exact or "*.suffix"
     certificates: tuple[CompiledCertificate, ...] = ()
+    # Listeners sharing a port share these (validate refuses two settings on one port)
+    connections: ConnectionLimits = ConnectionLimits()
 
 
 class CompiledJwtProvider(Frozen):
@@ -422,6 +434,8 @@ class SidecarConfig(Frozen):
     # source with 403 RBAC (their access policy can never admit this caller); see `denied`.
     destinations: dict[str, Destination] = {}
     denied: tuple[str, ...] = ()
+    # The outbound and inbound listeners of a service's sidecar (a gateway's are per listener)
+    connections: ConnectionLimits = ConnectionLimits()
 
 
 # --- runtime bindings (written by a runtime, never by the compiler) -------------------------

@@ -19,6 +19,8 @@ re-read before it ships.
   with several workers accept on one port (the kernel spreads the connections among them).
 - `trust_own_ca_key`: the sidecar's mitmproxy CA key (written by mitmproxy into the sidecar's own
   confdir) is loaded without cryptography's RSA consistency check, 0.3 s of CPU per start.
+- Listener connection limits (`proxy_addon.connections`): each connection's watchdog timeout and
+  callback set per listener, its handler's `server_event` wrapped to see a request's first byte.
 - `LeanAddonManager` (`proxy_addon.dispatch`) overrides `AddonManager.trigger_event` and
   `handle_lifecycle`; its digests are recorded here.
 """
@@ -53,6 +55,12 @@ PATCHED = {
     # share_listen_ports: its TCP branch is one asyncio.start_server(handle_stream, host, port)
     "mitmproxy.proxy.mode_servers:AsyncioServerInstance.listen": "7670a9038b44170d",
     "mitmproxy.certs:load_pem_private_key": "385b32c24d70a4a2",
+    # proxy_addon.connections: per-connection watchdog timeout and callback, the header timer's
+    # view of client bytes (server_event per handler), closing a connection by its handler task
+    "mitmproxy.proxy.server:TimeoutWatchdog.watch": "eee8e7085dba9250",
+    "mitmproxy.proxy.server:ConnectionHandler.handle_client": "01f1b7cc991c4711",
+    "mitmproxy.proxy.server:ConnectionHandler.handle_connection": "95c3f93e9824e527",
+    "mitmproxy.proxy.server:ConnectionHandler.on_timeout": "0d1e6b0aa6e41173",
 }
 
 

@@ -15,7 +15,6 @@ import asyncio
 import ctypes
 import gc
 import logging
-import os
 import shutil
 import signal
 import sys
@@ -29,11 +28,12 @@ from mitmproxy.master import Master
 from mitmproxy.proxy import mode_specs
 from mitmproxy.proxy.context import Context
 
-from meshctl.contract import RuntimeBindings, SidecarConfig
+from meshctl.contract import ConnectionLimits, RuntimeBindings, SidecarConfig
 from meshctl.decision.hosts import listener_ports
 from proxy_addon import patches
 from proxy_addon.addon import MeshAddon
 from proxy_addon.admin import Admin
+from proxy_addon.connections import ConnectionGuard, listener_limits, watchdog_seconds
 from proxy_addon.dispatch import LeanAddonManager
 from proxy_addon.gateway_tls import GatewayTls
 from proxy_addon.h2c import MeshNextLayer, install_stream_recovery
@@ -48,11 +48,6 @@ from proxy_addon.tcpmetrics import TcpMetrics
 logger = logging.getLogger("meshctl.sidecar")
 
 DRAIN_TIMEOUT_S = 25.0
-# A client connection with no bytes either way for this long is closed: a half-open or
-# slow-loris connection (headers never finished, keep-alive left idle) cannot be held
-# forever. 300 s is Envoy's stream_idle_timeout; mitmproxy's own default is 600 s. A request
-# being answered is not idle (mitmproxy disarms the watchdog while our hooks run).
-IDLE_TIMEOUT_S = int(os.environ.get("MESHCTL_SIDECAR_IDLE_TIMEOUT_S", "300"))
 UNROUTABLE = "127.0.0.1:9"  # reverse target of the gateway listener; every flow is re-routed
 
 
@@ -119,6 +114,8 @@ class Sidecar:
         self.config_path, self.bindings_path = config_path, bindings_path
         self.source = ConfigSource(self._install, self._refused)
         self.roles: dict[str, str] = {}
+        # per listener, set on each client connection by ConnectionGuard (proxy_addon/connections)
+        self.limits: dict[str, tuple[str, ConnectionLimits]] = {}
         self.ready = False
         self._own_confdir = confdir is None
         self.confdir = confdir or Path(tempfile.mkdtemp(prefix="meshctl-sidecar-"))
@@ -130,6 +127,7 @@ class Sidecar:
     def _first(self, config: SidecarConfig, bindings: RuntimeBindings) -> None:
         self.rt = SidecarRuntime(config, bindings)
         self.roles.update(listener_roles(config, bindings))
+        self.limits.update(listener_limits(config, bindings, self.roles))
         self.addon = MeshAddon(self.rt, self.roles, self.started)
         self.tcp = TcpTunnels(self.rt.state)
         self.addon.tcp = self.tcp
@@ -159,6 +157,10 @@ class Sidecar:
         self.rt.install(config, bindings)
         self.rt.metrics.reloads.inc()
         roles = listener_roles(config, bindings)
+        self.limits.clear()
+        self.limits.update(listener_limits(config, bindings, roles))
+        if self.master is not None:
+            self.master.options.update(tcp_timeout=watchdog_seconds(self.limits))
         if roles != self.roles and self.master is not None and not self.addon.draining:
             self.roles.clear()
             self.roles.update(roles)
@@ -191,9 +193,12 @@ class Sidecar:
             return 2
         if self.rt.snapshot.bindings.listeners.shared:
             patches.share_listen_ports()  # one of a gateway's workers: one port for all
+        proxy = proxyserver.Proxyserver()
         master.addons.add(
             core.Core(),
-            proxyserver.Proxyserver(),
+            proxy,
+            # early: its requestheaders must stop the header timer before a request is answered
+            ConnectionGuard(lambda: proxy.connections, self.limits, self.rt.metrics.registry),
             self.tcp,  # before NextLayer: it decides tunnels to tcp services
             MeshNextLayer(self._h2c_listener),  # mitmproxy's NextLayer, plus h2c
             # before TlsConfig: mesh mTLS sets the connection, TlsConfig then leaves it alone
@@ -210,7 +215,7 @@ class Sidecar:
         # lazy: a reverse listener answers 502 instead of closing when its target is down.
         opts.update(
             mode=list(self.roles), connection_strategy="lazy", keep_host_header=True,
-            tcp_timeout=IDLE_TIMEOUT_S,
+            tcp_timeout=watchdog_seconds(self.limits),
         )
         logging.getLogger().setLevel(logging.WARNING)
         loop = asyncio.get_running_loop()

@@ -40,9 +40,10 @@ from meshctl.contract import (
     dump_json,
 )
 from meshctl.model import AccessPolicy, Gateway, MeshPolicy, Route, Service
-from meshctl.model.mesh import MeshSpec, effective_timeout_ms
+from meshctl.model.mesh import MeshSpec, connection_limits, effective_timeout_ms
 from meshctl.model.route import HeaderRules, Retries, RouteRule
 from meshctl.model.service import HashBalancer
+from meshctl.model.values import ConnectionSettings
 
 DEFAULT_MESH_NAME = "mesh"
 # As Istio's default retry policy, connection-level failures only: safe for every method.
@@ -331,7 +332,7 @@ def _inbound(ctx: _Context, svc: Service) -> Inbound:
     )
 
 
-def _gateway(gw: Gateway) -> CompiledGateway:
+def _gateway(ctx: _Context, gw: Gateway) -> CompiledGateway:
     rules = []
     for rule in gw.spec.rules:
         headers = rule.headers or HeaderRules()
@@ -350,10 +351,14 @@ def _gateway(gw: Gateway) -> CompiledGateway:
         ))
     return CompiledGateway(
         name=gw.metadata.name, port=gw.spec.primary_port, rules=tuple(rules),
-        listeners=edge.listeners(gw.spec), jwt=edge.jwt_providers(gw.spec),
+        listeners=edge.listeners(gw.spec, _mesh_connections(ctx)), jwt=edge.jwt_providers(gw.spec),
         cors=convert.cors(gw.spec.cors), rate_limit=edge.client_rate_limit(gw.spec),
         workers=gw.spec.workers,
     )
+
+
+def _mesh_connections(ctx: _Context) -> ConnectionSettings | None:
+    return ctx.mesh.defaults.connections if ctx.mesh.defaults else None
 
 
 def _telemetry(ctx: _Context, kind: str, name: str) -> CompiledTelemetry:
@@ -410,13 +415,15 @@ def compile_policy(
         configs[name] = SidecarConfig(
             **_base(ctx, "service", name, name),  # type: ignore[arg-type]
             inbound=_inbound(ctx, svc),
+            connections=connection_limits(svc.spec.connections, _mesh_connections(ctx)),
         )
     for loc in policy.gateways:
         gw = loc.obj
         source = f"gateway/{gw.metadata.name}"
         configs[source] = SidecarConfig(
             **_base(ctx, "gateway", gw.metadata.name, source),  # type: ignore[arg-type]
-            gateway=_gateway(gw),
+            gateway=_gateway(ctx, gw),
+            connections=connection_limits(gw.spec.connections, _mesh_connections(ctx)),
         )
     return Compilation(revision=revision, source_digest=source_digest, configs=configs,
                         policy=policy, namespace=ctx.mesh.namespace)

@@ -11,13 +11,16 @@ from meshctl.contract import (
     GatewayListener,
 )
 from meshctl.model.gateway import GatewaySpec
+from meshctl.model.mesh import connection_limits
 from meshctl.model.service import ServiceSpec
+from meshctl.model.values import ConnectionSettings
 
 
-def listeners(spec: GatewaySpec) -> tuple[GatewayListener, ...]:
+def listeners(spec: GatewaySpec, mesh_defaults: ConnectionSettings | None) -> tuple[GatewayListener, ...]:
     """The old single `port` form is one plain-HTTP listener for every host."""
     if spec.listeners is None:
-        return (GatewayListener(name="http", port=spec.primary_port),)
+        return (GatewayListener(name="http", port=spec.primary_port,
+                                connections=connection_limits(spec.connections, mesh_defaults)),)
     return tuple(
         GatewayListener(
             name=listener.name, port=listener.port, protocol=listener.protocol,
@@ -25,6 +28,7 @@ def listeners(spec: GatewaySpec) -> tuple[GatewayListener, ...]:
             certificates=tuple(
                 CompiledCertificate(cert_file=cert.cert_file, key_file=cert.key_file)
                 for cert in (listener.tls.certificates if listener.tls else ())),
+            connections=connection_limits(listener.connections, spec.connections, mesh_defaults),
         )
         for listener in spec.listeners
     )

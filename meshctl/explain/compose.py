@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from meshctl.contract import RequestMatch, SidecarConfig
+from meshctl.contract import ConnectionLimits, RequestMatch, SidecarConfig
 from meshctl.decision import Decision, Request, decide
 from meshctl.diff import words
 from meshctl.explain.result import ExplainError, Explanation, Question, split_url
@@ -36,12 +36,22 @@ def explain(configs: Mapping[str, SidecarConfig], question: Question) -> Explana
                     source_version=version or None)
     decision = decide(caller, asked)
     result = Explanation(question.source, method, question.url, decision=decision)
+    result.listener, result.connections = _entry_listener(caller, asked)
     _describe(result, decision, host)
     if decision.answer is None and not decision.passthrough:
         _faults(result, decision)
         if result.status is None:  # an abort is the response: nothing is forwarded
             _access(configs, caller, result, decision)
     return result
+
+
+def _entry_listener(caller: SidecarConfig, asked: Request) -> tuple[str, ConnectionLimits]:
+    """The listener the request's connection enters on, and what it allows a connection."""
+    if caller.gateway is not None and caller.gateway.listeners:
+        chosen = [gl for gl in caller.gateway.listeners if gl.name == asked.listener]
+        first = (chosen or list(caller.gateway.listeners))[0]
+        return f"gateway listener {first.name} (port {first.port})", first.connections
+    return "outbound", caller.connections
 
 
 def _matched_words(match: RequestMatch | None) -> str:

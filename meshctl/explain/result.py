@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from meshctl.contract import CompiledBackend, CompiledRouteRule
+from meshctl.contract import CompiledBackend, CompiledRouteRule, ConnectionLimits
 from meshctl.decision import Decision
 from meshctl.diff import words
 from meshctl.errors import UsageError
@@ -51,6 +51,8 @@ class Explanation:
     access: str = "allow"
     access_reason: str = ""
     notes: list[str] = field(default_factory=list)
+    listener: str = "outbound"  # where the caller's connection enters its sidecar
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
 
     @property
     def backend(self) -> CompiledBackend | None:
@@ -87,7 +89,17 @@ class Explanation:
             "access": self.access,
             "access_reason": self.access_reason,
             "notes": list(self.notes),
+            "listener": self.listener,
+            "connections": self.connections.model_dump(mode="json"),
         }
+
+
+def connection_words(limits: ConnectionLimits) -> str:
+    headers = limits.request_headers_timeout_ms
+    first = f"request headers within {words.duration(headers)}" if headers is not None \
+        else "no request-header timeout"
+    return (f"{first}, idle timeout {words.duration(limits.idle_timeout_ms)}, "
+            f"at most {limits.max_connections} connections")
 
 
 def backend_name(backend: CompiledBackend) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from meshctl.contract import CompiledHeaderOps
 from meshctl.diff import words
-from meshctl.explain.result import Explanation, backend_name
+from meshctl.explain.result import Explanation, backend_name, connection_words
 
 
 def _percent(p: float) -> str:
@@ -55,6 +55,7 @@ def text_report(exp: Explanation) -> str:
         else "forwarded"
     )
     rows.append(("result", outcome))
+    rows.append(("connection", f"{exp.listener}: {connection_words(exp.connections)}"))
     rows += [("note", note) for note in exp.notes]
     width = max(len(k) for k, _ in rows) + 1
     return "".join(f"{k + ':':<{width}} {v}\n" for k, v in rows)

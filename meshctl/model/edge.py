@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from meshctl.model.values import Duration, ExactlyOne, HeaderName, Name, Spec, StringMatch
+from meshctl.model.values import ConnectionSettings, Duration, ExactlyOne, HeaderName, Name, Spec, StringMatch
 
 # An exact host name or a `*.suffix` wildcard (lower case, as DNS compares them).
 HOST_PATTERN = r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -34,6 +34,7 @@ class Listener(Spec):
     protocol: Literal["http", "https"] = "http"
     hosts: Annotated[list[Host], Field(min_length=1)] | None = None  # absent: any host
     tls: ListenerTls | None = None
+    connections: ConnectionSettings | None = None
 
 
 class JwtProvider(Spec):

@@ -11,7 +11,7 @@ from meshctl.model.documents import Envelope
 from meshctl.model.edge import Authentication, ClientRateLimit, Cors, Host, Listener
 from meshctl.model.route import DirectResponse, HeaderRules, Match, Redirect
 from meshctl.model.service import Port
-from meshctl.model.values import Name, Spec
+from meshctl.model.values import ConnectionSettings, Name, Spec
 
 
 class GatewayRule(Spec):
@@ -36,6 +36,7 @@ class GatewaySpec(Spec):
     authentication: Authentication | None = None
     cors: Cors | None = None
     rate_limit: ClientRateLimit | None = None
+    connections: ConnectionSettings | None = None  # every listener's, unless its own says
     rules: Annotated[list[GatewayRule], Field(min_length=1)]
     # Processes serving the gateway's ports together (SO_REUSEPORT) on the local runtime;
     # "auto": one per core of the machine that runs it. Kubernetes: see docs/gateway.md.

@@ -6,9 +6,10 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
+from meshctl.contract import ConnectionLimits
 from meshctl.model.documents import Envelope
 from meshctl.model.route import Retries
-from meshctl.model.values import Duration, NoTimeout, Percent, Spec
+from meshctl.model.values import ConnectionSettings, Duration, NoTimeout, Percent, Spec
 
 # DNS name: dot-separated labels (SPIFFE trust domains are lower case).
 TRUST_DOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
@@ -26,6 +27,7 @@ class Defaults(Spec):
     timeout: Duration | NoTimeout | None = None
     retries: Retries | None = None
     retry_budget: RetryBudget | None = None
+    connections: ConnectionSettings | None = None
 
 
 def effective_timeout_ms(own: int | str | None, defaults: Defaults | None) -> int | None:
@@ -37,6 +39,29 @@ def effective_timeout_ms(own: int | str | None, defaults: Defaults | None) -> in
     if own is None:
         return DEFAULT_TIMEOUT_MS
     return None if own == "none" else int(own)
+
+
+def connection_limits(*layers: ConnectionSettings | None) -> ConnectionLimits:
+    """A listener's connection limits: the first layer (most specific first: a gateway
+    listener's own, its Gateway's or its Service's, Mesh.spec.defaults.connections) that sets a
+    field decides it, else the built-in default. The one statement of the rule: validate checks
+    against it, the compiler compiles it."""
+    builtin = ConnectionLimits()
+    headers: int | str | None = None
+    idle: int | None = None
+    conns: int | None = None
+    for layer in layers:
+        if layer is None:
+            continue
+        headers = layer.request_headers_timeout if headers is None else headers
+        idle = layer.idle_timeout if idle is None else idle
+        conns = layer.max_connections if conns is None else conns
+    return ConnectionLimits(
+        request_headers_timeout_ms=builtin.request_headers_timeout_ms if headers is None
+        else None if headers == "none" else int(headers),
+        idle_timeout_ms=builtin.idle_timeout_ms if idle is None else idle,
+        max_connections=builtin.max_connections if conns is None else conns,
+    )
 
 
 class Tracing(Spec):

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from meshctl.model.documents import Envelope
 from meshctl.model.route import StickyCookie
-from meshctl.model.values import Duration, ExactlyOne, HeaderName, Name, Percent, Spec
+from meshctl.model.values import ConnectionSettings, Duration, ExactlyOne, HeaderName, Name, Percent, Spec
 
 # host:port; a missing port is reported by a semantic check (MESH064) that says what to add.
 ENDPOINT_PATTERN = r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"
@@ -83,6 +83,7 @@ class ServiceSpec(Spec):
     versions: Annotated[list[Version], Field(min_length=1)]
     health_check: HealthCheck | None = None
     traffic_policy: TrafficPolicy | None = None
+    connections: ConnectionSettings | None = None  # this service's sidecar listeners
 
 
 class Service(Envelope):

@@ -41,6 +41,7 @@ Duration = Annotated[
 # `timeout: none`: no route timeout at all (Istio's default for HTTP routes).
 NoTimeout = Literal["none"]
 Percent = Annotated[float, Field(ge=0, le=100)]
+
 Name = Annotated[str, Field(pattern=NAME_PATTERN, max_length=63)]
 HeaderName = Annotated[str, Field(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", max_length=256)]
 # A header value as HTTP allows it (RFC 9110 field-value): no CR, LF, NUL or other control
@@ -101,3 +102,20 @@ class PathMatch(ExactlyOne):
     prefix: str | None = None
     segment_prefix: Annotated[str, Field(pattern=r"^/")] | None = None
     regex: str | None = None
+
+
+class ConnectionSettings(Spec):
+    """Limits on a listener's client connections (Envoy's HTTP connection manager and listener).
+
+    Unset fields are inherited: a gateway listener's from its Gateway, a Gateway's and a
+    Service's sidecar from Mesh.spec.defaults.connections, then the built-in defaults
+    (10 s, 300 s and 1,024 connections: meshctl.contract.ConnectionLimits)."""
+
+    # From the first byte of a request's headers to their last (Envoy's request_headers_timeout):
+    # a slow-loris client dribbling header bytes is cut here, long before the idle timeout.
+    request_headers_timeout: Duration | NoTimeout | None = None
+    # No byte either way for this long closes the connection (Envoy's idle_timeout).
+    idle_timeout: Duration | None = None
+    # Open client connections per listener; one more is closed on accept (Envoy's listener
+    # connection limit, counted as downstream_cx_overflow).
+    max_connections: Annotated[int, Field(ge=1, le=1_000_000)] | None = None

@@ -48,6 +48,7 @@ RULES: dict[str, str] = {
     "MESH066": "unknown listener",
     "MESH067": "JWT provider needs one key source",
     "MESH068": "token required without a JWT provider",
+    "MESH080": "connection settings that cannot apply",
 }
 
 

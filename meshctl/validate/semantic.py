@@ -15,6 +15,7 @@ from meshctl.model.mesh import effective_timeout_ms
 from meshctl.model.route import Match, Redirect, RouteRule
 from meshctl.model.values import format_duration_ms
 from meshctl.regex import full_match, regex_problem
+from meshctl.validate.connections import check_connections
 from meshctl.validate.diagnostics import Diagnostic, at
 from meshctl.validate.edge import check_edge
 from meshctl.yamlio import Document, Path
@@ -33,6 +34,7 @@ def check_policy(policy: MeshPolicy) -> list[Diagnostic]:
         _check_access_policies,
         _check_ports,
         check_edge,
+        check_connections,
     )
     problems: list[Diagnostic] = []
     for check in checks:

@@ -20,6 +20,7 @@ from meshctl.contract import (
     CompiledGatewayRule,
     CompiledRouteRule,
     CompiledStringMatch,
+    ConnectionLimits,
     RequestMatch,
 )
 from tests.reliability.malformed_http import CASES
@@ -163,14 +164,11 @@ def test_after_the_fuzz_every_sidecar_is_healthy(mesh: dict[str, Sidecar]) -> No
 
 def test_half_open_connections_are_closed_after_the_idle_timeout(tmp_path: Path) -> None:
     """The defect: 1,000 half-open connections were held past 150 s. With the idle timeout
-    set to 2 s for the test, a connection that never finishes its headers is closed."""
-    import os
-    os.environ["MESHCTL_SIDECAR_IDLE_TIMEOUT_S"] = "2"
-    try:
-        sc = start_sidecar(tmp_path / "idle", service_config("checkout", (destination("orders"),)),
-                           bindings_for(inbound=False, endpoints={"orders": {"v1": ("127.0.0.1:9",)}}))
-    finally:
-        del os.environ["MESHCTL_SIDECAR_IDLE_TIMEOUT_S"]
+    set to 2 s for the test (and no header timeout), a connection that never finishes its
+    headers is closed."""
+    limits = ConnectionLimits(idle_timeout_ms=2_000, request_headers_timeout_ms=None)
+    sc = start_sidecar(tmp_path / "idle", service_config("checkout", (destination("orders"),), connections=limits),
+                       bindings_for(inbound=False, endpoints={"orders": {"v1": ("127.0.0.1:9",)}}))
     try:
         socks = [socket.create_connection(_address(sc, "outbound"), timeout=10) for _ in range(20)]
         for sock in socks:
