@@ -1,5 +1,5 @@
-"""The admin listener: /healthz, /ready, /metrics, /config, /revision, /samples, on the proxy's
-own loop.
+"""The admin listener: /healthz, /ready, /metrics, /config, /endpoints, /revision, /samples, on
+the proxy's own loop.
 
 Serving from the same loop means a stuck proxy shows as a stuck admin endpoint, not as a
 healthy one. A few lines of asyncio instead of aiohttp.web: the admin answers four GETs, one
@@ -73,6 +73,8 @@ class Admin:
                 "endpoints": self.endpoints() if self.endpoints is not None else {},
             }
             return 200, JSON, json.dumps(body).encode()
+        if path == "/endpoints":  # what /config carries under "endpoints", without the config
+            return 200, JSON, json.dumps(self.endpoints() if self.endpoints is not None else {}).encode()
         if path == "/revision":
             return 200, JSON, self._revision_body()
         if path == "/samples":

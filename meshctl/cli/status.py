@@ -46,6 +46,10 @@ def sidecar_json(s: SidecarStatus, memory: MeshMemory | None = None) -> dict[str
         "error_rate": _round(t.error_rate, 2) if t else None,
         "p50_ms": _round(t.p50_ms) if t else None,
         "p99_ms": _round(t.p99_ms) if t else None,
+        # callers' sidecars that eject this instance (outlier detection) or fail its health checks
+        "ejected_by": s.callers.ejected_by if s.callers else [],
+        "ejected_for_s": s.callers.ejected_for_s if s.callers else 0.0,
+        "unhealthy_for": s.callers.unhealthy_for if s.callers else [],
     }
 
 
@@ -134,6 +138,11 @@ def _fmt(value: float | None, unit: str = "") -> str:
     return "-" if value is None else f"{value:.1f}{unit}"
 
 
+def _health(s: SidecarStatus) -> str:
+    own = "healthy" if s.healthy else s.status
+    return f"{own}, {s.callers.words}" if s.callers and s.callers.words else own
+
+
 def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus],
                 memory: MeshMemory | None = None) -> str:
     lines = [f"applied revision {revision or '-'}"]
@@ -185,7 +194,7 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus],
         previous = key
         rows.append((
             r.service or "", r.version or "", r.instance, (s.revision or "?")[:12],
-            "healthy" if s.healthy else s.status,
+            _health(s),
             _fmt(t.rps if t and t.seconds else None), share, _fmt(t.error_rate if t else None),
             _fmt(t.p50_ms if t else None, "ms"), _fmt(t.p99_ms if t else None, "ms"),
             str(s.restarts),

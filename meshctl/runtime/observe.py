@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from meshctl.runtime.control import ProcessView, views_of
+from meshctl.runtime.endpoints import EndpointView, endpoint_views
 from meshctl.runtime.metrics import Snapshot, Window, parse_snapshot, window
 from meshctl.runtime.observed import read_observed
 from meshctl.runtime.plan import Plan, SidecarRecord
@@ -64,6 +65,8 @@ class SidecarStatus:
     restarts: int
     status: str
     traffic: Window | None
+    # how its callers' sidecars see this instance (None: every caller finds it healthy)
+    callers: EndpointView | None = None
 
 
 def observe(state: StateDir, plan: Plan, interval: float = 1.0) -> list[SidecarStatus]:
@@ -75,6 +78,7 @@ def observe(state: StateDir, plan: Plan, interval: float = 1.0) -> list[SidecarS
     after = scrape(records)
     revisions = running_revisions(records)
     procs = views_of(read_observed(state, required=True))
+    callers = endpoint_views(records)
     out = []
     for r in records:
         b, a = before.get(r.instance), after.get(r.instance)
@@ -89,6 +93,7 @@ def observe(state: StateDir, plan: Plan, interval: float = 1.0) -> list[SidecarS
                 restarts=_restarts(r, procs),
                 status=_status(r, procs),
                 traffic=traffic,
+                callers=callers.get(r.instance),
             )
         )
     return out
