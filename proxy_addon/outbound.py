@@ -278,7 +278,8 @@ async def _attempts(
             retriable = retriable_error(retries.on, result)
         else:
             retriable = retriable_status(retries.on, result.status)
-        never_reached = isinstance(result, str) and result in NEVER_REACHED
+        # the far sidecar's 503 UF/UH: its app refused the connection, so no app saw this try
+        never_reached = unreached or (isinstance(result, str) and result in NEVER_REACHED)
         if not retriable or (unreached_only and not never_reached):
             break
         gave_up = attempt + 1 >= tries
