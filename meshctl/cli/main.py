@@ -9,6 +9,7 @@ code; anything else is a bug (exit 3).
 from __future__ import annotations
 
 import importlib
+import io
 import sys
 import traceback
 
@@ -108,10 +109,12 @@ def main(argv: list[str] | None = None) -> int:
         return int(getattr(exc, "exit_code", 0) or 0)
     except OSError as exc:  # the environment refused: unwritable directory, full disk, ...
         where = f" ({exc.filename})" if exc.filename else ""
-        print(f"meshctl: {exc.strerror or exc}{where}", file=sys.stderr)
+        print(f"meshctl: {terminal_safe(f'{exc.strerror or exc}{where}')}", file=sys.stderr)
         return 2
     except ClickException as exc:  # usage errors found by the argument parser
-        exc.show()
+        shown = io.StringIO()
+        exc.show(file=shown)  # it quotes the argument given: untrusted
+        sys.stderr.write(terminal_safe(shown.getvalue()))
         return 2
     except Exception:  # a bug: show it, exit 3
         traceback.print_exc()
