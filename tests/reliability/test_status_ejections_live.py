@@ -1,6 +1,6 @@
 """`meshctl status` shows what the callers' sidecars know: an instance killed under traffic is
-ejected by the gateway's outlier detection (and fails its health checks), and shows back in
-service once it is restarted and healthy again, in text and in `--format json`."""
+ejected by the gateway's outlier detection, and shows back in service once it is restarted and
+its ejection is over, in text and in `--format json`."""
 
 from __future__ import annotations
 
@@ -19,7 +19,8 @@ from tests.runtime.test_up_failures_and_restarts import processes
 pytestmark = pytest.mark.slow
 
 # The second start of an instance waits 15 s: the restarted app stays down long enough for
-# status to be read while it is out, whatever the machine's load.
+# status to be read while it is out, whatever the machine's load. No active health check: it
+# would take the instance out first (no traffic, no ejection) and end an ejection early.
 RUN = ("[sh, -c, 'if [ -e started-$PORT ]; then sleep 15; fi; touch started-$PORT; "
        f"exec {sys.executable} -m shop.catalog']")
 MESH = """\
@@ -34,9 +35,8 @@ metadata: {name: catalog}
 spec:
   versions:
     - {name: v1, replicas: 2, run: RUN}
-  healthCheck: {path: /healthz, interval: 500ms, unhealthyThreshold: 2}
   trafficPolicy:
-    outlierDetection: {consecutive5xx: 2, interval: 1s, baseEjectionTime: 30s}
+    outlierDetection: {consecutive5xx: 2, interval: 1s, baseEjectionTime: 20s}
 ---
 apiVersion: meshctl/v1alpha1
 kind: Gateway
@@ -74,14 +74,22 @@ def test_status_shows_an_ejected_instance_and_its_return(tmp_path: Path) -> None
         with Load(port, path="/products/1", threads=2, pause=0.02, max_requests=3000) as load:
             wait_until(lambda: len(load.statuses) > 20, what="load flows")
             os.killpg(processes(root)[victim]["pid"], signal.SIGKILL)
-            wait_until(lambda: "ejected by 1 caller" in _line(root, victim), timeout=30,
-                       what="status shows the ejection")
+            seen_lines: list[str] = []
+
+            def ejected() -> bool:
+                seen_lines.append(_line(root, victim))
+                return "ejected by 1 caller" in seen_lines[-1]
+
+            try:
+                wait_until(ejected, timeout=30, what="status shows the ejection")
+            except AssertionError:
+                raise AssertionError(f"{seen_lines[-3:]}; {processes(root)[victim]}") from None
             seen = _instance(root, victim)
             assert seen["ejected_by"] == ["gateway-edge"] and seen["ejected_for_s"] > 0, seen
             assert _instance(root, "catalog-v1-0")["ejected_by"] == []
             wait_until(lambda: processes(root)[victim]["ready"], timeout=90, what="restarted")
             wait_until(lambda: not (s := _instance(root, victim))["ejected_by"] and not s["unhealthy_for"],
-                       timeout=30, what="status shows it back")
+                       timeout=60, what="status shows it back")
             text = meshctl(root, "status", "--interval", "0").stdout
             assert "ejected" not in text and "failing" not in text, text
         assert load.statuses.count(200) > 0.9 * len(load.statuses)
