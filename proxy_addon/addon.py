@@ -22,7 +22,7 @@ from proxy_addon.flowinfo import KEY, FlowInfo, header_dict, wants_stream
 from proxy_addon.gateway import serve_gateway
 from proxy_addon.inbound import serve_inbound
 from proxy_addon.labels import BLACKHOLE, PASSTHROUGH
-from proxy_addon.limits import malformed_fields, malformed_method
+from proxy_addon.limits import malformed_fields, malformed_method, malformed_target
 from proxy_addon.outbound import outbound_request, serve_decision
 from proxy_addon.responses import answer_response, client_wants_close, flag_response
 from proxy_addon.runtime import SidecarRuntime
@@ -77,7 +77,8 @@ class MeshAddon:
                 snap.config.name if snap.config.kind == "service" else f"gateway/{snap.config.name}"
             )
             info.source_version = snap.bindings.version or "unknown"
-        if malformed_fields(flow.request.headers.fields) or malformed_method(flow.request.data.method):
+        req = flow.request.data
+        if malformed_fields(req.headers.fields) or malformed_method(req.method) or malformed_target(req.path):
             info.flags.append("DPE")
             flow.response = flag_response(400, info.flags, close=True)
             return None

@@ -33,6 +33,15 @@ def malformed_method(method: bytes) -> bool:
     return not method or not _TCHAR.issuperset(method)
 
 
+_FORBIDDEN_IN_TARGET = frozenset(range(0x21)) | {0x7F}
+
+
+def malformed_target(target: bytes) -> bool:
+    """Does the request target hold a control byte (RFC 9112 allows none)? mitmproxy splits the
+    request line on whitespace only, and the upstream client refuses such a target."""
+    return not _FORBIDDEN_IN_TARGET.isdisjoint(target)
+
+
 class Overflow(Exception):
     """The circuit breaker refused the request (503 UO)."""
 

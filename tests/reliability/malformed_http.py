@@ -11,6 +11,9 @@ POST = b"POST {target} HTTP/1.1\r\nHost: orders\r\n"
 CASES: dict[str, bytes] = {
     "nul-in-header-value": b"GET {target} HTTP/1.1\r\nHost: orders\r\nX-A: a\x00b\r\n\r\n",
     "nul-in-method": b"G\x00T {target} HTTP/1.1\r\nHost: orders\r\n\r\n",
+    # found by bench/reliability/http_fuzz.py: a control byte in the target reached the upstream
+    # client, which refused it with a traceback
+    "control-byte-in-target": b"GET {target}\x1a\x19 HTTP/1.1\r\nHost: orders\r\n\r\n",
     "esc-in-header-value": b"GET {target} HTTP/1.1\r\nHost: orders\r\nX-A: a\x1b[2Jb\r\n\r\n",
     "del-in-header-value": b"GET {target} HTTP/1.1\r\nHost: orders\r\nX-A: a\x7fb\r\n\r\n",
     "bare-cr-in-header": b"GET {target} HTTP/1.1\r\nHost: orders\r\nX-A: a\rb\r\n\r\n",
