@@ -11,8 +11,8 @@ wrong schema version or a pair that does not fit raises `OptionsError`: at start
 stops with the message; later the last good config stays), and a changed file is reloaded
 while running. mitmdump's own listeners are used: a `regular` one is the outbound side, a
 `reverse` one the inbound side (every listener of a gateway config is the gateway). Not here:
-mesh mTLS, the admin endpoint, health checks and the lean dispatch of `meshctl sidecar`
-(`proxy_addon.server`), which stays the way to run a mesh.
+mesh mTLS, the admin endpoint, health checks, listener connection limits and the lean
+dispatch of `meshctl sidecar` (`proxy_addon.server`), which stays the way to run a mesh.
 """
 
 from __future__ import annotations
