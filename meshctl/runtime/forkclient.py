@@ -22,7 +22,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from proxy_addon.forkwire import (
     CHANNEL_FD_ARG,
@@ -82,8 +82,11 @@ def forkable(argv: tuple[str, ...], python: str) -> tuple[str, ...] | None:
 class ForkedProcess:
     """A sidecar forked by the server and adopted by us: watched by a pidfd, reaped by us."""
 
+    live: ClassVar[set[int]] = set()  # forked sidecars being watched
+
     def __init__(self, pid: int) -> None:
         self.pid = pid
+        ForkedProcess.live.add(pid)
         self.returncode: int | None = None
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[int] = self._loop.create_future()
@@ -108,6 +111,7 @@ class ForkedProcess:
             code = os.waitstatus_to_exitcode(status)
         except ChildProcessError:
             code = 255  # reaped elsewhere: its status is lost
+        ForkedProcess.live.discard(self.pid)
         self.returncode = code
         if not self._done.done():
             self._done.set_result(code)
@@ -243,6 +247,7 @@ class ForkServer:
             log.error("%s: fork server did not answer (%s); exec'ing the sidecar", name,
                       exc or type(exc).__name__)
             await self._kill()  # a server that does not answer is restarted
+            kill_unreported(name)
             return None
         finally:
             self.in_flight -= 1
@@ -277,6 +282,20 @@ class ForkServer:
                 await self._kill()
         if self.task is not None:
             await asyncio.gather(self.task, return_exceptions=True)
+
+
+def kill_unreported(name: str) -> None:
+    """A sidecar forked for a request whose answer we never read is our child (subreaper)
+    that nobody watches: kill it (found by its mark) before its replacement needs the ports."""
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children():
+            with contextlib.suppress(psutil.Error, OSError):
+                if child.pid in ForkedProcess.live or MODULE not in child.cmdline():
+                    continue  # watched, or exec'd: not the lost one
+                if child.environ().get("MESHCTL_PROCESS", "").strip() == name:
+                    os.killpg(child.pid, signal.SIGKILL)
 
 
 def server_env(base: dict[str, str], owner_env: str, owner: str, name_env: str) -> dict[str, str]:
