@@ -4,6 +4,7 @@ become its children and their exit status can be read)."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import socket
@@ -60,23 +61,50 @@ def server(tmp_path: Path) -> Iterator[Server]:
         libc.prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)  # the rest of this test process as before
 
 
+def feed_until_exit(pid: int, fifos: list[Path], data: bytes) -> int:
+    """Write `data` into whichever FIFO the child opens, until it exits; its wait status
+    (it is our child: reparented to us, the subreaper)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        for fifo in fifos:
+            try:
+                fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader yet
+                continue
+            with contextlib.suppress(OSError):
+                os.write(fd, data)
+            os.close(fd)
+        time.sleep(0.02)
+    raise AssertionError("the child did not exit")
+
+
 def test_a_forked_child_is_named_logs_to_its_file_and_exits_with_its_code(
     server: Server, tmp_path: Path
 ) -> None:
     log = tmp_path / "sidecar.log"
-    missing = tmp_path / "nothing.json"
+    # the child blocks reading its config and bindings (FIFOs) until we write: alive meanwhile
+    missing, bindings = tmp_path / "config.fifo", tmp_path / "bindings.fifo"
+    os.mkfifo(missing)
+    os.mkfifo(bindings)
     reply = server.ask(ForkRequest(
-        name="svc-v1-0.sidecar", args=("--config", str(missing), "--bindings", str(missing)),
+        name="svc-v1-0.sidecar", args=("--config", str(missing), "--bindings", str(bindings)),
         cwd=str(tmp_path), log=str(log), env={"EXTRA": "1"},
     ).encode())
     assert reply.pid is not None and reply.pid != server.proc.pid
     cmdline = Path(f"/proc/{reply.pid}/cmdline").read_bytes()
-    environ = Path(f"/proc/{reply.pid}/environ").read_bytes().split(b"\0")
-    # what `meshctl down` reads: the child's own name over the server's padded one
-    assert b"MESHCTL_PROCESS=svc-v1-0.sidecar".ljust(len("MESHCTL_PROCESS=") + NAME_ROOM) in environ
-    assert MODULE.encode() in cmdline  # forked, never exec'd
+    # what `meshctl down` reads: the child's own name over the server's padded one (written
+    # once it may run, so looked for until then)
+    mark = b"MESHCTL_PROCESS=svc-v1-0.sidecar".ljust(len("MESHCTL_PROCESS=") + NAME_ROOM)
+    deadline = time.monotonic() + 30
+    while mark not in Path(f"/proc/{reply.pid}/environ").read_bytes().split(b"\0"):
+        assert time.monotonic() < deadline, "the child never wrote its name"
+        time.sleep(0.02)
     assert os.getpgid(reply.pid) == reply.pid  # its own process group
-    _, status = os.waitpid(reply.pid, 0)  # our child: reparented to us, the subreaper
+    status = feed_until_exit(reply.pid, [missing, bindings], b"not a config")
+    assert MODULE.encode() in cmdline  # forked, never exec'd
     assert os.waitstatus_to_exitcode(status) == 2  # a config that cannot be read: exit 2
     text = log.read_text()
     assert "meshctl sidecar:" in text and str(missing) in text, text
