@@ -171,8 +171,13 @@ def test_prometheus_as_the_source_draws_the_same_graph(shop: Running, tmp_path: 
     try:
         dash, url = start_dashboard(shop.repo, "--prometheus", f"http://127.0.0.1:{port}")
         via_prom = Running(shop.repo, shop.state, url, shop.gateway, shop.load, dash)
-        graph = via_prom.wait_for("/api/graph", lambda g: EDGES <= set(live_edges(g)),
-                                  timeout=90, what="every live edge through Prometheus")
+        # An edge's mTLS share is read from its callee's series, which Prometheus may scrape
+        # a moment after the caller's: until then the edge exists with mtls unknown (None).
+        graph = via_prom.wait_for(
+            "/api/graph",
+            lambda g: EDGES <= set(live_edges(g))
+            and all(live_edges(g)[e]["mtls"] is not None for e in EDGES),
+            timeout=90, what="every live edge and its mTLS share through Prometheus")
         for edge_id in EDGES:
             assert live_edges(graph)[edge_id]["mtls"] is True
         view = via_prom.wait_for("/api/services/reviews",

@@ -104,7 +104,10 @@ def _healthy(sc: Sidecar) -> None:
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_malformed_request_is_answered_or_closed_fast(mesh: dict[str, Sidecar], role: str, name: str) -> None:
     sc = mesh[role]
-    answer, seconds = send_raw(_address(sc, role), _payload(CASES[name], role))
+    # Answered (a status line and head) or closed within 5 s; reading stops at the head. Once,
+    # under CI load, a gateway logged its 400 DPE at once while the client saw no close within
+    # 5 s of its half-close: what is asserted here is the answer, not the close after it.
+    answer, seconds = send_raw(_address(sc, role), _payload(CASES[name], role), until_head=True)
     assert seconds < 5.0, f"{name} on {role} held for {seconds:.1f} s"
     status = _status(answer)
     assert status is None or status < 500 or status in (502, 503), (name, answer[:200])
