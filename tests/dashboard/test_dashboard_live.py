@@ -49,8 +49,15 @@ def live_edges(graph: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {e["id"]: e for e in graph["edges"] if e["kind"] == "traffic" and e["requests"] > 0}
 
 
+def every_edge_settled(graph: dict[str, Any]) -> bool:
+    """Every live edge is drawn and its mTLS share known: that share is read from the callee's
+    counters, which may reach the window a moment after the caller's (mtls is None until then)."""
+    edges = live_edges(graph)
+    return EDGES <= set(edges) and all(edges[e]["mtls"] is not None for e in EDGES)
+
+
 def test_graph_api_has_every_service_and_edge_with_live_numbers(shop: Running) -> None:
-    graph = shop.wait_for("/api/graph", lambda g: EDGES <= set(live_edges(g)), what="every live edge")
+    graph = shop.wait_for("/api/graph", every_edge_settled, what="every live edge and its mTLS share")
     assert NODES <= {n["id"] for n in graph["nodes"]}
     edges = live_edges(graph)
     for edge_id in EDGES:
@@ -171,13 +178,8 @@ def test_prometheus_as_the_source_draws_the_same_graph(shop: Running, tmp_path: 
     try:
         dash, url = start_dashboard(shop.repo, "--prometheus", f"http://127.0.0.1:{port}")
         via_prom = Running(shop.repo, shop.state, url, shop.gateway, shop.load, dash)
-        # An edge's mTLS share is read from its callee's series, which Prometheus may scrape
-        # a moment after the caller's: until then the edge exists with mtls unknown (None).
-        graph = via_prom.wait_for(
-            "/api/graph",
-            lambda g: EDGES <= set(live_edges(g))
-            and all(live_edges(g)[e]["mtls"] is not None for e in EDGES),
-            timeout=90, what="every live edge and its mTLS share through Prometheus")
+        graph = via_prom.wait_for("/api/graph", every_edge_settled, timeout=90,
+                                  what="every live edge and its mTLS share through Prometheus")
         for edge_id in EDGES:
             assert live_edges(graph)[edge_id]["mtls"] is True
         view = via_prom.wait_for("/api/services/reviews",
