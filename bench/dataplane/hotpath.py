@@ -39,22 +39,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.dataplane.run import cpu_seconds, haproxy, wrk
+from bench.dataplane.run import app_mitmdump_sink, cpu_seconds, wrk
 from meshctl.identity import MeshCA, write_sidecar_certs
-from tests.support.procs import REPO, Sidecar, free_port, wait_port
+from tests.support.procs import REPO, Sidecar, free_port
 
 RESULTS = REPO / "bench" / "results" / "hotpath.json"
-SINK = """
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
-    def log_message(self, *a): pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
 # Run by each tree's own Python: compile mesh.d with that tree's compiler, point the spans at
 # the sink, write the three configs used here as JSON.
 COMPILE = """
@@ -243,17 +232,7 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     meshes: dict[str, Mesh] = {}
     try:
-        app, mitm, sink = free_port(), free_port(), free_port()
-        procs.append(haproxy(tmp, "app", (
-            f"frontend app\n  bind 127.0.0.1:{app}\n"
-            '  http-request return status 200 content-type text/plain string "ok"\n')))
-        procs.append(subprocess.Popen(
-            [str(Path(sys.executable).parent / "mitmdump"), "-q", "--mode",
-             f"reverse:http://127.0.0.1:{app}@127.0.0.1:{mitm}", "--set",
-             f"confdir={tmp / 'mitmdump'}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs.append(subprocess.Popen([sys.executable, "-c", SINK, str(sink)]))
-        for port in (app, mitm, sink):
-            wait_port(port, timeout=30)
+        app, mitm, sink = app_mitmdump_sink(tmp, procs)
         ca = MeshCA.load_or_create(tmp / "ca", "shop.local")
         scripts = lua(tmp)
         sink_url = f"http://127.0.0.1:{sink}"

@@ -122,6 +122,41 @@ def haproxy(tmp: Path, name: str, body: str) -> subprocess.Popen[bytes]:
                             stderr=subprocess.DEVNULL)
 
 
+OK_APP = '  http-request return status 200 content-type text/plain string "ok"\n'
+# An OTLP/HTTP collector that accepts and drops every export (the spans' destination).
+SPAN_SINK = """
+import sys
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def stock_mitmdump(tmp: Path, app: int, port: int) -> subprocess.Popen[bytes]:
+    """`mitmdump --mode reverse` with no addon, the pass-through baseline."""
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "mitmdump"), "-q", "--mode",
+         f"reverse:http://127.0.0.1:{app}@127.0.0.1:{port}", "--set", f"confdir={tmp / 'mitmdump'}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def app_mitmdump_sink(tmp: Path, procs: list[subprocess.Popen[bytes]]) -> tuple[int, int, int]:
+    """The static app, stock mitmdump in front of it and a span sink, started (added to
+    `procs`) and listening: their ports."""
+    app, mitm, sink = free_port(), free_port(), free_port()
+    procs.append(haproxy(tmp, "app", f"frontend app\n  bind 127.0.0.1:{app}\n" + OK_APP))
+    procs.append(stock_mitmdump(tmp, app, mitm))
+    procs.append(subprocess.Popen([sys.executable, "-c", SPAN_SINK, str(sink)]))
+    for port in (app, mitm, sink):
+        wait_port(port, timeout=30)
+    return app, mitm, sink
+
+
 def realistic_config(name: str):  # type: ignore[no-untyped-def]
     """Header and path rules before a 90/10 split with retries: what a real route looks like."""
     def to(version: str) -> tuple[CompiledBackend, ...]:
@@ -184,17 +219,12 @@ def run(args: argparse.Namespace) -> list[Measurement]:
     try:
         app1, app2, hap = free_port(), free_port(), free_port()
         procs.append(haproxy(tmp, "app", (
-            f"frontend app\n  bind 127.0.0.1:{app1}\n  bind 127.0.0.1:{app2}\n"
-            '  http-request return status 200 content-type text/plain string "ok"\n')))
+            f"frontend app\n  bind 127.0.0.1:{app1}\n  bind 127.0.0.1:{app2}\n" + OK_APP)))
         procs.append(haproxy(tmp, "proxy", (
             f"frontend proxy\n  bind 127.0.0.1:{hap}\n  default_backend app\n"
             f"backend app\n  server s1 127.0.0.1:{app1}\n")))
         mitm = free_port()
-        procs.append(subprocess.Popen(
-            [str(Path(sys.executable).parent / "mitmdump"), "-q", "--mode",
-             f"reverse:http://127.0.0.1:{app1}@127.0.0.1:{mitm}",
-             "--set", f"confdir={tmp / 'mitmdump'}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        procs.append(stock_mitmdump(tmp, app1, mitm))
         for port in (app1, hap, mitm):
             wait_port(port, timeout=30)
         script = proxy_script(tmp)

@@ -20,22 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.dataplane.run import haproxy, proxy_script, realistic_config, wrk
+from bench.dataplane.run import app_mitmdump_sink, proxy_script, realistic_config, wrk
 from meshctl.contract import CompiledTelemetry
-from tests.support.procs import REPO, bindings_for, free_port, start_sidecar, wait_port
+from tests.support.procs import REPO, bindings_for, free_port, start_sidecar
 
 RESULTS = REPO / "bench" / "results" / "tracing.json"
-SINK = """
-import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class H(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_POST(self):
-        self.rfile.read(int(self.headers.get("content-length", 0)))
-        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
-    def log_message(self, *a): pass
-ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
-"""
 
 
 def per_span_costs(n: int = 20_000) -> dict[str, float]:
@@ -123,17 +112,7 @@ def main() -> None:
     procs: list[subprocess.Popen[bytes]] = []
     sidecars = []
     try:
-        app, mitm, sink = free_port(), free_port(), free_port()
-        procs.append(haproxy(tmp, "app", (
-            f"frontend app\n  bind 127.0.0.1:{app}\n"
-            '  http-request return status 200 content-type text/plain string "ok"\n')))
-        procs.append(subprocess.Popen(
-            [str(Path(sys.executable).parent / "mitmdump"), "-q", "--mode",
-             f"reverse:http://127.0.0.1:{app}@127.0.0.1:{mitm}", "--set", f"confdir={tmp / 'mitmdump'}"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        procs.append(subprocess.Popen([sys.executable, "-c", SINK, str(sink)]))
-        for port in (app, mitm, sink):
-            wait_port(port, timeout=30)
+        app, mitm, sink = app_mitmdump_sink(tmp, procs)
         endpoints = {"reviews": {"v1": (f"127.0.0.1:{app}",), "v2": (f"127.0.0.1:{app}",)}}
         base = realistic_config("productpage")
         traced_config = base.model_copy(update={"telemetry": CompiledTelemetry(
