@@ -45,7 +45,6 @@ from meshctl.contract import (
     CompiledRouteRule,
     CompiledTrafficPolicy,
     Destination,
-    RetryPolicy,
 )
 from meshctl.decision import Decision, decide
 from meshctl.decision.headers import apply_header_ops
@@ -195,16 +194,6 @@ async def reachable(address: str, timeout: float) -> bool:
     return True
 
 
-def unreached_retries(decision_retries: int, retries: RetryPolicy) -> int:
-    """Retries of a call that never reached an app (a refused connect or stream, a far sidecar
-    whose app refused it): what the decision gives every method (`connect-failure`,
-    `refused-stream`, `5xx`, `gateway-error`; the compiled default has the first two), or
-    `unavailable`, which such a call would otherwise end with."""
-    if grpcwire.retriable(retries.on, grpcwire.UNAVAILABLE):
-        return max(decision_retries, retries.attempts)
-    return decision_retries
-
-
 _UNREACHED_FLAGS = frozenset({"UF", "UH"})
 
 
@@ -303,7 +292,7 @@ async def _forward(
         info.flags.append("UH")
         flow.response = error_response(grpcwire.UNAVAILABLE, info.flags)
         return
-    unreached = unreached_retries(decision.unreached_retries, rule.retries)
+    unreached = decision.unreached_retries  # refused connects, streams, a far sidecar's UF/UH
     if upstreams is not None:
         tries = 1 + unreached
         avoid: set[str] = set()

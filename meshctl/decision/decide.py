@@ -186,10 +186,16 @@ def retry_eligibility(
     return policy.attempts, None
 
 
-def unreached_retries(policy: RetryPolicy, method: str, body_size: int) -> int:
+def unreached_retries(policy: RetryPolicy, method: str, body_size: int, grpc: bool = False) -> int:
     """Retries after a try that never reached the app (connect-failure, refused-stream): every
-    method gets them, as in Envoy, when `on` covers such a failure."""
-    if policy.attempts <= 0 or body_size > MAX_RETRY_BODY or not _COVERS_NEVER_REACHED & set(policy.on):
+    method gets them, as in Envoy, when `on` covers such a failure. A gRPC call's `on` also
+    covers it with `unavailable`, the status such a call would otherwise end with (its body is
+    kept, or not, by the sidecar's stream copy: no size limit here)."""
+    if policy.attempts <= 0:
+        return 0
+    if grpc and "unavailable" in policy.on:
+        return policy.attempts
+    if body_size > MAX_RETRY_BODY or not _COVERS_NEVER_REACHED & set(policy.on):
         return 0
     return policy.attempts
 
@@ -291,8 +297,8 @@ def _route(
     else:
         backends = weighted
     rewrite = rule.rewrite
-    attempts, refusal = retry_eligibility(rule.retries, request.method, request.body_size,
-                                          grpc=is_grpc(request.headers))
+    grpc = is_grpc(request.headers)
+    attempts, refusal = retry_eligibility(rule.retries, request.method, request.body_size, grpc=grpc)
     return Decision(
         request, view, dest.service, dest, gateway_rule, rule, match, gateway_match,
         split=split,
@@ -301,7 +307,7 @@ def _route(
         upstream_target=rewritten_path(request.target, rewrite, match),
         upstream_host=rewrite.host if rewrite is not None and rewrite.host else None,
         retry_attempts=attempts,
-        unreached_retries=unreached_retries(rule.retries, request.method, request.body_size),
+        unreached_retries=unreached_retries(rule.retries, request.method, request.body_size, grpc),
         retry_refusal=refusal,
     )
 

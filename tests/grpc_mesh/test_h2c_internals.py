@@ -85,13 +85,18 @@ def test_refused_streams_are_told_apart_from_other_resets() -> None:
 
 def test_calls_that_never_reached_an_app() -> None:
     from meshctl.contract import RetryPolicy
+    from meshctl.decision import unreached_retries
     from proxy_addon import grpcflow
 
+    def call_retries(policy: RetryPolicy) -> int:
+        return unreached_retries(policy, "POST", 0, grpc=True)
+
     default = RetryPolicy(attempts=2, on=("connect-failure", "refused-stream"))
-    assert grpcflow.unreached_retries(2, default) == 2
-    assert grpcflow.unreached_retries(0, RetryPolicy(attempts=3, on=("unavailable",))) == 3
-    assert grpcflow.unreached_retries(0, RetryPolicy(attempts=3, on=("internal",))) == 0
-    assert grpcflow.unreached_retries(0, RetryPolicy()) == 0
+    assert call_retries(default) == 2
+    assert call_retries(RetryPolicy(attempts=3, on=("unavailable",))) == 3
+    assert unreached_retries(RetryPolicy(attempts=3, on=("unavailable",)), "POST", 0) == 0  # HTTP: no
+    assert call_retries(RetryPolicy(attempts=3, on=("internal",))) == 0
+    assert call_retries(RetryPolicy()) == 0
     assert grpcflow.never_reached(grpcwire.UNAVAILABLE, "UF")
     assert grpcflow.never_reached(grpcwire.UNAVAILABLE, "DI,UH")
     assert not grpcflow.never_reached(grpcwire.UNAVAILABLE, None)  # the app's own UNAVAILABLE
