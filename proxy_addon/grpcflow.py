@@ -47,6 +47,7 @@ from meshctl.contract import (
     Destination,
 )
 from meshctl.decision import Decision, decide
+from meshctl.decision.decide import MAX_RETRY_BODY  # as for HTTP: larger requests are not kept
 from meshctl.decision.headers import apply_header_ops
 from proxy_addon import grpcwire, h2c
 from proxy_addon.endpoints import Endpoint
@@ -63,14 +64,13 @@ from proxy_addon.inbound import admission, client_cert_header
 from proxy_addon.limits import Overflow
 from proxy_addon.outbound import choose_backend, lb_hash_key, outbound_request
 from proxy_addon.responses import FLAG_HEADER
-from proxy_addon.retry import backoff_ms
+from proxy_addon.retry import backoff_ms, unreached_flags
 from proxy_addon.runtime import SidecarRuntime
 from proxy_addon.state import DestinationState
 from proxy_addon.tracing import next_traceparent
 from proxy_addon.upstream import UpstreamError
 
 CONNECT_PROBE_S = 1.0  # a loopback or LAN connect answers far sooner
-MAX_RETRY_BODY = 64 * 1024  # as for HTTP: larger requests are not kept for a second try
 
 _FLAG_TEXT = {
     "NR": "no route", "UF": "upstream connect failure", "UH": "no healthy upstream",
@@ -194,13 +194,9 @@ async def reachable(address: str, timeout: float) -> bool:
     return True
 
 
-_UNREACHED_FLAGS = frozenset({"UF", "UH"})
-
-
 def never_reached(status: int | None, flags: str | None) -> bool:
     """A far sidecar's UNAVAILABLE flagged UF/UH: its app never saw the call."""
-    return status == grpcwire.UNAVAILABLE and flags is not None and bool(
-        _UNREACHED_FLAGS.intersection(flags.split(",")))
+    return status == grpcwire.UNAVAILABLE and unreached_flags(flags)
 
 
 def _point_at(flow: http.HTTPFlow, address: str, scheme: str) -> None:
@@ -350,14 +346,14 @@ async def _forward(
         rt.tls.expect(flow.client_conn.id, ep.address, target_dest.identity)
     _point_at(flow, ep.address, scheme)
     copy = BodyCopy()
+    headers = list(request.headers.fields)
     mirror = rule.mirror
     if mirror is not None and random.random() * 100.0 < mirror.percent:
-        copy.mirror = _mirror(rt, info, mirror, [(k, v) for k, v in request.headers.fields], request.path)
+        copy.mirror = _mirror(rt, info, mirror, headers, request.path)
     request.stream = copy
     flow.metadata[GRPC_KEY] = GrpcCall(
         rule, backend.service, backend.version, policy, state, candidates, ep, deadline,
-        [(k, v) for k, v in request.headers.fields], copy, request.authority, request.path,
-        unreached,
+        headers, copy, request.authority, request.path, unreached,
     )
 
 
@@ -505,6 +501,7 @@ async def _retry(
     result: H2Response | None = None
     exhausted = False
     attempts = max(call.unreached, retries.attempts) if unreached else retries.attempts
+    per_try = retries.per_try_timeout_ms / 1000.0 if retries.per_try_timeout_ms else None
     for attempt in range(1, attempts + 1):
         budgeted = not unreached
         if budgeted and not call.state.budget.try_acquire(time.monotonic()):
@@ -525,7 +522,6 @@ async def _retry(
                 return error_response(grpcwire.DEADLINE_EXCEEDED, info.flags)
             info.endpoint, info.version = ep.address, ep.version
             info.attempts += 1
-            per_try = retries.per_try_timeout_ms / 1000.0 if retries.per_try_timeout_ms else None
             limit = remaining if per_try is None else min(per_try, remaining or per_try)
             result = await _send(rt, info, call, ep, body, limit)
         finally:

@@ -88,6 +88,11 @@ class RetryBudget:
 _UNREACHED_FLAGS = frozenset({"UF", "UH"})
 
 
+def unreached_flags(flags: str | None) -> bool:
+    """Do a sidecar's response flags say its app never saw the request?"""
+    return flags is not None and not _UNREACHED_FLAGS.isdisjoint(flags.split(","))
+
+
 def app_unreached(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
     """A 503 the destination's sidecar made because its app refused the connection: the app
     never saw the request, so it is a connect failure, safe to send to another endpoint."""
@@ -95,5 +100,5 @@ def app_unreached(status: int, headers: list[tuple[bytes, bytes]]) -> bool:
         return False
     for name, value in headers:
         if name.lower() == b"x-mesh-response-flags":
-            return bool(_UNREACHED_FLAGS.intersection(value.decode("latin-1").split(",")))
+            return unreached_flags(value.decode("latin-1"))
     return False
