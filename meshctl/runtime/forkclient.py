@@ -247,7 +247,7 @@ class ForkServer:
             log.error("%s: fork server did not answer (%s); exec'ing the sidecar", name,
                       exc or type(exc).__name__)
             await self._kill()  # a server that does not answer is restarted
-            kill_unreported(name)
+            kill_unreported(spare=self.proc.pid if self.proc is not None else None)
             return None
         finally:
             self.in_flight -= 1
@@ -284,17 +284,19 @@ class ForkServer:
             await asyncio.gather(self.task, return_exceptions=True)
 
 
-def kill_unreported(name: str) -> None:
+def kill_unreported(spare: int | None = None) -> None:
     """A sidecar forked for a request whose answer we never read is our child (subreaper)
-    that nobody watches: kill it (found by its mark) before its replacement needs the ports."""
+    that nobody watches: kill it before its replacement needs the ports. Requests go one at a
+    time, so it is the one child running the fork server's code that is neither watched nor
+    the server (`spare`): no need to tell it by name, which it may not have written yet."""
     import psutil
 
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process().children():
             with contextlib.suppress(psutil.Error, OSError):
-                if child.pid in ForkedProcess.live or MODULE not in child.cmdline():
-                    continue  # watched, or exec'd: not the lost one
-                if child.environ().get("MESHCTL_PROCESS", "").strip() == name:
+                if child.pid in ForkedProcess.live or child.pid == spare:
+                    continue  # watched, or the server
+                if MODULE in child.cmdline():
                     os.killpg(child.pid, signal.SIGKILL)
 
 

@@ -16,7 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from meshctl.runtime.forkclient import FORKSERVER, NAME_ROOM, PR_SET_CHILD_SUBREAPER, forkable
+from meshctl.runtime.forkclient import (
+    FORKSERVER,
+    NAME_ROOM,
+    PR_SET_CHILD_SUBREAPER,
+    ForkedProcess,
+    forkable,
+    kill_unreported,
+)
 from proxy_addon.forkwire import (
     CHANNEL_FD_ARG,
     MODULE,
@@ -147,3 +154,24 @@ def test_messages_and_forkable_command_lines() -> None:
     assert forkable((py, "-m", "proxy_addon", "--config", "c"), py) is None  # other flags
     assert forkable(("/other/python", "-OO", "-m", "proxy_addon"), py) is None
     assert forkable((py, "-m", "shop.catalog"), py) is None
+
+
+def test_the_unreported_fork_is_killed_the_server_and_watched_sidecars_spared() -> None:
+    """The lost child is told apart by being unwatched, not by its name (it may not have
+    written it yet): here none of them has one."""
+    def child() -> subprocess.Popen[bytes]:  # a command line like the fork server's
+        return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", MODULE],
+                                start_new_session=True)
+
+    lost, server, watched = child(), child(), child()
+    ForkedProcess.live.add(watched.pid)
+    try:
+        kill_unreported(spare=server.pid)
+        assert lost.wait(timeout=10) == -9
+        time.sleep(0.2)
+        assert server.poll() is None and watched.poll() is None
+    finally:
+        ForkedProcess.live.discard(watched.pid)
+        for proc in (lost, server, watched):
+            proc.kill()
+            proc.wait()
