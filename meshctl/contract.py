@@ -6,7 +6,8 @@ defaults applied, durations in integer milliseconds, callers filtered, identitie
 SPIFFE IDs. Addresses only the runtime knows (ports, DNS names) are not here: the runtime
 binds them in a separate `RuntimeBindings` file, so one compiled output serves every runtime.
 
-This module imports pydantic and the standard library only: a sidecar loads it.
+This module imports pydantic, the standard library and `meshctl.defaults` (plain constants)
+only: a sidecar loads it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from meshctl.defaults import MAX_GATEWAY_WORKERS
+
 SCHEMA_VERSION = "meshctl.dev/sidecar/v1"
 SUPPORTED_SCHEMA_VERSIONS = frozenset({SCHEMA_VERSION})
+
+# A gateway's processes on its ports, as the policy bounds them; "auto": one per core of the
+# machine that runs it (resolved by the runtime). The policy, the sidecar config and the manifest
+# share this type, so a hand-edited manifest is held to the policy's bounds.
+GatewayWorkers = Annotated[int, Field(ge=1, le=MAX_GATEWAY_WORKERS)] | Literal["auto"]
 
 
 class Frozen(BaseModel):
@@ -392,7 +400,7 @@ class CompiledGateway(Frozen):
     jwt: tuple[CompiledJwtProvider, ...] = ()
     cors: CompiledCors | None = None  # for rules without their own
     rate_limit: CompiledClientRateLimit | None = None
-    workers: int | Literal["auto"] = 1  # processes on its ports; "auto": the runtime's cores
+    workers: GatewayWorkers = 1
 
 
 # --- the whole sidecar config ---------------------------------------------------------------
@@ -571,7 +579,7 @@ class ManifestGateway(Frozen):
     ports: tuple[int, ...] = ()  # every listener's port
     # Every listener in declaration order (the single-port form: one named "http")
     listeners: tuple[ManifestListener, ...] = ()
-    workers: int | Literal["auto"] = 1  # "auto": as many as the machine running it has cores
+    workers: GatewayWorkers = 1
 
 
 class ManifestGate(Frozen):

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from meshctl.defaults import MAX_GATEWAY_WORKERS
+from meshctl.contract import GatewayWorkers
 from meshctl.model.documents import Envelope
 from meshctl.model.edge import Authentication, ClientRateLimit, Cors, Host, Listener
 from meshctl.model.route import DirectResponse, HeaderRules, Match, Redirect
@@ -40,7 +40,7 @@ class GatewaySpec(Spec):
     rules: Annotated[list[GatewayRule], Field(min_length=1)]
     # Processes serving the gateway's ports together (SO_REUSEPORT) on the local runtime;
     # "auto": one per core of the machine that runs it. Kubernetes: see docs/gateway.md.
-    workers: Annotated[int, Field(ge=1, le=MAX_GATEWAY_WORKERS)] | Literal["auto"] = 1
+    workers: GatewayWorkers = 1
 
     @property
     def primary_port(self) -> int:

@@ -58,8 +58,10 @@ def test_runtime_bindings_validate() -> None:
         (lambda m: m["services"][0].update(replicas_typo=1), "Additional properties"),
         (lambda m: m["rollout"]["gate"].update(window_ms="30s"), "is not of type 'integer'"),
         (lambda m: m.pop("revision"), "'revision' is a required property"),
+        (lambda m: m["gateways"][0].update(workers=0), "is not valid under any of the given schemas"),
     ],
-    ids=["manifest version", "config version", "no hash", "unknown field", "duration as text", "no revision"],
+    ids=["manifest version", "config version", "no hash", "unknown field", "duration as text", "no revision",
+         "no workers"],
 )
 def test_a_broken_manifest_does_not(compiled: Path, change: Any, message: str) -> None:
     manifest = json.loads((compiled / "manifest.json").read_text())
