@@ -4,14 +4,13 @@ active health checks. Each sidecar reports its view of every destination endpoin
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from meshctl.runtime.plan import SidecarRecord
 from meshctl.runtime.ports import HOST
-from meshctl.runtime.probe import fetch
+from meshctl.runtime.probe import ask_all, fetch
 
 
 @dataclass
@@ -37,13 +36,9 @@ def endpoint_views(records: Iterable[SidecarRecord], timeout: float = 2.0) -> di
     """Instance name -> its callers' view, for every instance some caller does not find healthy
     (or has ejected). Sidecars that do not answer are left out."""
     items = list(records)
-
-    async def every() -> list[str | None]:
-        return list(await asyncio.gather(*(fetch(HOST, r.admin_port, "/endpoints", timeout) for r in items)))
-
     by_address = {f"{HOST}:{r.inbound_port}": r.instance for r in items if r.inbound_port}
     views: dict[str, EndpointView] = {}
-    for caller, body in zip(items, asyncio.run(every()), strict=True):
+    for caller, body in ask_all(items, lambda r: fetch(HOST, r.admin_port, "/endpoints", timeout)):
         for endpoint in _endpoints(body):
             instance = by_address.get(str(endpoint.get("address")))
             if instance is None:

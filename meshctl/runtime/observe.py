@@ -6,7 +6,6 @@ concurrently: 50 sidecars take one round trip, not fifty.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -17,19 +16,13 @@ from meshctl.runtime.metrics import Snapshot, Window, parse_snapshot, window
 from meshctl.runtime.observed import read_observed
 from meshctl.runtime.plan import Plan, SidecarRecord
 from meshctl.runtime.ports import HOST
-from meshctl.runtime.probe import fetch, fetch_revision
+from meshctl.runtime.probe import ask_all, fetch, fetch_revision
 from meshctl.runtime.state import StateDir
 
 
 def running_revisions(records: Iterable[SidecarRecord]) -> dict[str, str | None]:
-    items = list(records)
-
-    async def every() -> list[str | None]:
-        return list(
-            await asyncio.gather(*(fetch_revision(HOST, r.admin_port, 2.0) for r in items))
-        )
-
-    return {r.instance: rev for r, rev in zip(items, asyncio.run(every()), strict=True)}
+    answers = ask_all(records, lambda r: fetch_revision(HOST, r.admin_port, 2.0))
+    return {r.instance: rev for r, rev in answers}
 
 
 def reporters_for(record: SidecarRecord) -> tuple[str, ...]:
@@ -41,7 +34,6 @@ def scrape(
     records: Iterable[SidecarRecord], *, all_reporters: bool = False
 ) -> dict[str, Snapshot | None]:
     """One /metrics snapshot of each sidecar, all asked at once."""
-    items = list(records)
 
     async def one(record: SidecarRecord) -> Snapshot | None:
         text = await fetch(HOST, record.admin_port, "/metrics", timeout=2.0)
@@ -50,11 +42,7 @@ def scrape(
         reporters = None if all_reporters else reporters_for(record)
         return parse_snapshot(text, time.monotonic(), reporters)
 
-    async def every() -> list[Snapshot | None]:
-        return list(await asyncio.gather(*(one(r) for r in items)))
-
-    snaps = asyncio.run(every())
-    return {r.instance: s for r, s in zip(items, snaps, strict=True)}
+    return {r.instance: snap for r, snap in ask_all(records, one)}
 
 
 @dataclass(frozen=True)
