@@ -2,13 +2,13 @@
 sidecars is confirmed on the new revision.
 
 Usage:
-  python bench/runtime/run.py up --services 20
-  python bench/runtime/run.py apply --sidecars 50 [--waves]
-  python bench/runtime/run.py all            (both, results in bench/results/runtime.json)
-  python bench/runtime/run.py spawn --services 20 --rounds 3
+  python -m bench.runtime.run up --services 20
+  python -m bench.runtime.run apply --sidecars 50 [--waves]
+  python -m bench.runtime.run all            (both, results in bench/results/runtime.json)
+  python -m bench.runtime.run spawn --services 20 --rounds 3
       `up --detach` until ready, sidecars forked (the fork server) and exec'd (the previous
       design, MESHCTL_SIDECAR_SPAWN=exec), in alternating rounds
-  python bench/runtime/run.py memory --services 20 --requests 10000
+  python -m bench.runtime.run memory --services 20 --requests 10000
       PSS and RSS of every sidecar, idle and after N requests through each, both ways
 
 Each run builds a throwaway git repository with N services (one instance each, running the
@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,13 +29,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.git import commit_all, git_env
+from tests.support.meshdir import policy_root, write_policy
+
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "runtime.json"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
-
 MESH = """apiVersion: meshctl/v1alpha1
 kind: Mesh
 metadata: {name: bench}
@@ -67,29 +64,16 @@ SPAWN: dict[str, str] = {}  # MESHCTL_SIDECAR_SPAWN for the run in progress
 
 
 def env() -> dict[str, str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "MESHCTL_"))}
-    return clean | GIT_ENV | SPAWN
+    """For meshctl: none of this shell's GIT_* or MESHCTL_* settings, the tests' git author."""
+    return git_env({k: v for k, v in os.environ.items() if not k.startswith("MESHCTL_")}) | SPAWN
 
 
-def git(repo: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=repo, env=env(), check=True, capture_output=True)
-
-
-def write_policy(repo: Path, services: int, timeout: str) -> None:
-    text = MESH % timeout + "".join(SERVICE % i for i in range(services))
-    (repo / "mesh.d").mkdir(exist_ok=True)
-    (repo / "mesh.d" / "mesh.yaml").write_text(text)
+def policy_text(services: int, timeout: str) -> dict[str, str]:
+    return {"mesh.yaml": MESH % timeout + "".join(SERVICE % i for i in range(services))}
 
 
 def make_repo(base: Path, services: int) -> Path:
-    repo = base / "repo"
-    repo.mkdir()
-    shutil.copytree(ROOT / "shop", repo / "shop", ignore=shutil.ignore_patterns("__pycache__"))
-    write_policy(repo, services, "5s")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "bench mesh")
-    return repo
+    return policy_root(base / "repo", policy_text(services, "5s"), apps=True, commit="bench mesh")
 
 
 def meshctl(repo: Path, *args: str, timeout: float = 900) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -155,8 +139,8 @@ def bench_apply(sidecars: int, waves: bool) -> dict[str, Any]:
             up_took = up(repo)
             results = []
             for i, timeout in enumerate(("6s", "7s", "8s")):
-                write_policy(repo, services, timeout)  # changes every sidecar's config
-                git(repo, "commit", "-q", "-am", f"timeout {timeout}")
+                write_policy(repo, policy_text(services, timeout))  # every sidecar's config changes
+                commit_all(repo, f"timeout {timeout}")
                 canary = ["--canary", "1"] if waves else ["--canary", "100%"]
                 took, proc = meshctl(repo, "apply", "--window", "0s", *canary)
                 if proc.returncode != 0:

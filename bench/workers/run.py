@@ -35,14 +35,12 @@ from pathlib import Path
 from typing import Any
 
 from bench.mtls.run import cpu_seconds, parse_wrk
+from tests.support.git import commit_all, git_env
+from tests.support.meshdir import policy_root, write_policy
 
 WRK_TIMEOUT = "10s"
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "bench" / "results" / "workers.json"
-GIT_ENV = {
-    "GIT_AUTHOR_NAME": "bench", "GIT_AUTHOR_EMAIL": "bench@example.com",
-    "GIT_COMMITTER_NAME": "bench", "GIT_COMMITTER_EMAIL": "bench@example.com",
-}
 
 POLICY = """\
 apiVersion: meshctl/v1alpha1
@@ -105,13 +103,8 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def git(repo: Path, *args: str) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
-    subprocess.run(["git", *args], cwd=repo, env=env, check=True, capture_output=True)
-
-
 def meshctl(repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")} | GIT_ENV
+    env = git_env()
     env.pop("MESHCTL_STATE", None)
     return subprocess.run([sys.executable, "-m", "meshctl", *args], cwd=repo, env=env,
                           capture_output=True, text=True, timeout=300)
@@ -190,18 +183,13 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="meshctl-bench-workers-"))
     repo = tmp / "repo"
-    (repo / "mesh.d").mkdir(parents=True)
     backend, one, two = free_port(), free_port(), free_port()
     (tmp / "haproxy.cfg").write_text(HAPROXY % {"port": backend})
     haproxy = subprocess.Popen(["haproxy", "-f", str(tmp / "haproxy.cfg")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    policy = repo / "mesh.d" / "mesh.yaml"
     ports = {"backend": backend, "one": one, "two": two}
-    policy.write_text(POLICY % {**ports, "mark": "a"})
-    (repo / ".gitignore").write_text(".meshctl/\n")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "-m", "bench mesh")
+    policy_root(repo, {"mesh.yaml": POLICY % {**ports, "mark": "a"}}, ignore_state=True,
+                commit="bench mesh")
     state = repo / ".meshctl"
     report: dict[str, Any] = {"cores": os.cpu_count(), "duration_s": args.duration,
                               "connections": args.connections, "wrk_threads": 1,
@@ -233,10 +221,8 @@ def main() -> None:
         # Hot reload under load: 2 workers, wrk running, apply a change to the gateway's rule.
         admin = [s["admin_port"] for s in json.loads((state / "plan.json").read_text())["sidecars"]
                  if s["sidecar"] == "gateway/two"]
-        policy.write_text(POLICY % {**ports, "mark": "b"})
-        git(repo, "commit", "-qam", "new response header on gateway two")
-        target = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                                text=True, check=True).stdout.strip()
+        write_policy(repo, {"mesh.yaml": POLICY % {**ports, "mark": "b"}})
+        target = commit_all(repo, "new response header on gateway two")
         outcome: dict[str, Any] = {}
 
         def applier() -> None:
