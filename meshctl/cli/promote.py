@@ -132,7 +132,7 @@ def promote_command(
         return
     journal_service = service or ""
     if resume:
-        from meshctl.promote import journal as journals
+        from meshctl.rollout import promotion as journals
 
         existing = journals.read(sdir.root)
         journal_service = existing.service if existing else journal_service

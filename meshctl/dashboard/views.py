@@ -14,8 +14,10 @@ from meshctl.dashboard.graph import gateway_id, numbers, served, service_id, ver
 from meshctl.dashboard.mesh import MeshState, pss_kib
 from meshctl.dashboard.series import Counts, Series, is_probe
 from meshctl.diff import words
+from meshctl.errors import UsageError
 from meshctl.explain import ExplainError, Question, explain, parse_header, text_report
 from meshctl.revisions import commit_subjects
+from meshctl.rollout import promotion
 from meshctl.rollout.progress import FILE as PROGRESS_FILE
 from meshctl.rollout.progress import VERSION as PROGRESS_VERSION
 from meshctl.runtime.applied import read_history
@@ -175,22 +177,16 @@ def read_progress(mesh: MeshState) -> dict[str, Any] | None:
     return data
 
 
-PROMOTE_JOURNAL = "promote.json"  # meshctl promote's journal, read as plain JSON (a layer above)
-
-
 def read_promotion(mesh: MeshState) -> dict[str, Any] | None:
     """`meshctl promote`'s journal: present while a promotion is under way (or interrupted)."""
     try:
-        data = json.loads((mesh.state.root / PROMOTE_JOURNAL).read_bytes())
-    except FileNotFoundError:
+        journal = promotion.read(mesh.state.root)
+    except UsageError as exc:  # damaged: shown on the card, the rest of the view stands
+        return {"error": str(exc)}
+    if journal is None:
         return None
-    except (OSError, ValueError) as exc:
-        return {"error": f"{mesh.state.root / PROMOTE_JOURNAL}: {exc}"}
-    steps = data.get("steps") if isinstance(data, dict) else None
-    if not isinstance(steps, list) or not steps or not isinstance(data.get("passed"), int):
-        return {"error": f"{mesh.state.root / PROMOTE_JOURNAL} is not a promotion journal"}
-    data.setdefault("commits", [])
-    data["current"] = steps[min(data["passed"], len(steps) - 1)]
+    data: dict[str, Any] = journal.model_dump(mode="json")
+    data["current"] = journal.steps[min(journal.passed, len(journal.steps) - 1)] if journal.steps else None
     return data
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from meshctl.errors import CheckFailed, UsageError
-from meshctl.promote import journal as journals
 from meshctl.promote.analysis import Criteria, Verdict, VersionSample, analyze
-from meshctl.promote.journal import Journal
 from meshctl.promote.weights import read_weights, step_weights, write_weights
+from meshctl.rollout import promotion as journals
+from meshctl.rollout.promotion import Journal
 from meshctl.sources.git import PolicyRepo, run_git
 
 OnInconclusive = Literal["wait", "fail"]

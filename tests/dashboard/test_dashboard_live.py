@@ -313,7 +313,7 @@ def test_explain_box_answers_and_highlights_the_path(page: Any) -> None:
 
 def test_a_promotion_under_way_appears_in_the_rollout_view(shop: Running, page: Any) -> None:
     """The journal `meshctl promote` keeps while it runs, written by promote's own code."""
-    from meshctl.promote import journal
+    from meshctl.rollout import promotion as journal
 
     journal.write(shop.state, journal.Journal(
         service="reviews", target="v2", source="v1", rule="default", steps=[5, 25, 50, 100],

@@ -1,4 +1,5 @@
-"""Where a promotion stands, kept in the state directory so that an interrupted one can go on.
+"""Where a `meshctl promote` stands, kept in the state directory so that an interrupted one can
+go on (and the dashboard, a layer above rollout as promote is, can show it).
 
 Written (atomically) before each step changes anything, so after Ctrl-C or a crash
 `meshctl promote --resume` knows which step was under way and which weights were the last to
