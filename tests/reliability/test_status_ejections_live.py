@@ -5,7 +5,6 @@ its ejection is over, in text and in `--format json`."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -13,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.helpers import REPO_ROOT, Load, gateway_port, meshctl, wait_until
+from tests.runtime.helpers import Load, gateway_port, meshctl, wait_until
 from tests.runtime.test_up_failures_and_restarts import processes
+from tests.support.meshdir import policy_root
 
 pytestmark = pytest.mark.slow
 
@@ -61,10 +61,7 @@ def _line(root: Path, name: str) -> str:
 
 
 def test_status_shows_an_ejected_instance_and_its_return(tmp_path: Path) -> None:
-    root = tmp_path / "tiny"
-    (root / "mesh.d").mkdir(parents=True)
-    (root / "mesh.d" / "mesh.yaml").write_text(MESH)
-    shutil.copytree(REPO_ROOT / "shop", root / "shop", ignore=shutil.ignore_patterns("__pycache__"))
+    root = policy_root(tmp_path / "tiny", {"mesh.yaml": MESH}, apps=True)
     up = meshctl(root, "up", "--detach", "--gateway-port", "edge=0", "--timeout", "120")
     assert up.code == 0, up.stderr
     try:

@@ -21,7 +21,6 @@ import pytest
 
 from meshctl.runtime.ownership import supervised
 from meshctl.runtime.state import StateDir
-from tests.runtime.helpers import REPO_ROOT as ROOT
 from tests.runtime.helpers import (
     Load,
     gateway_port,
@@ -30,7 +29,7 @@ from tests.runtime.helpers import (
     pid_alive,
     wait_until,
 )
-from tests.support.git import commit_all, git
+from tests.support.meshdir import policy_root
 
 pytestmark = pytest.mark.slow
 
@@ -72,15 +71,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 def mesh_repo(tmp: Path, services: int = 3) -> Path:
-    import shutil
-
-    repo = tmp / "repo"
-    (repo / "mesh.d").mkdir(parents=True)
-    shutil.copytree(ROOT / "shop", repo / "shop", ignore=shutil.ignore_patterns("__pycache__"))
-    (repo / "mesh.d" / "mesh.yaml").write_text(MESH + "".join(SERVICE % i for i in range(services)))
-    git(repo, "init", "-q", "-b", "main")
-    commit_all(repo, "three services")
-    return repo
+    policy = MESH + "".join(SERVICE % i for i in range(services))
+    return policy_root(tmp / "repo", {"mesh.yaml": policy}, apps=True, commit=f"{services} services")
 
 
 def observed(state: Path) -> dict[str, Any]:
