@@ -3,7 +3,6 @@ https one moved with `--gateway-port NAME:LISTENER=0`; `status` lists both with 
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
@@ -12,6 +11,7 @@ from tests.edge.gateway_mesh import call
 from tests.edge.pki import make_ca
 from tests.runtime.helpers import meshctl, pid_alive, recorded_pids
 from tests.support.meshdir import policy_root
+from tests.support.procs import free_port
 
 MESH = """\
 apiVersion: meshctl/v1alpha1
@@ -42,12 +42,6 @@ spec:
   rules:
     - {name: all, service: catalog}
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.mark.slow

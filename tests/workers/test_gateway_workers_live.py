@@ -8,11 +8,9 @@ restarted by the supervisor while the other one serves on.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import signal
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +20,7 @@ import pytest
 from tests.runtime.helpers import Load, meshctl, pid_alive, recorded_pids, wait_until
 from tests.support.git import commit_all
 from tests.support.meshdir import policy_root
+from tests.support.procs import free_port, http_get
 
 MESH = """\
 apiVersion: meshctl/v1alpha1
@@ -41,30 +40,13 @@ spec:
 """
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def fresh_get(port: int, path: str = "/") -> tuple[int, bytes]:
     """One request on a new connection: the kernel picks a worker per connection."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    return http_get(f"http://127.0.0.1:{port}{path}", timeout=10)
 
 
 def admin_get(port: int, path: str) -> bytes:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        conn.request("GET", path)
-        return conn.getresponse().read()
-    finally:
-        conn.close()
+    return http_get(f"http://127.0.0.1:{port}{path}", timeout=10)[1]
 
 
 def served(admin_port: int) -> float:
