@@ -17,22 +17,14 @@ from meshctl.render.kubernetes import RenderOptions, render_manifests
 from meshctl.rollout.planning import worker_waves
 from meshctl.runtime.file_sd import targets
 from meshctl.runtime.launch import check_ports_free
-from meshctl.runtime.plan import bindings_for, build_plan
+from meshctl.runtime.plan import Plan, bindings_for, build_plan
 from meshctl.runtime.ports import PortBook
 from meshctl.runtime.state import StateDir
 from meshctl.runtime.topology import topology_of
 from meshctl.sources.worktree import read_worktree
+from tests.support.procs import free_port
 
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-PORT = _free_port()  # the gateway's declared port; nothing listens on it but these tests
+PORT = free_port()  # the gateway's declared port; nothing listens on it but these tests
 POLICY = """\
 apiVersion: meshctl/v1alpha1
 kind: Service
@@ -56,6 +48,17 @@ def compiled(tmp_path: Path, workers: str | None) -> CompiledMesh:
     result = build(read_worktree(d), revision=f"r-{workers}")
     assert result.compiled is not None, [d.message for d in result.diagnostics]
     return compiled_mesh(result.compiled)
+
+
+def planned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: str) -> tuple[CompiledMesh, StateDir, Plan]:
+    """The local runtime's plan of the policy with `workers`, on ports claimed below `tmp_path`."""
+    monkeypatch.setenv("MESHCTL_PORT_CLAIMS", str(tmp_path / "claims"))
+    out = compiled(tmp_path, workers)
+    state = StateDir(tmp_path / "state")
+    state.ensure()
+    plan = build_plan(topology_of(out.manifest), policy_dir=tmp_path, revision=out.revision,
+                      state=state, ports=PortBook(state.ports), workdir=tmp_path)
+    return out, state, plan
 
 
 def test_default_is_one_worker_and_auto_stays_auto_until_the_runtime(tmp_path: Path) -> None:
@@ -82,12 +85,7 @@ def test_kubernetes_runs_workers_as_pods(tmp_path: Path) -> None:
 
 def test_plan_has_one_process_per_worker_on_shared_ports(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MESHCTL_PORT_CLAIMS", str(tmp_path / "claims"))
-    out = compiled(tmp_path, "3")
-    state = StateDir(tmp_path / "state")
-    state.ensure()
-    plan = build_plan(topology_of(out.manifest), policy_dir=tmp_path, revision=out.revision,
-                      state=state, ports=PortBook(state.ports), workdir=tmp_path)
+    out, state, plan = planned(tmp_path, monkeypatch, "3")
     gws = [s for s in plan.sidecars if s.is_gateway]
     assert [g.instance for g in gws] == ["gateway-edge", "gateway-edge_w1", "gateway-edge_w2"]
     assert [g.worker for g in gws] == [0, 1, 2]
@@ -113,12 +111,7 @@ def test_a_new_worker_joins_ports_its_siblings_hold_but_nothing_else(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import socket
 
-    monkeypatch.setenv("MESHCTL_PORT_CLAIMS", str(tmp_path / "claims"))
-    out = compiled(tmp_path, "2")
-    state = StateDir(tmp_path / "state")
-    state.ensure()
-    plan = build_plan(topology_of(out.manifest), policy_dir=tmp_path, revision=out.revision,
-                      state=state, ports=PortBook(state.ports), workdir=tmp_path)
+    _, _, plan = planned(tmp_path, monkeypatch, "2")
     with socket.socket() as held:  # what the running first worker holds
         held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         held.bind(("127.0.0.1", PORT))
@@ -134,12 +127,7 @@ def test_status_sums_the_workers_into_one_gateway_line(tmp_path: Path,
     from meshctl.runtime.metrics import Window
     from meshctl.runtime.observe import SidecarStatus
 
-    monkeypatch.setenv("MESHCTL_PORT_CLAIMS", str(tmp_path / "claims"))
-    out = compiled(tmp_path, "2")
-    state = StateDir(tmp_path / "state")
-    state.ensure()
-    plan = build_plan(topology_of(out.manifest), policy_dir=tmp_path, revision=out.revision,
-                      state=state, ports=PortBook(state.ports), workdir=tmp_path)
+    out, _, plan = planned(tmp_path, monkeypatch, "2")
     w0, w1 = [s for s in plan.sidecars if s.is_gateway]
     statuses = [
         SidecarStatus(w0, out.revision, True, 0, "ready", Window(1.0, 30, 0, 1.0, 2.0)),
