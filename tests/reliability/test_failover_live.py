@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,14 +52,6 @@ def _rule(*backends: CompiledBackend, sticky: CompiledSticky | None = None) -> C
 
 
 V1 = CompiledBackend(service="orders", version="v1", weight=100)
-
-
-@pytest.fixture
-def procs() -> Iterator[list[App | Sidecar]]:
-    started: list[App | Sidecar] = []
-    yield started
-    for proc in started:
-        proc.proc.kill() if isinstance(proc, Sidecar) else proc.stop()
 
 
 def _kill9(proc: App | Sidecar) -> float:

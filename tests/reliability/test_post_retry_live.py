@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,14 +58,6 @@ class ResettingApp:
 
     def close(self) -> None:
         self.sock.close()
-
-
-@pytest.fixture
-def procs() -> Iterator[list[App | Sidecar]]:
-    started: list[App | Sidecar] = []
-    yield started
-    for proc in started:
-        proc.proc.kill() if isinstance(proc, Sidecar) else proc.stop()
 
 
 def _replica(tmp: Path, name: str, app: str) -> Sidecar:
