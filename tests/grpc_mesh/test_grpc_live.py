@@ -26,6 +26,7 @@ from meshctl.contract import (
     RequestMatch,
     RetryPolicy,
 )
+from meshctl.runtime.polling import poll
 from tests.grpc_mesh.conftest import (
     GrpcMesh,
     grpc_destination,
@@ -280,27 +281,34 @@ def test_per_try_timeout_bounds_each_attempt(mesh: GrpcMesh) -> None:
         assert entries(mesh.frontend, CHECK)[-1]["attempts"] == (2 if retried else 1)
 
 
+def start_mirrored(mesh: GrpcMesh, started: list[Sidecar], suffix: str, app: str) -> tuple[Sidecar, str]:
+    """A v3 inventory sidecar before `app`, and a frontend sidecar that mirrors every call to
+    v1 onto it (both appended to `started`, for the caller to stop); returns v3 and the
+    frontend's proxy URL."""
+    tls = mesh.frontend.bindings.tls
+    assert tls is not None
+    v3 = start_sidecar(mesh.root / f"inventory-v3{suffix}", inbound_config("inventory"), with_tls(
+        bindings_for(outbound=False, app=app, version="v3", instance=f"inventory-v3{suffix}"),
+        mesh.inbound["inventory-v1"].bindings.tls))  # type: ignore[arg-type]
+    started.append(v3)
+    rule = split({"v1": 100}, mirror=CompiledMirror(service="inventory", version="v3", percent=100))
+    config = service_config("frontend", (grpc_destination("inventory", ("v1", "v3"), (rule,)),),
+                            revision=f"g-mirror{suffix}", mtls="strict", inbound=None)
+    endpoints = {"inventory": {"v1": (mesh.inbound["inventory-v1"].inbound_address,),
+                               "v3": (v3.inbound_address,)}}
+    frontend = start_sidecar(mesh.root / f"frontend-mirror{suffix}", config,
+                             with_tls(bindings_for(inbound=False, endpoints=endpoints), tls))
+    started.append(frontend)
+    return v3, frontend.outbound_proxy
+
+
 def test_calls_are_mirrored_without_waiting_for_a_slow_mirror(mesh: GrpcMesh) -> None:
     """Calls to v1 mirrored to v3, an app that answers after 1 s: every copy reaches v3 and
     the caller's calls take what v1 takes."""
-    tls = mesh.frontend.bindings.tls
-    assert tls is not None
     slow_app = start_grpc_app("inventory", "v3", DELAY_MS="1000")
     started: list[Sidecar] = []
     try:
-        v3 = start_sidecar(mesh.root / "inventory-v3", inbound_config("inventory"), with_tls(
-            bindings_for(outbound=False, app=slow_app.address, version="v3", instance="inventory-v3"),
-            mesh.inbound["inventory-v1"].bindings.tls))  # type: ignore[arg-type]
-        started.append(v3)
-        rule = split({"v1": 100}, mirror=CompiledMirror(service="inventory", version="v3", percent=100))
-        config = service_config("frontend", (grpc_destination("inventory", ("v1", "v3"), (rule,)),),
-                                revision="g-mirror", mtls="strict", inbound=None)
-        endpoints = {"inventory": {"v1": (mesh.inbound["inventory-v1"].inbound_address,),
-                                   "v3": (v3.inbound_address,)}}
-        frontend = start_sidecar(mesh.root / "frontend-mirror", config,
-                                 with_tls(bindings_for(inbound=False, endpoints=endpoints), tls))
-        started.append(frontend)
-        proxy = f"http://127.0.0.1:{frontend.bindings.listeners.outbound}"
+        v3, proxy = start_mirrored(mesh, started, "", slow_app.address)
         channel = grpc.insecure_channel("inventory:80", options=[("grpc.http_proxy", proxy)])
         stub = pb_grpc.InventoryStub(channel)
         assert stub.Check(pb.StockRequest(item="warm"), timeout=10).version == "v1"
@@ -311,9 +319,7 @@ def test_calls_are_mirrored_without_waiting_for_a_slow_mirror(mesh: GrpcMesh) ->
             took.append(time.monotonic() - begun)
         channel.close()
         assert max(took) < 0.5, took  # the mirror answers after 1 s
-        deadline = time.monotonic() + 10
-        while len(entries(v3, CHECK)) < 21 and time.monotonic() < deadline:
-            time.sleep(0.2)
+        poll(lambda: len(entries(v3, CHECK)) >= 21, timeout=10, every=0.2)
         assert len(entries(v3, CHECK)) == 21
     finally:
         codes = [sc.stop() for sc in started]
@@ -354,23 +360,9 @@ def test_streaming_calls_are_mirrored_as_they_stream(mesh: GrpcMesh) -> None:
     pb_grpc.add_InventoryServicer_to_server(recorder, server)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    tls = mesh.frontend.bindings.tls
-    assert tls is not None
     started: list[Sidecar] = []
     try:
-        v3 = start_sidecar(mesh.root / "inventory-v3-rec", inbound_config("inventory"), with_tls(
-            bindings_for(outbound=False, app=f"127.0.0.1:{port}", version="v3", instance="inventory-v3r"),
-            mesh.inbound["inventory-v1"].bindings.tls))  # type: ignore[arg-type]
-        started.append(v3)
-        rule = split({"v1": 100}, mirror=CompiledMirror(service="inventory", version="v3", percent=100))
-        config = service_config("frontend", (grpc_destination("inventory", ("v1", "v3"), (rule,)),),
-                                revision="g-mirror-stream", mtls="strict", inbound=None)
-        endpoints = {"inventory": {"v1": (mesh.inbound["inventory-v1"].inbound_address,),
-                                   "v3": (v3.inbound_address,)}}
-        frontend = start_sidecar(mesh.root / "frontend-mirror-stream", config,
-                                 with_tls(bindings_for(inbound=False, endpoints=endpoints), tls))
-        started.append(frontend)
-        proxy = f"http://127.0.0.1:{frontend.bindings.listeners.outbound}"
+        _, proxy = start_mirrored(mesh, started, "-stream", f"127.0.0.1:{port}")
         stub = pb_grpc.InventoryStub(grpc.insecure_channel("inventory:80", options=[("grpc.http_proxy", proxy)]))
 
         def lockstep(prefix: str, count: int) -> Iterator[object]:
