@@ -65,6 +65,12 @@ def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
+def requests_served(metrics: str) -> float:
+    """All of istio_requests_total in a sidecar's /metrics text: the requests it answered."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("istio_requests_total{"))
+
+
 @dataclass
 class App:
     name: str

@@ -20,7 +20,7 @@ import pytest
 from tests.runtime.helpers import Load, meshctl, pid_alive, recorded_pids, wait_until
 from tests.support.git import commit_all
 from tests.support.meshdir import policy_root
-from tests.support.procs import free_port, http_get
+from tests.support.procs import free_port, http_get, requests_served
 
 MESH = """\
 apiVersion: meshctl/v1alpha1
@@ -50,9 +50,7 @@ def admin_get(port: int, path: str) -> bytes:
 
 
 def served(admin_port: int) -> float:
-    text = admin_get(admin_port, "/metrics").decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("istio_requests_total{"))
+    return requests_served(admin_get(admin_port, "/metrics").decode())
 
 
 def gateway_records(state: Path) -> list[dict[str, Any]]:

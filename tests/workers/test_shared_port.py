@@ -19,7 +19,7 @@ from meshctl.contract import (
     SidecarConfig,
 )
 from tests.support.configs import gateway_config
-from tests.support.procs import free_port, start_sidecar
+from tests.support.procs import free_port, requests_served, start_sidecar
 
 
 def _config(port: int) -> SidecarConfig:
@@ -32,15 +32,6 @@ def _bindings(port: int, worker: int | None, shared: bool) -> RuntimeBindings:
         instance=f"gateway-edge.w{worker}",
         listeners=Listeners(outbound=port, admin=free_port(), shared=shared, worker=worker),
     )
-
-
-def _served(metrics: str) -> float:
-    """Requests this worker answered (its own istio_requests_total)."""
-    total = 0.0
-    for line in metrics.splitlines():
-        if line.startswith("istio_requests_total{"):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_two_workers_accept_on_one_port(tmp_path: Path) -> None:
@@ -60,7 +51,7 @@ def test_two_workers_accept_on_one_port(tmp_path: Path) -> None:
             response = conn.getresponse()
             assert response.status == 200 and response.read() == b"hi"
             conn.close()
-        served = [_served(w.metrics()) for w in workers]
+        served = [requests_served(w.metrics()) for w in workers]
         assert sum(served) == 60, served
         assert all(n > 0 for n in served), f"a worker got no connection: {served}"
         assert workers[0].proc.pid != workers[1].proc.pid
