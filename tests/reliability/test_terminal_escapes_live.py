@@ -5,14 +5,14 @@ escaped (`\\uXXXX`) and the markup as the literal text it is, never interpreted.
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
 from tests.reliability.test_terminal_escapes import _clean
-from tests.runtime.helpers import REPO_ROOT, commit_all, git, meshctl
+from tests.runtime.helpers import git, meshctl
+from tests.support.meshdir import policy_root
 
 pytestmark = pytest.mark.slow
 EVIL_VALUE = "[bold]x\u202ey\x9bz[/bold]"  # a header value may hold these (not controls C0)
@@ -57,14 +57,9 @@ def _check(proc_out: str, what: str) -> None:
 
 
 def test_every_command_prints_untrusted_text_escaped(tmp_path: Path) -> None:
-    root = tmp_path / "repo"
-    (root / "mesh.d" / "tests").mkdir(parents=True)
     value = EVIL_VALUE.replace("\u202e", "\\u202e").replace("\x9b", "\\x9b")
-    (root / "mesh.d" / "mesh.yaml").write_text(MESH.replace("VALUE", value))
-    (root / "mesh.d" / "tests" / "t.yaml").write_text(TESTS)
-    shutil.copytree(REPO_ROOT / "shop", root / "shop", ignore=shutil.ignore_patterns("__pycache__"))
-    git(root, "init", "-q", "-b", "main")
-    commit_all(root, "first \x1b[2J[bold]loud[/bold]\u202e")
+    root = policy_root(tmp_path / "repo", {"mesh.yaml": MESH.replace("VALUE", value), "tests/t.yaml": TESTS},
+                       apps=True, commit="first \x1b[2J[bold]loud[/bold]\u202e")
     escaped_value = "[bold]x\\u202ey\\u009bz[/bold]"
 
     validate = meshctl(root, "validate")
