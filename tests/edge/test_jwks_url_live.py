@@ -19,6 +19,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from meshctl.runtime.polling import poll
 from proxy_addon.edge_auth import FETCH_TIMEOUT_S, REFETCH_UNKNOWN_KID_S
 from tests.edge.gateway_mesh import AUDIENCE, ISSUER, Reply, call, compile_gateway
 from tests.support.procs import App, Sidecar, free_port, start_app, start_sidecar
@@ -177,9 +178,7 @@ def test_jwks_url_rotation_hang_and_outage(setup: Setup) -> None:
 
     waiting = threading.Thread(target=unknown)
     waiting.start()
-    deadline = time.monotonic() + 2
-    while setup.keys.fetches < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    poll(lambda: setup.keys.fetches >= 3, timeout=2, every=0.02)
     assert setup.keys.fetches == 3  # the fetch is under way
     start = time.monotonic()
     assert setup.get(token("k1", first)).status == 200
