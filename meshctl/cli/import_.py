@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 
 from meshctl.cli.common import TextOrJson, out
 from meshctl.errors import CheckFailed, PolicyInvalid
 from meshctl.importers.report import REPORTERS
-from meshctl.importers.run import import_policy
-
-ImportSource = Literal["istio", "gateway-api"]  # importers.run.SOURCES (a test holds them equal)
+from meshctl.importers.run import ImportSource, import_policy
 
 
 def import_command(

@@ -16,6 +16,7 @@ from meshctl.sources.worktree import display_path
 
 TestFormat = Literal["text", "json", "github"]
 
+
 def test_command(
     directory: PolicyDirArgument = None,
     dir_option: PolicyDirOption = None,

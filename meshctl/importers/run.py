@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path as FsPath
+from typing import Literal, get_args
 
 from meshctl.importers import emit
 from meshctl.importers.kube import index
 from meshctl.importers.read import GATEWAY_API_KINDS, ISTIO_KINDS, read_objects
 from meshctl.importers.report import ImportReport
 
-SOURCES = ("istio", "gateway-api")
+ImportSource = Literal["istio", "gateway-api"]  # what `meshctl import` takes (a typed choice)
+SOURCES: tuple[str, ...] = get_args(ImportSource)
 
 
-def import_policy(source: str, inputs: list[FsPath], out_dir: FsPath) -> ImportReport:
+def import_policy(source: ImportSource, inputs: list[FsPath], out_dir: FsPath) -> ImportReport:
     """Convert `inputs`; when nothing is wrong with them, write the mesh.d files to `out_dir`."""
     report = ImportReport()
     wanted = ISTIO_KINDS if source == "istio" else GATEWAY_API_KINDS
