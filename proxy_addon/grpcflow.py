@@ -415,10 +415,9 @@ def _mirror(
     """The call's mirror (`StreamMirror`) to an endpoint of the mirror version, authority
     `service-shadow` as for HTTP; None when it has no healthy endpoint or too many mirrors
     are in flight."""
-    endpoints = [e for e in info.snapshot.endpoints_for(mirror.service, mirror.version) if e.healthy]
-    if not endpoints:
+    address = rt.mirror_endpoint(info, mirror.service, mirror.version)
+    if address is None:
         return None
-    address = endpoints[hash(info.traceparent) % len(endpoints)].address
     context = server_hostname = None
     scheme = b"http"
     peer = rt.peer_tls(info.snapshot, mirror.service, address)

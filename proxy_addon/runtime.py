@@ -102,22 +102,26 @@ class SidecarRuntime:
         body: bytes,
     ) -> None:
         """Send a copy and forget it: bounded in number, never awaited by the request."""
-        if len(self._mirrors) >= MAX_MIRRORS_IN_FLIGHT:
-            self.metrics.mirrors_dropped.inc()
+        address = self.mirror_endpoint(info, service, version)
+        if address is None:
             return
-        endpoints = [e for e in info.snapshot.endpoints_for(service, version) if e.healthy]
-        if not endpoints:
-            return
-        address = endpoints[hash(info.traceparent) % len(endpoints)].address
         copy = CIMultiDict(headers)
         copy["host"] = f"{service}-shadow"
         tls = self.peer_tls(info.snapshot, service, address)
-        task = asyncio.create_task(self._send_mirror(address, method, target, copy, body, tls))
-        self._mirrors.add(task)
-        task.add_done_callback(self._mirrors.discard)
+        self.run_mirror(self._send_mirror(address, method, target, copy, body, tls))
+
+    @staticmethod
+    def mirror_endpoint(info: FlowInfo, service: str, version: str | None) -> str | None:
+        """The endpoint a request's copy goes to: one of the mirror version's healthy ones,
+        the same for every request of a trace."""
+        endpoints = [e for e in info.snapshot.endpoints_for(service, version) if e.healthy]
+        if not endpoints:
+            return None
+        return endpoints[hash(info.traceparent) % len(endpoints)].address
 
     def run_mirror(self, work: Coroutine[Any, Any, None]) -> bool:
-        """Run a mirror copy's send in the background, bounded in number like `mirror`."""
+        """Run a mirror copy's send in the background: at most MAX_MIRRORS_IN_FLIGHT at once,
+        past that the copy is dropped (and counted)."""
         if len(self._mirrors) >= MAX_MIRRORS_IN_FLIGHT:
             self.metrics.mirrors_dropped.inc()
             work.close()
