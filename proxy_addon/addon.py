@@ -17,6 +17,7 @@ from mitmproxy import http
 from mitmproxy.proxy import server_hooks
 
 from meshctl.decision import decide
+from meshctl.decision.decide import is_grpc
 from proxy_addon import grpcflow, h2c, reporting
 from proxy_addon.flowinfo import KEY, FlowInfo, header_dict, wants_stream
 from proxy_addon.gateway import serve_gateway
@@ -85,7 +86,7 @@ class MeshAddon:
         info.headers = header_dict(flow.request)
         if "x-request-id" not in info.headers:  # as Envoy: every request gets one, kept downstream
             info.headers["x-request-id"] = flow.request.headers["x-request-id"] = new_request_id()
-        if grpcflow.is_grpc_request(info.headers):
+        if is_grpc(info.headers):
             info.protocol = "grpc"
             if role == "inbound":
                 return grpcflow.inbound_call(flow, info, self.upstreams)

@@ -80,10 +80,6 @@ _FLAG_TEXT = {
 }
 
 
-def is_grpc_request(headers: dict[str, str]) -> bool:
-    return grpcwire.is_grpc(headers.get("content-type"))
-
-
 def error_response(code: int, flags: list[str], message: str | None = None) -> http.Response:
     """A trailers-only gRPC answer made by the sidecar."""
     flag_text = ",".join(flags)

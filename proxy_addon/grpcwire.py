@@ -46,14 +46,6 @@ _TIMEOUT = re.compile(r"^(\d{1,8})([HMSmun])$")
 _UNIT_SECONDS = {"H": 3600.0, "M": 60.0, "S": 1.0, "m": 1e-3, "u": 1e-6, "n": 1e-9}
 
 
-def is_grpc(content_type: str | None) -> bool:
-    """`application/grpc`, `application/grpc+proto`, `application/grpc;...` (not grpc-web)."""
-    if not content_type:
-        return False
-    value = content_type.lower()
-    return value == CONTENT_TYPE or value.startswith((CONTENT_TYPE + "+", CONTENT_TYPE + ";"))
-
-
 def parse_timeout(value: str | None) -> float | None:
     """`grpc-timeout` in seconds; None when absent or malformed (then it is ignored)."""
     if not value:

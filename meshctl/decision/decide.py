@@ -149,9 +149,17 @@ class Decision:
 GRPC_RETRY_CONDITIONS = frozenset({"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"})
 
 
-def is_grpc(headers: Mapping[str, str]) -> bool:
-    ctype = headers.get("content-type", "").lower()
+def is_grpc_content_type(value: str | None) -> bool:
+    """`application/grpc`, `application/grpc+proto`, `application/grpc;...` (not grpc-web)."""
+    if not value:
+        return False
+    ctype = value.lower()
     return ctype == "application/grpc" or ctype.startswith(("application/grpc+", "application/grpc;"))
+
+
+def is_grpc(headers: Mapping[str, str]) -> bool:
+    """Is this request (lower-cased header names) a gRPC call? The sidecar asks the same."""
+    return is_grpc_content_type(headers.get("content-type"))
 
 
 # Failures of a try that never reached the application (Envoy retries them for every method),

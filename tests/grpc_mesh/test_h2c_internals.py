@@ -63,11 +63,14 @@ def test_sidecar_answers_map_to_grpc_statuses() -> None:
 
 
 def test_grpc_content_types() -> None:
-    assert grpcwire.is_grpc("application/grpc")
-    assert grpcwire.is_grpc("application/grpc+proto")
-    assert not grpcwire.is_grpc("application/grpc-web")
-    assert not grpcwire.is_grpc("application/json")
-    assert not grpcwire.is_grpc(None)
+    from meshctl.decision.decide import is_grpc_content_type
+
+    assert is_grpc_content_type("application/grpc")
+    assert is_grpc_content_type("application/grpc+proto")
+    assert is_grpc_content_type("Application/GRPC;charset=utf-8")
+    assert not is_grpc_content_type("application/grpc-web")
+    assert not is_grpc_content_type("application/json")
+    assert not is_grpc_content_type(None)
 
 
 def test_grpc_message_is_percent_encoded() -> None:
