@@ -23,8 +23,9 @@ SCHEMA_BASE = "https://meshctl.dev/schemas/v1alpha1/"
 SIDECAR_SCHEMA_FILE = "sidecar-config.schema.json"
 MANIFEST_SCHEMA_FILE = "manifest.schema.json"
 BINDINGS_SCHEMA_FILE = "runtime-bindings.schema.json"
-# what a compiled directory holds (and a runtime writes beside each config): CI tools check these
-COMPILED_SCHEMA_FILES = (MANIFEST_SCHEMA_FILE, SIDECAR_SCHEMA_FILE, BINDINGS_SCHEMA_FILE)
+# what a compiled directory holds (and a runtime writes beside each config): CI tools check these;
+# the names `meshctl schema` knows them by
+COMPILED_SCHEMAS = {"manifest": MANIFEST_SCHEMA_FILE, "sidecar": SIDECAR_SCHEMA_FILE, "bindings": BINDINGS_SCHEMA_FILE}
 
 
 def schema_file(kind: str) -> str:

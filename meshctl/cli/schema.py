@@ -10,15 +10,8 @@ import typer
 from meshctl.cli.common import out
 from meshctl.errors import UsageError
 from meshctl.fsio import write_atomic
-from meshctl.schemas import (
-    BINDINGS_SCHEMA_FILE,
-    MANIFEST_SCHEMA_FILE,
-    SIDECAR_SCHEMA_FILE,
-    all_schema_files,
-    schema_file,
-)
-
-COMPILED = {"sidecar": SIDECAR_SCHEMA_FILE, "manifest": MANIFEST_SCHEMA_FILE, "bindings": BINDINGS_SCHEMA_FILE}
+from meshctl.model import KINDS
+from meshctl.schemas import COMPILED_SCHEMAS, all_schema_files, schema_file
 
 
 def schema(
@@ -37,11 +30,9 @@ def schema(
     if kind is None:
         out("".join(f"{name}\n" for name in files))
         return
-    name = COMPILED.get(kind.lower()) or schema_file(kind)
+    name = COMPILED_SCHEMAS.get(kind.lower()) or schema_file(kind)
     if name not in files:
-        raise UsageError(
-            f"unknown kind {kind!r}; one of Mesh, Service, Route, AccessPolicy, Gateway, sidecar, manifest, bindings"
-        )
+        raise UsageError(f"unknown kind {kind!r}; one of {', '.join([*KINDS, *COMPILED_SCHEMAS])}")
     out(files[name])
 
 

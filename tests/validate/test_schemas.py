@@ -68,3 +68,15 @@ def _models_in(annotation: object) -> list[type]:
     for arg in get_args(annotation):
         found.extend(_models_in(arg))
     return found
+
+
+def test_schema_prints_a_kind_or_a_compiled_file_and_names_the_choices(capsys: pytest.CaptureFixture[str]) -> None:
+    from meshctl.cli.main import main
+
+    for kind, file in (("gateway", "gateway.schema.json"), ("Manifest", "manifest.schema.json"),
+                       ("bindings", "runtime-bindings.schema.json")):
+        assert main(["schema", kind]) == 0
+        assert capsys.readouterr().out == all_schema_files()[file]
+    assert main(["schema", "nonsense"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown kind 'nonsense'" in err and "AccessPolicy" in err and "manifest, sidecar, bindings" in err
