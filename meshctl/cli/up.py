@@ -32,7 +32,9 @@ def parse_gateway_ports(values: list[str]) -> dict[str, int]:
     ports = {}
     for value in values:
         name, sep, port = value.partition("=")
-        if not sep or not name or not port.isdigit() or int(port) > 65535:
+        gateway, colon, listener = name.partition(":")
+        named = bool(gateway) and (not colon or bool(listener))  # NAME, or NAME:LISTENER
+        if not sep or not named or not port.isdigit() or int(port) > 65535:
             raise UsageError("--gateway-port wants NAME=PORT or NAME:LISTENER=PORT "
                              f"(0: any free port), got {value!r}")
         ports[name] = int(port)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
+from meshctl.cli.up import parse_gateway_ports
 from meshctl.compile.output import compiled_mesh
 from meshctl.compiled import CompiledMesh
+from meshctl.errors import UsageError
 from meshctl.pipeline import build
 from meshctl.rollout.planning import describe, plan_rollout
 from meshctl.runtime.plan import Plan, build_plan, write_sidecar_config
@@ -125,3 +129,11 @@ spec:
     # Every existing sidecar may now call db: all of them change, half in the canary wave.
     assert len(plan.changed) == 5 and [len(w) for w in plan.waves] == [3, 2]
     assert "start   db-v1-0" in describe(plan)
+
+
+def test_gateway_port_overrides_name_a_gateway_or_one_of_its_listeners() -> None:
+    assert parse_gateway_ports(["edge=0", "edge:https=8443"]) == {"edge": 0, "edge:https": 8443}
+    # an empty gateway or listener name would match nothing and be ignored: refused instead
+    for bad in ("edge:=0", ":https=1", "=5", "edge", "edge=x", "edge=65536"):
+        with pytest.raises(UsageError, match="NAME=PORT or NAME:LISTENER=PORT"):
+            parse_gateway_ports([bad])
