@@ -15,6 +15,7 @@ when any traceback, any 500 or any held request is found.
 
 from __future__ import annotations
 
+import argparse
 import random
 import re
 import socket
@@ -176,4 +177,6 @@ def main(seconds: float) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(float(sys.argv[1]) if len(sys.argv) > 1 else 300.0))
+    parser = argparse.ArgumentParser(description="Raw-HTTP fuzz of real sidecars' listeners.")
+    parser.add_argument("seconds", nargs="?", type=float, default=300.0, help="how long (default 300)")
+    sys.exit(main(parser.parse_args().seconds))
