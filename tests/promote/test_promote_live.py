@@ -14,14 +14,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from tests.runtime.helpers import gateway_port, meshctl
+from tests.runtime.helpers import meshctl, running_mesh
 from tests.support.git import commit_all, git, git_env
 from tests.support.meshdir import policy_root
 
@@ -73,16 +71,6 @@ def promo_mesh(tmp: Path, *, v2_fail: int = 0, v1_delay: int = 0, v2_delay: int 
     mesh = MESH % {"v2_fail": v2_fail, "v1_delay": v1_delay, "v2_delay": v2_delay}
     return policy_root(tmp / "promo", {"mesh.yaml": mesh, "routes/catalog.yaml": ROUTE},
                        apps=True, commit="catalog v1, v2 dark")
-
-
-@contextmanager
-def running_mesh(root: Path) -> Iterator[int]:
-    up = meshctl(root, "up", "--detach", "--gateway-port", "edge=0", "--timeout", "120")
-    try:
-        assert up.code == 0, up.stderr
-        yield gateway_port(root / ".meshctl", "edge")
-    finally:
-        meshctl(root, "down")
 
 
 @dataclass

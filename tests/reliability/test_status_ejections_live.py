@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.runtime.helpers import Load, gateway_port, meshctl, wait_until
+from tests.runtime.helpers import Load, meshctl, running_mesh, wait_until
 from tests.runtime.test_up_failures_and_restarts import processes
 from tests.support.meshdir import policy_root
 
@@ -62,10 +62,7 @@ def _line(root: Path, name: str) -> str:
 
 def test_status_shows_an_ejected_instance_and_its_return(tmp_path: Path) -> None:
     root = policy_root(tmp_path / "tiny", {"mesh.yaml": MESH}, apps=True)
-    up = meshctl(root, "up", "--detach", "--gateway-port", "edge=0", "--timeout", "120")
-    assert up.code == 0, up.stderr
-    try:
-        port = gateway_port(root / ".meshctl", "edge")
+    with running_mesh(root) as port:
         victim = "catalog-v1-1"
         assert _instance(root, victim)["ejected_by"] == []
         with Load(port, path="/products/1", threads=2, pause=0.02, max_requests=3000) as load:
@@ -90,5 +87,3 @@ def test_status_shows_an_ejected_instance_and_its_return(tmp_path: Path) -> None
             text = meshctl(root, "status", "--interval", "0").stdout
             assert "ejected" not in text and "failing" not in text, text
         assert load.statuses.count(200) > 0.9 * len(load.statuses)
-    finally:
-        meshctl(root, "down")

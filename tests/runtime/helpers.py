@@ -10,6 +10,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,6 +134,18 @@ def gateway_port(state: Path, name: str = "public") -> int:
         if s["sidecar"] == f"gateway/{name}":
             return int(s["outbound_port"])
     raise AssertionError(f"no gateway {name} in the plan")
+
+
+@contextmanager
+def running_mesh(root: Path, gateway: str = "edge", timeout: int = 120) -> Iterator[int]:
+    """`meshctl up --detach` in `root` with `gateway` on a free port; `up` must succeed. Yields
+    that port; `meshctl down` on leaving, whatever happened inside."""
+    up = meshctl(root, "up", "--detach", "--gateway-port", f"{gateway}=0", "--timeout", str(timeout))
+    try:
+        assert up.code == 0, up.stderr
+        yield gateway_port(root / ".meshctl", gateway)
+    finally:
+        meshctl(root, "down")
 
 
 def recorded_pids(state: Path) -> list[int]:

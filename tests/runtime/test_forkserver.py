@@ -23,10 +23,10 @@ from meshctl.runtime.ownership import supervised
 from meshctl.runtime.state import StateDir
 from tests.runtime.helpers import (
     Load,
-    gateway_port,
     get,
     meshctl,
     pid_alive,
+    running_mesh,
     wait_until,
 )
 from tests.support.meshdir import policy_root
@@ -124,16 +124,13 @@ def sidecar_pids(state: Path) -> dict[str, int]:
 def test_forked_sidecars_restart_fast_survive_their_fork_server_and_show_pss(tmp_path: Path) -> None:
     repo = mesh_repo(tmp_path)
     state = repo / ".meshctl"
-    up = meshctl(repo, "up", "--detach", "--gateway-port", "edge=0", "--timeout", "120")
-    assert up.code == 0, up.stderr
-    try:
+    with running_mesh(repo) as port:
         pids = sidecar_pids(state)
         assert len(pids) == 4  # three sidecars, one gateway
         assert all(observed(state)["processes"][n]["forked"] for n in pids)
         assert all(forked_from_server(p) for p in pids.values())
         server = observed(state)["forkserver"]
         assert server["status"] == "ready" and server["forks"] == 4
-        port = gateway_port(state, "edge")
         wait_until(lambda: get("127.0.0.1", port, "/products/1")[0] == 200, timeout=30)
 
         with Load(port, path="/products/1", threads=2, pause=0.005, max_requests=20000) as load:
@@ -194,6 +191,4 @@ def test_forked_sidecars_restart_fast_survive_their_fork_server_and_show_pss(tmp
         assert left.code == 2 and "still run unsupervised" in left.stderr, left.stderr
         # each forked sidecar wrote its own name over the fork server's in its environment
         assert set(running) <= set(supervised(StateDir(state))), supervised(StateDir(state))
-    finally:
-        meshctl(repo, "down")
     assert not any(pid_alive(p) for p in running.values())
