@@ -122,7 +122,6 @@ class ForkedProcess:
 
 @dataclass
 class ForkServerState:
-    pid: int | None = None
     status: str = "stopped"  # starting | ready | backoff | stopped | failed
     restarts: int = 0
     forks: int = 0
@@ -204,7 +203,6 @@ class ForkServer:
             raise
         finally:
             theirs.close()
-        self.state.pid = self.proc.pid
         self.reader, self.writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
         async with asyncio.timeout(READY_TIMEOUT_S):
             line = await self.reader.readuntil(b"\n")

@@ -396,10 +396,9 @@ class Supervisor:
     def _forkserver_record(self) -> ForkServerRecord | None:
         if self.forks is None:
             return None
-        f = self.forks.state
-        alive = self.forks.proc is not None and self.forks.proc.returncode is None
-        return ForkServerRecord(pid=f.pid if alive else None, status=f.status,
-                                restarts=f.restarts, forks=f.forks)
+        f, proc = self.forks.state, self.forks.proc
+        pid = proc.pid if proc is not None and proc.returncode is None else None
+        return ForkServerRecord(pid=pid, status=f.status, restarts=f.restarts, forks=f.forks)
 
     async def _reap_strays_loop(self) -> None:
         while True:
