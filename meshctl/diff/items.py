@@ -65,8 +65,24 @@ def _flatten(value: Any, prefix: tuple[str, ...], out: dict[tuple[str, ...], Any
     if isinstance(value, dict) and value:
         for key, child in value.items():
             _flatten(child, (*prefix, str(key)), out)
+    elif _named(value):  # gateway listeners, JWT providers, ...: compared by name, leaf by leaf
+        for child in value:
+            _flatten(child, (*prefix, str(child["name"])), out)
     else:
         out[prefix] = value
+
+
+def _named(value: Any) -> bool:
+    """A list of objects each with its own `name`."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, dict) for v in value):
+        return False
+    names = [v.get("name") for v in value]
+    return None not in names and len(set(names)) == len(names)
+
+
+def _is_models(value: Any) -> bool:
+    return isinstance(value, BaseModel) or (
+        isinstance(value, tuple | list) and bool(value) and isinstance(value[0], BaseModel))
 
 
 def leaf_changes(old: Any, new: Any) -> list[str]:
@@ -108,7 +124,7 @@ def other_fields(old: BaseModel, new: BaseModel, handled: frozenset[str], base: 
             continue
         a, b = getattr(old, name), getattr(new, name)
         if a != b:
-            if isinstance(a, BaseModel) or isinstance(b, BaseModel):
+            if _is_models(a) or _is_models(b):
                 phrase = ", ".join(leaf_changes(a, b))
             else:  # a scalar or list: its own name says how to print it (durations for *_ms)
                 phrase = f"{words.scalar(name, a)} -> {words.scalar(name, b)}"
