@@ -51,7 +51,7 @@ class OutgoingStream:
         self.conn, self.stream_id, self.stream = conn, stream_id, stream
 
     async def send(self, data: bytes) -> None:
-        await self.conn.send_body(self.stream_id, data, end=False)
+        await self.conn.send_body(self.stream_id, data)
 
     async def end(self) -> int:
         """End the request, wait for the answer; its HTTP status."""
@@ -131,9 +131,10 @@ class H2Connection:
             raise UpstreamError("reset") from exc
         self._flush()
 
-    async def send_body(self, stream_id: int, body: bytes, end: bool = True) -> None:
+    async def send_body(self, stream_id: int, body: bytes) -> None:
+        """More of an open stream's request (`end_stream` ends it)."""
         try:
-            await self._send_body(stream_id, body, end)
+            await self._send_body(stream_id, body, False)
         except (h2.exceptions.ProtocolError, ConnectionError, OSError) as exc:
             raise UpstreamError("reset") from exc
 
