@@ -4,7 +4,8 @@ reload under load with 2 workers.
     .venv/bin/python -m bench.workers.run [--duration 8] [--rounds 4] [--connections 64]
 
 One mesh started with the real CLI (`meshctl up`, the supervisor, compiled policy) holding two
-gateways in front of the same static service: `one` (workers: 1) and `two` (workers: 2). The
+gateways in front of the same static service: `one` (workers: 1) and `two` (workers: 2), with
+the same rule (a response header set), so a request costs each the same work. The
 service is a static endpoint: HAProxy answering every request itself (`http-request return`,
 one thread), far cheaper per request than a Python gateway, so it is never the bottleneck.
 Rounds alternate between the gateways (the order swaps every round), wrk with 1 thread;
@@ -66,7 +67,10 @@ metadata: {name: one}
 spec:
   port: %(one)d
   workers: 1
-  rules: [{name: all, service: static}]
+  rules:
+    - name: all
+      service: static
+      headers: {response: {set: {x-bench-round: "%(mark)s"}}}
 ---
 apiVersion: meshctl/v1alpha1
 kind: Gateway
@@ -222,7 +226,7 @@ def main() -> None:
         admin = [s["admin_port"] for s in json.loads((state / "plan.json").read_text())["sidecars"]
                  if s["sidecar"] == "gateway/two"]
         write_policy(repo, {"mesh.yaml": POLICY % {**ports, "mark": "b"}})
-        target = commit_all(repo, "new response header on gateway two")
+        target = commit_all(repo, "new response header on both gateways")
         outcome: dict[str, Any] = {}
 
         def applier() -> None:
