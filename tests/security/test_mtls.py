@@ -346,6 +346,13 @@ def test_sidecar_logs_hold_no_private_key(mesh: Mesh) -> None:
 
     bodies = key_bodies(mesh.root / "state")
     assert len(bodies) >= 4  # the CA key and three sidecar keys
+    mesh.set_reviews("strict")
+    with pytest.raises(HANDSHAKE_REFUSED):  # a refused handshake of its own to log
+        tls_request(mesh.reviews.inbound_address, client_context(None, mesh.tls["reviews"].ca_file), "/x")
+    deadline = time.monotonic() + 5
+    while not any(e.get("event") == "tls_handshake_failed" for e in mesh.reviews.access_log()):
+        assert time.monotonic() < deadline, "the refused handshake was not logged"
+        time.sleep(0.05)
     logs = "".join(sc.log_path.read_text() + sc.stderr() for sc in mesh.sidecars)
     assert '"tls_handshake_failed"' in logs  # the logs saw refused handshakes, and requests
     assert scan(logs, bodies) == []
