@@ -5,20 +5,24 @@ it reads its config. The supervisor starts this process once per `up`: it does t
 (`proxy_addon.__main__.warm`), collects and freezes the heap (`gc.freeze()`: the collector
 never writes to those objects' headers again, so their pages stay shared with every child),
 then waits on its channel (`proxy_addon.forkwire`) for requests and forks a sidecar for each,
-which only loads its config and opens its listeners.
+which only loads its config and opens its listeners. It also makes, once, the mitmproxy CA
+each sidecar would otherwise generate for itself (`PremadeCa`).
 
 It forks only while it is single-threaded and has no event loop (it never creates one): a
 child starts its own loop in `main`. Each sidecar is forked twice (the middle process exits at
-once), so it is reparented to the supervisor, a child subreaper: the supervisor waits for it,
-gets its exit status and signals its process group as for a process it started itself, and
-this server dying (or being restarted) leaves every running sidecar alone. A child starts
-serving only once this server has handed its pid to the supervisor (a byte on a pipe): if the
-server dies between the fork and the reply, the child exits instead of running unowned.
+once, after putting it in its own process group and reporting its pid), so it is reparented
+to the supervisor, a child subreaper: the supervisor waits for it, gets its exit status and
+signals its process group as for a process it started itself, and this server dying (or being
+restarted) leaves every running sidecar alone. A child starts serving only once this server has
+handed its pid to the supervisor (a byte on a pipe): if the server dies between the fork and
+the reply, the child exits instead of running unowned. Requests that arrive together are forked
+back to back, then answered in order.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ctypes
 import gc
 import os
@@ -26,6 +30,8 @@ import random
 import signal
 import sys
 import traceback
+from dataclasses import dataclass
+from pathlib import Path
 from typing import NoReturn
 
 from proxy_addon.forkwire import (
@@ -72,8 +78,18 @@ class Channel:
         return [line for line in done if line.strip()]
 
 
-def fork_sidecar(req: ForkRequest, channel: Channel) -> tuple[int, int]:
-    """Fork the sidecar of `req`: (its pid, the write end of its go pipe)."""
+@dataclass
+class Pending:
+    """A sidecar forked and waiting for its go byte; its pid comes from the middle process."""
+
+    middle: int
+    pid_r: int
+    go_w: int
+
+
+def begin_fork(req: ForkRequest, channel: Channel) -> Pending:
+    """Fork the sidecar of `req` without waiting for it (`finish_fork` collects its pid), so a
+    batch of requests is forked back to back while the first children already start."""
     if threads() != 1:
         raise OSError("the fork server is not single-threaded; refusing to fork")
     pid_r, pid_w = os.pipe()
@@ -85,37 +101,51 @@ def fork_sidecar(req: ForkRequest, channel: Channel) -> tuple[int, int]:
         try:
             os.close(pid_r)
             os.close(go_w)
-            if os.fork() == 0:
-                _child(req, channel, pid_w, go_r)
+            child = os.fork()
+            if child == 0:
+                os.close(pid_w)
+                _child(req, channel, go_r)
+            # Its own process group before anyone learns its pid (the child sets it too: no
+            # race); the middle reports the pid, so the server need not wait for the child to
+            # be scheduled.
+            with contextlib.suppress(OSError):
+                os.setpgid(child, child)
+            os.write(pid_w, str(child).encode())
         finally:
             os._exit(0)  # the sidecar is orphaned now: the supervisor (subreaper) adopts it
     os.close(pid_w)
     os.close(go_r)
+    return Pending(middle=middle, pid_r=pid_r, go_w=go_w)
+
+
+def finish_fork(pending: Pending) -> int:
+    """The pid of a sidecar `begin_fork` started; OSError (its go pipe closed: it exits) if the
+    middle process did not report one."""
     try:
         data = b""
-        while chunk := os.read(pid_r, 64):  # EOF once the middle and the sidecar closed it
+        while chunk := os.read(pending.pid_r, 64):  # EOF once the middle exited
             data += chunk
     finally:
-        os.close(pid_r)
-        os.waitpid(middle, 0)
+        os.close(pending.pid_r)
+        os.waitpid(pending.middle, 0)
     if not data.isdigit():
-        os.close(go_w)
+        os.close(pending.go_w)
         raise OSError("the forked sidecar did not report its pid")
-    return int(data), go_w
+    return int(data)
 
 
-def _child(req: ForkRequest, channel: Channel, pid_w: int, go_r: int) -> NoReturn:
+def _child(req: ForkRequest, channel: Channel, go_r: int) -> NoReturn:
     code = 70
     try:
         os.close(channel.fd)
-        os.setsid()  # its own session and process group, before anyone learns its pid
-        os.write(pid_w, str(os.getpid()).encode())
-        os.close(pid_w)
+        with contextlib.suppress(OSError):
+            os.setpgid(0, 0)  # its own process group (the middle sets it as well)
         go = os.read(go_r, 1)
         os.close(go_r)
         if go != GO:
             os._exit(0)  # the server died before the supervisor learnt of this child
         _become(req)
+        seed_confdir(req.args, CA.pem)
         from proxy_addon.__main__ import main
 
         code = main(list(req.args))
@@ -158,6 +188,55 @@ def _become(req: ForkRequest) -> None:
     sys.argv = [sys.argv[0], *req.args]
 
 
+@dataclass
+class PremadeCa:
+    """The mitmproxy CA (key then certificate, PEM) this server gives every sidecar it forks.
+
+    mitmproxy makes a CA in its confdir when it finds none: a 2048-bit RSA key, 70-80 ms of
+    CPU, per sidecar. The sidecars never sign with it (their certificates are the mesh's), so
+    one made here, once per server, serves them all."""
+
+    pem: bytes = b""
+
+
+CA = PremadeCa()
+
+
+def make_ca() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from mitmproxy.certs import create_ca
+    from mitmproxy.options import CONF_BASENAME, KEY_SIZE
+
+    key, cert = create_ca(organization=CONF_BASENAME, cn=CONF_BASENAME, key_size=KEY_SIZE)
+    return key.private_bytes(
+        encoding=serialization.Encoding.PEM,
+        format=serialization.PrivateFormat.TraditionalOpenSSL,
+        encryption_algorithm=serialization.NoEncryption(),
+    ) + cert.public_bytes(serialization.Encoding.PEM)
+
+
+def seed_confdir(args: tuple[str, ...], ca_pem: bytes) -> None:
+    """Put the premade CA where mitmproxy looks for one (`<confdir>/mitmproxy-ca.pem`), unless
+    the confdir has its own: a restarted sidecar keeps the CA it had. Written 0600 to a temp
+    file then renamed, as mitmproxy writes it."""
+    if not ca_pem or "--confdir" not in args[:-1]:
+        return  # no confdir given: the sidecar makes a temporary one with a CA of its own
+    from mitmproxy.options import CONF_BASENAME
+
+    confdir = Path(args[args.index("--confdir") + 1])
+    target = confdir / f"{CONF_BASENAME}-ca.pem"
+    if target.exists():
+        return
+    confdir.mkdir(parents=True, exist_ok=True)
+    temp = target.with_name(f".{target.name}.{os.getpid()}")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, ca_pem)
+    finally:
+        os.close(fd)
+    os.replace(temp, target)
+
+
 def mark_environ(key: str, value: str) -> None:
     """Write `value` over `key`'s value in the environment block the kernel shows as
     /proc/PID/environ (the one exec gave the server): `meshctl down` finds a killed
@@ -181,20 +260,35 @@ def mark_environ(key: str, value: str) -> None:
 
 
 def serve(channel: Channel) -> int:
+    """Answer requests in the order they came. Every request already read is forked before the
+    first is answered: `up` asks for all its sidecars at once."""
     while (lines := channel.lines()) is not None:
+        batch: list[Pending | str] = []
         for line in lines:
             try:
-                req = ForkRequest.decode(line)
-                pid, go = fork_sidecar(req, channel)
+                batch.append(begin_fork(ForkRequest.decode(line), channel))
             except (WireError, OSError) as exc:
-                channel.send(ForkReply(error=str(exc)).encode())
-                continue
-            try:
-                channel.send(ForkReply(pid=pid).encode())
-                os.write(go, GO)  # the supervisor has its pid: it may run
-            finally:
-                os.close(go)
+                batch.append(str(exc))
+        for item in batch:
+            answer(channel, item)
     return 0
+
+
+def answer(channel: Channel, item: Pending | str) -> None:
+    """Reply to one request (its pid, or why not), then let its sidecar run."""
+    if isinstance(item, str):
+        channel.send(ForkReply(error=item).encode())
+        return
+    try:
+        pid = finish_fork(item)
+    except OSError as exc:
+        channel.send(ForkReply(error=str(exc)).encode())
+        return
+    try:
+        channel.send(ForkReply(pid=pid).encode())
+        os.write(item.go_w, GO)  # the supervisor has its pid: it may run
+    finally:
+        os.close(item.go_w)
 
 
 def release_heap() -> None:
@@ -215,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
 
     warm()
     preload()
+    CA.pem = make_ca()
     release_heap()
     channel.send(ready_line(os.getpid()))
     try:

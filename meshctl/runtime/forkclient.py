@@ -13,6 +13,7 @@ MESHCTL_SIDECAR_SPAWN=exec), sidecars are exec'd as before.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import logging
@@ -139,7 +140,8 @@ class ForkServer:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.ready = asyncio.Event()
-        self.lock = asyncio.Lock()  # one request at a time on the channel
+        self.waiting: collections.deque[asyncio.Future[ForkedProcess | str]] = collections.deque()
+        self.answers: asyncio.Task[None] | None = None  # reads the server's answers in order
         self.task: asyncio.Task[None] | None = None
         self.stopping = False
         self.closing = False  # the supervisor stops: no more spawns (and none waits for us)
@@ -207,13 +209,17 @@ class ForkServer:
         async with asyncio.timeout(READY_TIMEOUT_S):
             line = await self.reader.readuntil(b"\n")
         decode_ready(line)
+        self.answers = asyncio.create_task(self._read_answers(self.reader))
         self._set("ready")
         self.ready.set()
         log.info("fork server ready (pid %d)", self.proc.pid)
 
     async def spawn(self, name: str, args: tuple[str, ...], cwd: str, env: dict[str, str],
                     log_path: str) -> ForkedProcess | None:
-        """A sidecar forked from the server, or None (the caller execs it, and we said why)."""
+        """A sidecar forked from the server, or None (the caller execs it, and we said why).
+
+        Requests are written at once, without waiting for earlier answers: the server forks
+        all it has read back to back and answers in order (`_read_answers`)."""
         if self.closing:
             return None
         if self.state.status == "starting":
@@ -222,33 +228,74 @@ class ForkServer:
                     await self._ready_or_down()
         if self.closing:
             return None
-        if not self.ready.is_set():
+        if not self.ready.is_set() or self.writer is None:
             log.warning("%s: fork server %s; exec'ing the sidecar", name, self.state.status)
             return None
         request = ForkRequest(name=name, args=args, cwd=cwd, log=log_path, env=env)
+        answer: asyncio.Future[ForkedProcess | str] = asyncio.get_running_loop().create_future()
         self.in_flight += 1
         try:
-            async with self.lock:
-                assert self.reader is not None and self.writer is not None
-                self.writer.write(request.encode())
-                async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                    await self.writer.drain()
-                    reply = ForkReply.decode(await self.reader.readuntil(b"\n"))
-                if reply.pid is None:
-                    log.error("%s: fork server refused: %s; exec'ing the sidecar", name,
-                              reply.error)
-                    return None
-                self.state.forks += 1
-                return ForkedProcess(reply.pid)
-        except (OSError, WireError, TimeoutError, asyncio.IncompleteReadError,
-                asyncio.LimitOverrunError) as exc:
+            self.waiting.append(answer)
+            self.writer.write(request.encode())
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                await self.writer.drain()
+                result = await asyncio.shield(answer)
+        except (OSError, TimeoutError) as exc:
             log.error("%s: fork server did not answer (%s); exec'ing the sidecar", name,
                       exc or type(exc).__name__)
-            await self._kill()  # a server that does not answer is restarted
-            kill_unreported(spare=self.proc.pid if self.proc is not None else None)
+            await self._abandon(f"a request timed out ({name})")
             return None
+        except asyncio.CancelledError:
+            answer.cancel()  # its child, once answered, is killed (`_read_answers`)
+            raise
         finally:
             self.in_flight -= 1
+        if isinstance(result, str):
+            log.error("%s: fork server refused: %s; exec'ing the sidecar", name, result)
+            return None
+        self.state.forks += 1
+        return result
+
+    async def _read_answers(self, reader: asyncio.StreamReader) -> None:
+        """Match each answer to the oldest waiting request; the pid is watched as soon as read,
+        so an answer nobody waits for any more still leaves a watched child."""
+        try:
+            while True:
+                reply = ForkReply.decode(await reader.readuntil(b"\n"))
+                if not self.waiting:
+                    raise WireError("an answer to no request")
+                answer = self.waiting.popleft()
+                result: ForkedProcess | str = (ForkedProcess(reply.pid) if reply.pid is not None
+                                               else reply.error or "no reason given")
+                if answer.done():  # its spawn was cancelled: nobody would run the child
+                    if isinstance(result, ForkedProcess):
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(result.pid, signal.SIGKILL)
+                    continue
+                answer.set_result(result)
+        except (OSError, WireError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            if self.stopping:
+                return
+            log.error("fork server channel closed (%s)", exc or type(exc).__name__)
+            self._fail_waiting("its channel closed")
+            # Children forked for the requests left unanswered exit by themselves: their go
+            # pipe closes with the server. A server still running is restarted.
+            await self._kill()
+
+    def _fail_waiting(self, why: str) -> None:
+        """Every request still waiting is exec'd instead."""
+        waiting, self.waiting = self.waiting, collections.deque()
+        for answer in waiting:
+            if not answer.done():
+                answer.set_result(f"the fork server stopped answering: {why}")
+
+    async def _abandon(self, why: str) -> None:
+        """The server did not answer in time: the requests still waiting are exec'd, the server
+        is killed (and restarted by `_keep_running`), and a child whose answer was sent but
+        not read is killed before its replacement needs the ports."""
+        self._fail_waiting(why)
+        await self._kill()
+        kill_unreported(spare=self.proc.pid if self.proc is not None else None)
 
     async def _ready_or_down(self) -> None:
         while self.state.status == "starting" and not self.ready.is_set() and not self.closing:
@@ -258,6 +305,10 @@ class ForkServer:
         if self.writer is not None:
             self.writer.close()
         self.reader = self.writer = None
+        if self.answers is not None and self.answers is not asyncio.current_task():
+            self.answers.cancel()
+        self.answers = None
+        self._fail_waiting("its channel closed")
 
     async def _kill(self) -> None:
         self.ready.clear()
@@ -284,9 +335,10 @@ class ForkServer:
 
 def kill_unreported(spare: int | None = None) -> None:
     """A sidecar forked for a request whose answer we never read is our child (subreaper)
-    that nobody watches: kill it before its replacement needs the ports. Requests go one at a
-    time, so it is the one child running the fork server's code that is neither watched nor
-    the server (`spare`): no need to tell it by name, which it may not have written yet."""
+    that nobody watches: kill it before its replacement needs the ports. Every answer read is
+    watched at once (`ForkedProcess.live`), so such children are those running the fork
+    server's code that are neither watched nor the server (`spare`): no need to tell them by
+    name, which they may not have written yet."""
     import psutil
 
     with contextlib.suppress(psutil.Error):

@@ -139,6 +139,54 @@ def test_bad_requests_are_refused_and_the_server_serves_on_then_exits_at_end_of_
     assert server.proc.returncode == 0
 
 
+def test_requests_sent_together_are_answered_in_order_each_child_its_own(
+    server: Server, tmp_path: Path
+) -> None:
+    """`up` writes every sidecar's request at once: the server forks them back to back, then
+    answers in the order asked, a bad request among them refused in its place."""
+    def request(name: str) -> bytes:
+        return ForkRequest(name=name, args=("--help",), cwd=str(tmp_path),
+                           log=str(tmp_path / f"{name}.log")).encode()
+
+    server.file.write(request("a") + b"not json\n" + request("b") + request("c"))
+    server.file.flush()
+    replies = [ForkReply.decode(server.file.readline()) for _ in range(4)]
+    assert replies[1].error and replies[1].pid is None
+    pids = [r.pid for r in (replies[0], replies[2], replies[3])]
+    assert all(pids) and len(set(pids)) == 3 and server.proc.pid not in pids
+    for name, pid in zip("abc", pids, strict=True):
+        assert pid is not None
+        assert os.getpgid(pid) == pid  # its own process group, even as a zombie
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert "usage:" in (tmp_path / f"{name}.log").read_text()  # each child its own log
+
+
+def test_a_new_confdir_gets_the_servers_premade_ca_and_a_used_one_keeps_its_own(
+    server: Server, tmp_path: Path
+) -> None:
+    from mitmproxy.certs import CertStore
+
+    used = tmp_path / "used"
+    used.mkdir()
+    CertStore.create_store(used, "mitmproxy", 2048)
+    own = (used / "mitmproxy-ca.pem").read_bytes()
+    confdirs = [tmp_path / "new-a", tmp_path / "new-b", used]
+    for confdir in confdirs:
+        reply = server.ask(ForkRequest(name=confdir.name, args=("--confdir", str(confdir), "--help"),
+                                       cwd=str(tmp_path), log=str(tmp_path / "x.log")).encode())
+        assert reply.pid is not None
+        _, status = os.waitpid(reply.pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    made = [(d / "mitmproxy-ca.pem").read_bytes() for d in confdirs]
+    assert made[0] == made[1] != own and made[2] == own
+    assert (confdirs[0] / "mitmproxy-ca.pem").stat().st_mode & 0o777 == 0o600
+    store = CertStore.from_store(confdirs[0], "mitmproxy", 2048)  # what mitmproxy loads
+    assert store.default_ca.subject == [("CN", "mitmproxy"), ("O", "mitmproxy")]
+    assert not store.default_ca.has_expired()
+    assert sorted(p.name for p in confdirs[0].iterdir()) == ["mitmproxy-ca.pem", "mitmproxy-dhparam.pem"]
+
+
 def test_messages_and_forkable_command_lines() -> None:
     req = ForkRequest(name="a", args=("--config", "c"), cwd="/", log="/l", env={"K": "V"})
     assert ForkRequest.decode(req.encode()) == req
