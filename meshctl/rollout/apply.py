@@ -24,7 +24,8 @@ from meshctl.rollout.progress import ProgressFile, wave_label
 from meshctl.runtime.applied import append_history, record_applied
 from meshctl.runtime.control import publish_plan, wait_ready, wait_settled
 from meshctl.runtime.launch import check_ports_free, tls_of, write_sidecar_files
-from meshctl.runtime.plan import Plan, ProcessSpec, write_bindings
+from meshctl.runtime.plan import Plan, ProcessSpec
+from meshctl.runtime.sidecar_files import write_bindings
 from meshctl.runtime.state import StateDir
 from meshctl.sources.git import PolicyRepo
 

@@ -14,14 +14,9 @@ from meshctl.compiled import CompiledMesh, read_compiled_dir, write_compiled_dir
 from meshctl.contract import SidecarConfig, TlsFiles
 from meshctl.errors import UsageError
 from meshctl.runtime.applied import record_applied
-from meshctl.runtime.plan import (
-    Plan,
-    build_plan,
-    write_bindings,
-    write_plan,
-    write_sidecar_config,
-)
+from meshctl.runtime.plan import Plan, build_plan, write_plan
 from meshctl.runtime.ports import HOST, PortBook, port_is_free
+from meshctl.runtime.sidecar_files import write_bindings, write_sidecar_config
 from meshctl.runtime.state import StateDir
 from meshctl.runtime.topology import topology_of
 from meshctl.validate.diagnostics import Diagnostic

@@ -11,9 +11,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshctl.contract import Listeners, RuntimeBindings, SidecarConfig, TlsFiles, dump_json
 from meshctl.errors import UsageError
-from meshctl.fsio import write_atomic
 from meshctl.runtime.ports import HOST, PortBook
 from meshctl.runtime.state import Record, StateDir, read_record, write_record
 from meshctl.runtime.topology import GatewaySpec, Topology, VersionSpec
@@ -298,58 +296,3 @@ def endpoints_of(
 def plaintext_endpoints_of(plan: Plan) -> tuple[str, ...]:
     """Static endpoints: no sidecar in front of them, so no mesh certificate (called plain)."""
     return tuple(sorted({a for ver in plan.topology.versions() if not ver.run for a in ver.endpoints}))
-
-
-def bindings_for(
-    record: SidecarRecord, plan: Plan, tls: TlsFiles | None, draining: Collection[str] = (),
-    access_log: str | None = None,
-) -> RuntimeBindings:
-    return RuntimeBindings(
-        version=record.version,
-        instance=record.instance,
-        listeners=Listeners(
-            host=HOST,
-            outbound=record.outbound_port,
-            inbound=record.inbound_port,
-            admin=record.admin_port,
-            gateway=dict(record.gateway_listeners),
-            # Gateways always bind shared: a worker added by `apply` joins the running ones.
-            shared=record.is_gateway,
-            worker=record.worker if record.is_gateway else None,
-        ),
-        app=f"{HOST}:{record.app_port}" if record.app_port else None,
-        endpoints=endpoints_of(plan, draining),
-        tls=tls,
-        plaintext_endpoints=plaintext_endpoints_of(plan),
-        access_log=access_log,
-    )
-
-
-def write_bindings(
-    state: StateDir,
-    plan: Plan,
-    tls: Mapping[str, TlsFiles],
-    only: Collection[str] | None = None,
-    draining: Collection[str] = (),
-) -> list[str]:
-    """Write the bindings of every sidecar (or of `only`); return the instances whose file
-    changed. Running sidecars reload them: new endpoints take traffic from then on."""
-    changed = []
-    for record in plan.sidecars:
-        if only is not None and record.instance not in only:
-            continue
-        path = state.sidecar_bindings(record.instance)
-        # The access log has a file of its own, apart from the process output (the sidecar
-        # rotates it); logs/<process>.log keeps what the process prints.
-        access_log = str(state.logs / f"{record.instance}.access.log")
-        text = dump_json(bindings_for(record, plan, tls.get(record.instance), draining, access_log))
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            (state.sidecar_dir(record.instance) / "confdir").mkdir(parents=True, exist_ok=True)
-            write_atomic(path, text)
-            changed.append(record.instance)
-    return changed
-
-
-def write_sidecar_config(state: StateDir, instance: str, config: SidecarConfig) -> None:
-    state.sidecar_dir(instance).mkdir(parents=True, exist_ok=True)
-    write_atomic(state.sidecar_config(instance), dump_json(config))

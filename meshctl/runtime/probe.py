@@ -9,10 +9,6 @@ import json
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
-import aiohttp
-
-_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
-
 
 def ask_all[T, A](items: Iterable[T], ask: Callable[[T], Awaitable[A]]) -> list[tuple[T, A]]:
     """`ask` every item at once (50 sidecars: one round trip, not fifty); (item, answer) in
@@ -47,7 +43,10 @@ async def probe_tcp(host: str, port: int, timeout: float) -> bool:
 
 async def _get(url: str, timeout: float) -> bytes | None:
     """Body of GET `url` when it answers 200, else None. No pooling: probes are one-off, and a
-    kept-alive connection would hold a sidecar's admin listener for nothing."""
+    kept-alive connection would hold a sidecar's admin listener for nothing. aiohttp is
+    imported at the first probe: the supervisor starts its processes before it needs one."""
+    import aiohttp
+
     try:
         async with aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=timeout),
@@ -57,7 +56,7 @@ async def _get(url: str, timeout: float) -> bytes | None:
             if resp.status != 200:
                 return None
             return await resp.read()
-    except _ERRORS:
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
         return None
 
 

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from meshctl.contract import DeploymentManifest
 from meshctl.defaults import MAX_GATEWAY_WORKERS
+
+if TYPE_CHECKING:  # the supervisor reads topologies from plan.json: no contract models loaded
+    from meshctl.contract import DeploymentManifest
 
 
 @dataclass(frozen=True)

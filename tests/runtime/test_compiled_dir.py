@@ -114,3 +114,15 @@ def test_status_and_the_supervisor_load_neither_the_model_nor_a_yaml_parser(tmp_
         assert f"'{name}" not in loaded, f"status loaded {name}: {loaded}"
         assert f"'{name}'" not in loaded_by_daemon and f"'{name}." not in loaded_by_daemon, \
             f"the supervisor loaded {name}"
+
+
+def test_the_supervisor_starts_without_the_contract_models_or_an_http_client() -> None:
+    """What the daemon imports before it starts its first process: not the sidecar-file models
+    (`sidecar_files` writes those, in the CLI), not aiohttp (loaded at the first probe)."""
+    daemon = subprocess.run(
+        [sys.executable, "-c", "import sys, meshctl.runtime.supervisor; print(sorted(sys.modules))"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert daemon.returncode == 0, daemon.stderr
+    assert "'meshctl.runtime.plan'" in daemon.stdout  # it did load what reads the plan
+    for name in ("aiohttp", "meshctl.contract", "meshctl.runtime.sidecar_files", "mitmproxy"):
+        assert f"'{name}'" not in daemon.stdout, f"the supervisor loaded {name} at import"

@@ -13,8 +13,9 @@ from meshctl.compiled import CompiledMesh
 from meshctl.errors import UsageError
 from meshctl.pipeline import build
 from meshctl.rollout.planning import describe, plan_rollout
-from meshctl.runtime.plan import Plan, build_plan, write_sidecar_config
+from meshctl.runtime.plan import Plan, build_plan
 from meshctl.runtime.ports import PortBook
+from meshctl.runtime.sidecar_files import write_sidecar_config
 from meshctl.runtime.state import StateDir
 from meshctl.runtime.topology import topology_of
 from meshctl.sources import PolicyFile

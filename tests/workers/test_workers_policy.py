@@ -17,8 +17,9 @@ from meshctl.render.kubernetes import RenderOptions, render_manifests
 from meshctl.rollout.planning import worker_waves
 from meshctl.runtime.file_sd import targets
 from meshctl.runtime.launch import check_ports_free
-from meshctl.runtime.plan import Plan, bindings_for, build_plan
+from meshctl.runtime.plan import Plan, build_plan
 from meshctl.runtime.ports import PortBook
+from meshctl.runtime.sidecar_files import bindings_for
 from meshctl.runtime.state import StateDir
 from meshctl.runtime.topology import topology_of
 from meshctl.sources.worktree import read_worktree
