@@ -15,6 +15,7 @@ from meshctl.cli.tables import render_table
 from meshctl.errors import CheckFailed, UsageError
 from meshctl.runtime.applied import read_history
 from meshctl.runtime.control import (
+    end_daemon,
     read_processes,
     reap_leftovers,
     start_daemon,
@@ -94,9 +95,22 @@ def up_command(
         )
     # The state files `up` extends, checked before anything starts (not after).
     read_history(sdir)
+    gateway_ports = parse_gateway_ports(gateway_port or [])
     PortBook(sdir.ports)
-    prepared = prepare(pdir, sdir, gateway_ports=parse_gateway_ports(gateway_port or []),
-                       replacing=frozenset(supervised(sdir)), compiled_dir=compiled)
+    replacing = frozenset(supervised(sdir))
+    early = None
+    if not replacing:
+        # Nothing to hand over: the daemon starts now and warms its fork server while we
+        # compile, then runs the plan.json we write (not one an earlier run left).
+        sdir.plan.unlink(missing_ok=True)
+        early = start_daemon(sdir, warm=True)
+    try:
+        prepared = prepare(pdir, sdir, gateway_ports=gateway_ports, replacing=replacing,
+                           compiled_dir=compiled)
+    except BaseException:
+        if early is not None:
+            end_daemon(early)
+        raise
     report_diagnostics(prepared.warnings)
     left = reap_leftovers(sdir)
     if left:
@@ -105,7 +119,7 @@ def up_command(
     plan = prepared.plan
     names = {p.name for p in plan.processes}
     err(f"starting {len(names)} processes from {pdir} (state in {sdir.root})")
-    pid = start_daemon(sdir)
+    pid = early if early is not None else start_daemon(sdir)
     _stop_on_sigterm()
     stopped = False
     try:

@@ -27,10 +27,9 @@ from meshctl.runtime.ownership import (
     supervised,
     supervisor_argv,
 )
-from meshctl.runtime.plan import Plan, read_plan, write_plan
+from meshctl.runtime.plan import Plan, plan_digest, read_plan, write_plan
 from meshctl.runtime.polling import poll
 from meshctl.runtime.state import StateDir
-from meshctl.runtime.supervisor import plan_digest
 
 Progress = Callable[[str], None]
 
@@ -70,12 +69,13 @@ def load_plan(state: StateDir) -> Plan:
     return plan
 
 
-def start_daemon(state: StateDir) -> int:
-    """Spawn the supervisor in its own session so it outlives the CLI; return its pid."""
+def start_daemon(state: StateDir, warm: bool = False) -> int:
+    """Spawn the supervisor in its own session so it outlives the CLI; return its pid. `warm`:
+    it starts its fork server at once and runs plan.json as soon as it is written."""
     state.ensure()
     with open(state.log("supervisor"), "ab") as out:
         proc = subprocess.Popen(
-            supervisor_argv(state),
+            supervisor_argv(state, warm),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -83,6 +83,18 @@ def start_daemon(state: StateDir) -> int:
             close_fds=True,
         )
     return proc.pid
+
+
+def end_daemon(pid: int, timeout: float = 15.0) -> None:
+    """Stop a daemon this process started and gave no plan (`up` found the policy or a port
+    wrong while it warmed): it stops its fork server and exits. Signalled by the pid we hold
+    (it is our child), as it may not have written its pid file yet."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    if not poll(lambda: not alive(pid), timeout=timeout, every=0.05):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
+        poll(lambda: not alive(pid), timeout=5, every=0.05)
 
 
 def publish_plan(state: StateDir, plan: Plan) -> None:

@@ -164,8 +164,10 @@ class ForkServer:
             try:
                 await self._launch()
             except (OSError, WireError, TimeoutError, asyncio.IncompleteReadError) as exc:
-                log.error("fork server did not start: %s; sidecars are exec'd meanwhile", exc)
                 await self._kill()
+                if self.stopping:
+                    break  # stopped while it warmed: nothing went wrong
+                log.error("fork server did not start: %s; sidecars are exec'd meanwhile", exc)
             else:
                 assert self.proc is not None
                 rc = await self.proc.wait()

@@ -40,8 +40,9 @@ class AlreadyRunning(Exception):
     """Another supervisor holds this state directory."""
 
 
-def supervisor_argv(state: StateDir) -> list[str]:
-    return [sys.executable, "-m", SUPERVISOR_MODULE, "--state", str(state.root)]
+def supervisor_argv(state: StateDir, warm: bool = False) -> list[str]:
+    return [sys.executable, "-m", SUPERVISOR_MODULE, "--state", str(state.root),
+            *(["--warm"] if warm else [])]
 
 
 def lock_held(state: StateDir) -> bool:

@@ -6,6 +6,7 @@ gateway gets one gateway sidecar. Ports come from the PortBook so restarts keep 
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -109,6 +110,15 @@ def read_plan(state: StateDir, *, required: bool = False) -> Plan | None:
 
 def write_plan(state: StateDir, plan: Plan) -> None:
     write_record(state.plan, PLAN, plan)
+
+
+def digest_of(plan_json: bytes) -> str:
+    return hashlib.sha256(plan_json).hexdigest()
+
+
+def plan_digest(state: StateDir) -> str:
+    """The digest the daemon reports in state.json once it follows the current plan.json."""
+    return digest_of(state.plan.read_bytes())
 
 
 def python_argv(run: tuple[str, ...], python: str) -> tuple[str, ...]:

@@ -1,6 +1,7 @@
 """Sidecars forked from the supervisor's fork server, with real processes and the real CLI.
 
-One mesh of three services and a gateway, steady load through the gateway, and in turn: a
+One mesh of three services and a gateway (its daemon and fork server started before `up`
+compiled, each app after its sidecar), steady load through the gateway, and in turn: a
 sidecar killed with -9 is forked again and ready within 0.5 s (stretched by the machine's load
 beyond its cores; and at most 0.3 s of its own CPU) while the others serve every request; the
 fork server killed leaves every sidecar running and is replaced, and the next restart is forked
@@ -17,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from meshctl.runtime.ownership import supervised
@@ -131,6 +133,18 @@ def test_forked_sidecars_restart_fast_survive_their_fork_server_and_show_pss(tmp
         assert all(forked_from_server(p) for p in pids.values())
         server = observed(state)["forkserver"]
         assert server["status"] == "ready" and server["forks"] == 4
+        # `up` started the daemon and its fork server before it compiled (plan.json came later),
+        # and each app only once its sidecar had been started.
+        planned = (state / "plan.json").stat().st_mtime
+        supervisor = int((state / "supervisor.pid").read_text().split()[0])
+        assert psutil.Process(supervisor).create_time() < planned
+        assert psutil.Process(server["pid"]).create_time() < planned
+        plan = json.loads((state / "plan.json").read_text())
+        records = observed(state)["processes"]
+        for sidecar in plan["sidecars"]:
+            if sidecar["app_process"]:
+                app, proxy = records[sidecar["app_process"]], records[sidecar["process"]]
+                assert app["started_at"] >= proxy["started_at"], sidecar["process"]
         wait_until(lambda: get("127.0.0.1", port, "/products/1")[0] == 200, timeout=30)
 
         with Load(port, path="/products/1", threads=2, pause=0.005, max_requests=20000) as load:

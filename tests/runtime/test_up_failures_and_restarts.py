@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from meshctl.runtime.ownership import mesh_running, supervised
+from meshctl.runtime.state import StateDir
 from tests.runtime.helpers import (
     gateway_port,
     get,
@@ -108,7 +110,26 @@ def test_taken_gateway_port_is_named_before_anything_starts(tmp_path: Path) -> N
         up.stderr
     )
     assert "--gateway-port" in up.stderr and "Traceback" not in up.stderr
-    assert not (root / ".meshctl" / "supervisor.pid").exists()
+    nothing_left_running(root)
+
+
+def test_a_policy_that_does_not_compile_leaves_nothing_running(tmp_path: Path) -> None:
+    """`up` starts its daemon before it compiles (the fork server warms meanwhile): a refused
+    policy stops it again, quietly."""
+    root = policy_root(tmp_path / "tiny", {"mesh.yaml": MESH.replace("service: catalog", "service: nowhere")
+                                           % {"run": "[python, -m, shop.catalog]", "port": 8080}}, apps=True)
+    up = meshctl(root, "up", "--detach")
+    assert up.code == 1, up.stderr
+    assert "nowhere" in up.stderr and "Traceback" not in up.stderr
+    assert "stopping what was started" not in up.stderr  # nothing was
+    nothing_left_running(root)
+
+
+def nothing_left_running(root: Path) -> None:
+    state = StateDir(root / ".meshctl")
+    assert not state.pidfile.exists()
+    assert not supervised(state)  # no fork server, no sidecar
+    assert not mesh_running(state)
 
 
 @pytest.mark.slow
