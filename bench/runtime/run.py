@@ -5,15 +5,18 @@ Usage:
   python -m bench.runtime.run up --services 20
   python -m bench.runtime.run apply --sidecars 50 [--waves]
   python -m bench.runtime.run all            (both, results in bench/results/runtime.json)
-  python -m bench.runtime.run spawn --services 20 --rounds 3
+  python -m bench.runtime.run spawn --services 20 --rounds 3 [--app static] [--against DIR]
       `up --detach` until ready, sidecars forked (the fork server) and exec'd (the previous
-      design, MESHCTL_SIDECAR_SPAWN=exec), in alternating rounds
+      design, MESHCTL_SIDECAR_SPAWN=exec), in alternating rounds; with --against, a third
+      mode runs the meshctl of another checkout (e.g. `git worktree add /tmp/base <commit>`)
   python -m bench.runtime.run memory --services 20 --requests 10000
       PSS and RSS of every sidecar, idle and after N requests through each, both ways
 
 Each run builds a throwaway git repository with N services (one instance each, running the
-shop's catalog app), mTLS strict, and drives the real CLI. Numbers depend on the machine's
-cores: starting a sidecar costs about a second of CPU (Python + mitmproxy imports).
+shop's catalog app, or with --app static a standard-library app: `static_app.py`), mTLS strict,
+and drives the real CLI. Numbers depend on the machine's cores: an exec'd sidecar costs about a
+second of CPU (Python + mitmproxy imports), a catalog app ~0.3 s (aiohttp), a static one ~0.05 s.
+Each round first waits (up to a minute) for the machine to be quiet: this machine is shared.
 """
 
 from __future__ import annotations
@@ -56,11 +59,16 @@ metadata: {name: svc-%02d}
 spec:
   versions:
     - name: v1
-      run: [python, -m, shop.catalog]
+      run: %s
 """
+APPS = {
+    "catalog": "[python, -m, shop.catalog]",
+    "static": f"[python, {Path(__file__).with_name('static_app.py')}]",
+}
+APP = {"run": APPS["catalog"]}  # the app of the run in progress
 
 
-SPAWN: dict[str, str] = {}  # MESHCTL_SIDECAR_SPAWN for the run in progress
+SPAWN: dict[str, str] = {}  # MESHCTL_SIDECAR_SPAWN (and PYTHONPATH) for the run in progress
 
 
 def env() -> dict[str, str]:
@@ -68,8 +76,24 @@ def env() -> dict[str, str]:
     return git_env({k: v for k, v in os.environ.items() if not k.startswith("MESHCTL_")}) | SPAWN
 
 
+def busy_share() -> float:
+    """Share of both cores used by everything on the machine over the last half second."""
+    import psutil
+
+    return float(psutil.cpu_percent(interval=0.5)) / 100
+
+
+def wait_quiet(limit: float = 0.15, longest_s: float = 60.0) -> float:
+    """Until the machine is nearly idle (or `longest_s`); the busy share last seen."""
+    deadline = time.monotonic() + longest_s
+    share = busy_share()
+    while share > limit and time.monotonic() < deadline:
+        share = busy_share()
+    return round(share, 2)
+
+
 def policy_text(services: int, timeout: str) -> dict[str, str]:
-    return {"mesh.yaml": MESH % timeout + "".join(SERVICE % i for i in range(services))}
+    return {"mesh.yaml": MESH % timeout + "".join(SERVICE % (i, APP["run"]) for i in range(services))}
 
 
 def make_repo(base: Path, services: int) -> Path:
@@ -159,29 +183,34 @@ def bench_apply(sidecars: int, waves: bool) -> dict[str, Any]:
     }
 
 
-def bench_spawn(services: int, rounds: int) -> dict[str, Any]:
-    """Alternating rounds: fork, exec, fork, exec... each a fresh mesh from nothing."""
+def bench_spawn(services: int, rounds: int, against: Path | None = None) -> dict[str, Any]:
+    """Alternating rounds: fork, exec (and the other checkout's meshctl), the order rotating
+    every round, each a fresh mesh from nothing."""
+    modes = ["fork", "exec"] + (["against"] if against else [])
     runs: list[dict[str, Any]] = []
     for i in range(rounds):
-        for mode in ("fork", "exec") if i % 2 == 0 else ("exec", "fork"):
-            SPAWN["MESHCTL_SIDECAR_SPAWN"] = mode
+        for mode in modes[i % len(modes):] + modes[:i % len(modes)]:
+            SPAWN.clear()
+            SPAWN["MESHCTL_SIDECAR_SPAWN"] = "exec" if mode == "exec" else "fork"
+            if mode == "against" and against is not None:
+                SPAWN["PYTHONPATH"] = str(against.resolve())
+            busy = wait_quiet()
             load = os.getloadavg()[0]
             result = bench_up(services)
             runs.append({"spawn": mode, "up_ready_s": result["up_ready_s"],
                          "cli_cpu_s": result["cli_cpu_s"], "mesh_cpu_s": result["mesh_cpu_s"],
                          "cpu_by_kind_s": result["cpu_by_kind_s"],
-                         "load_before": round(load, 1)})
+                         "load_before": round(load, 1), "busy_before": busy})
             print(json.dumps(runs[-1]), flush=True)
-            time.sleep(2)
     SPAWN.clear()
     summary = {}
-    for mode in ("fork", "exec"):
+    for mode in modes:
         times = sorted(r["up_ready_s"] for r in runs if r["spawn"] == mode)
         cpus = sorted(r["cli_cpu_s"] + r["mesh_cpu_s"] for r in runs if r["spawn"] == mode)
         summary[mode] = {"min_s": times[0], "median_s": times[len(times) // 2], "all_s": times,
                          "cpu_median_s": round(cpus[len(cpus) // 2], 2)}
-    return {"services": services, "processes": 2 * services + 1, "runs": runs,
-            "summary": summary}
+    return {"services": services, "processes": 2 * services + 1, "app": APP["run"],
+            "against": str(against) if against else None, "runs": runs, "summary": summary}
 
 
 def sidecar_memory(state: Path) -> dict[str, Any]:
@@ -293,15 +322,19 @@ def main() -> int:
     parser.add_argument("--services", type=int, default=20)
     parser.add_argument("--sidecars", type=int, default=50)
     parser.add_argument("--waves", action="store_true")
+    parser.add_argument("--app", choices=sorted(APPS), default="catalog")
+    parser.add_argument("--against", type=Path, default=None,
+                        help="spawn: also run the meshctl of this checkout (the previous design)")
     args = parser.parse_args()
+    APP["run"] = APPS[args.app]
     if args.what in ("up", "all"):
         result = bench_up(args.services)
         print(json.dumps(result))
         save(f"up_{args.services}", result)
     if args.what == "spawn":
-        result = bench_spawn(args.services, args.rounds)
+        result = bench_spawn(args.services, args.rounds, args.against)
         print(json.dumps(result["summary"]))
-        save(f"spawn_up_{args.services}", result)
+        save(f"spawn_up_{args.services}_{args.app}", result)
     if args.what == "memory":
         result = bench_memory(args.services, args.requests, args.rounds)
         save(f"memory_{args.services}", result)
