@@ -223,3 +223,64 @@ def test_the_unreported_fork_is_killed_the_server_and_watched_sidecars_spared() 
         for proc in (lost, server, watched):
             proc.kill()
             proc.wait()
+
+
+HUNG_SERVER = """\
+import json, os, sys, time
+fd = int(sys.argv[sys.argv.index("--channel-fd") + 1])
+os.write(fd, json.dumps({"ready": os.getpid()}).encode() + b"\\n")
+while os.read(fd, 65536):  # reads every request, answers none
+    pass
+"""
+
+
+def test_a_fork_server_that_stops_answering_is_killed_and_every_waiting_request_execd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The supervisor's client against a server that is ready, then hangs: each request sent
+    together gives up at the request timeout (the caller execs), the server is killed and
+    the keeper restarts one."""
+    import asyncio
+
+    from meshctl.runtime import forkclient
+
+    fake = tmp_path / "fake" / "proxy_addon"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("")
+    (fake / "forkserver.py").write_text(HUNG_SERVER)
+    monkeypatch.setattr(forkclient, "REQUEST_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(forkclient, "RESTART_DELAY_S", (0.1, 0.1, 0.1))
+    env = dict(os.environ) | {"PYTHONPATH": str(tmp_path / "fake")}
+
+    async def scenario() -> tuple[list[object], int, int | None, str, int]:
+        server = forkclient.ForkServer(sys.executable, env, str(tmp_path / "fs.log"), str(tmp_path))
+        server.start()
+        try:
+            async with asyncio.timeout(30):
+                await server.ready.wait()
+            assert server.proc is not None
+            first = server.proc.pid
+            spawns = [server.spawn(f"s{i}", ("--help",), str(tmp_path), {}, str(tmp_path / "x.log"))
+                      for i in range(3)]
+            results = list(await asyncio.gather(*spawns))
+            async with asyncio.timeout(30):
+                while server.proc is None or server.proc.pid == first or not server.ready.is_set():
+                    await asyncio.sleep(0.05)
+            return results, first, server.proc.returncode, server.state.status, server.state.restarts
+        finally:
+            await server.stop()
+
+    caplog.set_level("INFO", logger="meshctl.supervisor")
+    results, first, running, status, restarts = asyncio.run(scenario())
+    assert "fork server did not answer" in caplog.text, caplog.text
+    assert results == [None, None, None]  # every waiting request: exec'd instead
+    assert not pid_alive_now(first)  # the hung server was killed
+    assert running is None and status == "ready" and restarts == 1  # and replaced
+
+
+def pid_alive_now(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
