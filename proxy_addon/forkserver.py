@@ -10,7 +10,7 @@ each sidecar would otherwise generate for itself (`PremadeCa`).
 
 It forks only while it is single-threaded and has no event loop (it never creates one): a
 child starts its own loop in `main`. Each sidecar is forked twice (the middle process exits at
-once, after putting it in its own process group and reporting its pid), so it is reparented
+once; the sidecar takes its own session and reports its pid), so it is reparented
 to the supervisor, a child subreaper: the supervisor waits for it, gets its exit status and
 signals its process group as for a process it started itself, and this server dying (or being
 restarted) leaves every running sidecar alone. A child starts serving only once this server has
@@ -22,7 +22,6 @@ back to back, then answered in order.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import ctypes
 import gc
 import os
@@ -80,7 +79,7 @@ class Channel:
 
 @dataclass
 class Pending:
-    """A sidecar forked and waiting for its go byte; its pid comes from the middle process."""
+    """A sidecar forked and waiting for its go byte; it writes its pid on `pid_r`."""
 
     middle: int
     pid_r: int
@@ -101,16 +100,8 @@ def begin_fork(req: ForkRequest, channel: Channel) -> Pending:
         try:
             os.close(pid_r)
             os.close(go_w)
-            child = os.fork()
-            if child == 0:
-                os.close(pid_w)
-                _child(req, channel, go_r)
-            # Its own process group before anyone learns its pid (the child sets it too: no
-            # race); the middle reports the pid, so the server need not wait for the child to
-            # be scheduled.
-            with contextlib.suppress(OSError):
-                os.setpgid(child, child)
-            os.write(pid_w, str(child).encode())
+            if os.fork() == 0:
+                _child(req, channel, pid_w, go_r)
         finally:
             os._exit(0)  # the sidecar is orphaned now: the supervisor (subreaper) adopts it
     os.close(pid_w)
@@ -119,11 +110,11 @@ def begin_fork(req: ForkRequest, channel: Channel) -> Pending:
 
 
 def finish_fork(pending: Pending) -> int:
-    """The pid of a sidecar `begin_fork` started; OSError (its go pipe closed: it exits) if the
-    middle process did not report one."""
+    """The pid of a sidecar `begin_fork` started; OSError (its go pipe closed: it exits) if it
+    did not report one."""
     try:
         data = b""
-        while chunk := os.read(pending.pid_r, 64):  # EOF once the middle exited
+        while chunk := os.read(pending.pid_r, 64):  # EOF once the middle and the sidecar closed it
             data += chunk
     finally:
         os.close(pending.pid_r)
@@ -134,12 +125,16 @@ def finish_fork(pending: Pending) -> int:
     return int(data)
 
 
-def _child(req: ForkRequest, channel: Channel, go_r: int) -> NoReturn:
+def _child(req: ForkRequest, channel: Channel, pid_w: int, go_r: int) -> NoReturn:
     code = 70
     try:
         os.close(channel.fd)
-        with contextlib.suppress(OSError):
-            os.setpgid(0, 0)  # its own process group (the middle sets it as well)
+        # Its own session and process group before anyone learns its pid, as an exec'd sidecar
+        # has: signalled as a group, and (with the kernel's autogroup scheduling) given its own
+        # share of the CPU rather than one share for every sidecar of the fork server.
+        os.setsid()
+        os.write(pid_w, str(os.getpid()).encode())
+        os.close(pid_w)
         go = os.read(go_r, 1)
         os.close(go_r)
         if go != GO:

@@ -110,6 +110,7 @@ def test_a_forked_child_is_named_logs_to_its_file_and_exits_with_its_code(
         assert time.monotonic() < deadline, "the child never wrote its name"
         time.sleep(0.02)
     assert os.getpgid(reply.pid) == reply.pid  # its own process group
+    assert os.getsid(reply.pid) == reply.pid  # and session: its own CPU share (autogroup)
     status = feed_until_exit(reply.pid, [missing, bindings], b"not a config")
     assert MODULE.encode() in cmdline  # forked, never exec'd
     assert os.waitstatus_to_exitcode(status) == 2  # a config that cannot be read: exit 2
@@ -156,7 +157,7 @@ def test_requests_sent_together_are_answered_in_order_each_child_its_own(
     assert all(pids) and len(set(pids)) == 3 and server.proc.pid not in pids
     for name, pid in zip("abc", pids, strict=True):
         assert pid is not None
-        assert os.getpgid(pid) == pid  # its own process group, even as a zombie
+        assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # its own group and session
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
         assert "usage:" in (tmp_path / f"{name}.log").read_text()  # each child its own log
