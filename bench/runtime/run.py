@@ -11,6 +11,9 @@ Usage:
       mode runs the meshctl of another checkout (e.g. `git worktree add /tmp/base <commit>`)
   python -m bench.runtime.run memory --services 20 --requests 10000
       PSS and RSS of every sidecar, idle and after N requests through each, both ways
+  python -m bench.runtime.run timeline --services 20 --rounds 3 [--app static]
+      where one `up --detach` spends its time: when plan.json was written, when the fork
+      server was ready, when the apps and sidecars were started and ready
 
 Each run builds a throwaway git repository with N services (one instance each, running the
 shop's catalog app, or with --app static a standard-library app: `static_app.py`), mTLS strict,
@@ -217,6 +220,44 @@ def bench_spawn(services: int, rounds: int, against: Path | None = None) -> dict
             "against": str(against) if against else None, "runs": runs, "summary": summary}
 
 
+def _logged_at(log: str, message: str) -> float | None:
+    """The time of the first supervisor log line holding `message` (its asctime format)."""
+    import datetime as dt
+
+    found = re.search(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \w+ " + re.escape(message), log, re.M)
+    if found is None:
+        return None
+    return dt.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def bench_timeline(services: int) -> dict[str, Any]:
+    """One `up --detach`, its milestones in seconds from the CLI's start."""
+    with tempfile.TemporaryDirectory(prefix="meshctl-bench-") as tmp:
+        repo = make_repo(Path(tmp), services)
+        state = repo / ".meshctl"
+        started = time.time()
+        try:
+            took = up(repo)
+            observed = json.loads((state / "state.json").read_text())
+            planned = (state / "plan.json").stat().st_mtime
+            server_ready = _logged_at((state / "logs" / "supervisor.log").read_text(), "fork server ready")
+        finally:
+            meshctl(repo, "down")
+
+    def since(t: float | None) -> float | None:
+        return None if t is None else round(t - started, 2)
+
+    out: dict[str, Any] = {"up_ready_s": round(took, 2), "plan_written": since(planned),
+                           "fork_server_ready": since(server_ready)}
+    for kind, apps in (("apps", True), ("sidecars", False)):
+        procs = [p for p in observed["processes"].values() if (p["role"] == "app") == apps]
+        starts = sorted(p["started_at"] for p in procs)
+        ready = sorted(p["since"] for p in procs)  # the last change of status: to ready
+        out[kind] = {"started": [since(starts[0]), since(starts[-1])],
+                     "ready": [since(ready[0]), since(ready[len(ready) // 2]), since(ready[-1])]}
+    return out
+
+
 def sidecar_memory(state: Path) -> dict[str, Any]:
     import psutil
 
@@ -320,7 +361,7 @@ def save(key: str, value: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["up", "apply", "all", "spawn", "memory"])
+    parser.add_argument("what", choices=["up", "apply", "all", "spawn", "memory", "timeline"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--services", type=int, default=20)
@@ -339,6 +380,13 @@ def main() -> int:
         result = bench_spawn(args.services, args.rounds, args.against)
         print(json.dumps(result["summary"]))
         save(f"spawn_up_{args.services}_{args.app}", result)
+    if args.what == "timeline":
+        rounds = []
+        for _ in range(args.rounds):
+            wait_quiet()
+            rounds.append(bench_timeline(args.services))
+            print(json.dumps(rounds[-1]), flush=True)
+        save(f"timeline_{args.services}_{args.app}", {"rounds": rounds})
     if args.what == "memory":
         result = bench_memory(args.services, args.requests, args.rounds)
         save(f"memory_{args.services}", result)
