@@ -91,9 +91,15 @@ def end_daemon(pid: int, timeout: float = 15.0) -> None:
     (it is our child), as it may not have written its pid file yet."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.kill(pid, signal.SIGTERM)
+    _wait_gone(pid, timeout, still_ours=lambda: True)
+
+
+def _wait_gone(pid: int, timeout: float, still_ours: Callable[[], bool]) -> None:
+    """Wait for a signalled daemon to exit; SIGKILL it after `timeout` if it is still ours."""
     if not poll(lambda: not alive(pid), timeout=timeout, every=0.05):
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.kill(pid, signal.SIGKILL)
+            if still_ours():
+                os.kill(pid, signal.SIGKILL)
         poll(lambda: not alive(pid), timeout=5, every=0.05)
 
 
@@ -186,11 +192,7 @@ def stop_daemon(state: StateDir, timeout: float = 30.0) -> bool:
     pid = signal_supervisor(state, signal.SIGTERM)
     if pid is None:
         return False
-    if not poll(lambda: not alive(pid), timeout=timeout, every=0.05):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            if running_supervisor(state) == pid:
-                os.kill(pid, signal.SIGKILL)
-        poll(lambda: not alive(pid), timeout=5, every=0.05)
+    _wait_gone(pid, timeout, still_ours=lambda: running_supervisor(state) == pid)
     return True
 
 
