@@ -6,7 +6,7 @@ it reads its config. The supervisor starts this process once per `up`: it does t
 never writes to those objects' headers again, so their pages stay shared with every child),
 then waits on its channel (`proxy_addon.forkwire`) for requests and forks a sidecar for each,
 which only loads its config and opens its listeners. It also makes, once, the mitmproxy CA
-each sidecar would otherwise generate for itself (`PremadeCa`).
+each sidecar would otherwise generate for itself (`make_ca`, `seed_confdir`).
 
 It forks only while it is single-threaded and has no event loop (it never creates one): a
 child starts its own loop in `main`. Each sidecar is forked twice (the middle process exits at
@@ -86,7 +86,7 @@ class Pending:
     go_w: int
 
 
-def begin_fork(req: ForkRequest, channel: Channel) -> Pending:
+def begin_fork(req: ForkRequest, channel: Channel, ca_pem: bytes) -> Pending:
     """Fork the sidecar of `req` without waiting for it (`finish_fork` collects its pid), so a
     batch of requests is forked back to back while the first children already start."""
     if threads() != 1:
@@ -101,7 +101,7 @@ def begin_fork(req: ForkRequest, channel: Channel) -> Pending:
             os.close(pid_r)
             os.close(go_w)
             if os.fork() == 0:
-                _child(req, channel, pid_w, go_r)
+                _child(req, channel, ca_pem, pid_w, go_r)
         finally:
             os._exit(0)  # the sidecar is orphaned now: the supervisor (subreaper) adopts it
     os.close(pid_w)
@@ -125,7 +125,7 @@ def finish_fork(pending: Pending) -> int:
     return int(data)
 
 
-def _child(req: ForkRequest, channel: Channel, pid_w: int, go_r: int) -> NoReturn:
+def _child(req: ForkRequest, channel: Channel, ca_pem: bytes, pid_w: int, go_r: int) -> NoReturn:
     code = 70
     try:
         os.close(channel.fd)
@@ -140,7 +140,7 @@ def _child(req: ForkRequest, channel: Channel, pid_w: int, go_r: int) -> NoRetur
         if go != GO:
             os._exit(0)  # the server died before the supervisor learnt of this child
         _become(req)
-        seed_confdir(req.args, CA.pem)
+        seed_confdir(req.args, ca_pem)
         from proxy_addon.__main__ import main
 
         code = main(list(req.args))
@@ -183,21 +183,12 @@ def _become(req: ForkRequest) -> None:
     sys.argv = [sys.argv[0], *req.args]
 
 
-@dataclass
-class PremadeCa:
+def make_ca() -> bytes:
     """The mitmproxy CA (key then certificate, PEM) this server gives every sidecar it forks.
 
     mitmproxy makes a CA in its confdir when it finds none: a 2048-bit RSA key, 70-80 ms of
     CPU, per sidecar. The sidecars never sign with it (their certificates are the mesh's), so
     one made here, once per server, serves them all."""
-
-    pem: bytes = b""
-
-
-CA = PremadeCa()
-
-
-def make_ca() -> bytes:
     from cryptography.hazmat.primitives import serialization
     from mitmproxy.certs import create_ca
     from mitmproxy.options import CONF_BASENAME, KEY_SIZE
@@ -212,24 +203,17 @@ def make_ca() -> bytes:
 
 def seed_confdir(args: tuple[str, ...], ca_pem: bytes) -> None:
     """Put the premade CA where mitmproxy looks for one (`<confdir>/mitmproxy-ca.pem`), unless
-    the confdir has its own: a restarted sidecar keeps the CA it had. Written 0600 to a temp
-    file then renamed, as mitmproxy writes it."""
-    if not ca_pem or "--confdir" not in args[:-1]:
+    the confdir has its own: a restarted sidecar keeps the CA it had. Private to its owner
+    (0600), as mitmproxy writes it."""
+    if "--confdir" not in args[:-1]:
         return  # no confdir given: the sidecar makes a temporary one with a CA of its own
     from mitmproxy.options import CONF_BASENAME
 
-    confdir = Path(args[args.index("--confdir") + 1])
-    target = confdir / f"{CONF_BASENAME}-ca.pem"
-    if target.exists():
-        return
-    confdir.mkdir(parents=True, exist_ok=True)
-    temp = target.with_name(f".{target.name}.{os.getpid()}")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, ca_pem)
-    finally:
-        os.close(fd)
-    os.replace(temp, target)
+    from meshctl.fsio import write_atomic
+
+    target = Path(args[args.index("--confdir") + 1]) / f"{CONF_BASENAME}-ca.pem"
+    if not target.exists():
+        write_atomic(target, ca_pem, mode=0o600)
 
 
 def mark_environ(key: str, value: str) -> None:
@@ -254,14 +238,14 @@ def mark_environ(key: str, value: str) -> None:
         i += 1
 
 
-def serve(channel: Channel) -> int:
+def serve(channel: Channel, ca_pem: bytes) -> int:
     """Answer requests in the order they came. Every request already read is forked before the
     first is answered: `up` asks for all its sidecars at once."""
     while (lines := channel.lines()) is not None:
         batch: list[Pending | str] = []
         for line in lines:
             try:
-                batch.append(begin_fork(ForkRequest.decode(line), channel))
+                batch.append(begin_fork(ForkRequest.decode(line), channel, ca_pem))
             except (WireError, OSError) as exc:
                 batch.append(str(exc))
         for item in batch:
@@ -304,11 +288,11 @@ def main(argv: list[str] | None = None) -> int:
 
     warm()
     preload()
-    CA.pem = make_ca()
+    ca_pem = make_ca()
     release_heap()
     channel.send(ready_line(os.getpid()))
     try:
-        return serve(channel)
+        return serve(channel, ca_pem)
     except BrokenPipeError:
         return 0  # the supervisor went away
 
