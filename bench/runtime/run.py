@@ -5,10 +5,11 @@ Usage:
   python -m bench.runtime.run up --services 20
   python -m bench.runtime.run apply --sidecars 50 [--waves]
   python -m bench.runtime.run all            (both, results in bench/results/runtime.json)
-  python -m bench.runtime.run spawn --services 20 --rounds 3 [--app static] [--against DIR]
+  python -m bench.runtime.run spawn --services 20 --rounds 3 [--app static] [--baseline DIR]
       `up --detach` until ready, sidecars forked (the fork server) and exec'd (the previous
-      design, MESHCTL_SIDECAR_SPAWN=exec), in alternating rounds; with --against, a third
-      mode runs the meshctl of another checkout (e.g. `git worktree add /tmp/base <commit>`)
+      design, MESHCTL_SIDECAR_SPAWN=exec), in rotating rounds; with --baseline (a work tree of
+      another commit with its own .venv, as the other A/B benchmarks take), a third mode runs
+      that tree's meshctl
   python -m bench.runtime.run memory --services 20 --requests 10000
       PSS and RSS of every sidecar, idle and after N requests through each, both ways
   python -m bench.runtime.run timeline --services 20 --rounds 3 [--app static]
@@ -18,7 +19,7 @@ Usage:
 Each run builds a throwaway git repository with N services (one instance each, running the
 shop's catalog app, or with --app static a standard-library app: `static_app.py`), mTLS strict,
 and drives the real CLI. Numbers depend on the machine's cores: an exec'd sidecar costs about a
-second of CPU (Python + mitmproxy imports), a catalog app ~0.3 s (aiohttp), a static one ~0.05 s.
+second of CPU (Python + mitmproxy imports), a catalog app ~0.3 s (aiohttp), a static one ~0.1 s.
 Each round first waits (up to a minute) for the machine to be quiet: this machine is shared.
 """
 
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,10 +70,19 @@ APPS = {
     "catalog": "[python, -m, shop.catalog]",
     "static": f"[python, {Path(__file__).with_name('static_app.py')}]",
 }
-APP = {"run": APPS["catalog"]}  # the app of the run in progress
 
 
-SPAWN: dict[str, str] = {}  # MESHCTL_SIDECAR_SPAWN (and PYTHONPATH) for the run in progress
+@dataclass
+class RunSettings:
+    """What the round in progress runs: the app, meshctl's interpreter (this tree's or the
+    baseline's) and the environment it adds (MESHCTL_SIDECAR_SPAWN)."""
+
+    app: str = APPS["catalog"]
+    python: str = sys.executable
+    env: dict[str, str] = field(default_factory=dict)
+
+
+RUN = RunSettings()
 
 
 def env() -> dict[str, str]:
@@ -80,7 +91,7 @@ def env() -> dict[str, str]:
     supervisor and app start compiles meshctl's sources again (~0.1 s of CPU each)."""
     kept = {k: v for k, v in os.environ.items()
             if not k.startswith("MESHCTL_") and k != "PYTHONDONTWRITEBYTECODE"}
-    return git_env(kept) | SPAWN
+    return git_env(kept) | RUN.env
 
 
 def busy_share() -> float:
@@ -100,7 +111,7 @@ def wait_quiet(limit: float = 0.15, longest_s: float = 60.0) -> float:
 
 
 def policy_text(services: int, timeout: str) -> dict[str, str]:
-    return {"mesh.yaml": MESH % timeout + "".join(SERVICE % (i, APP["run"]) for i in range(services))}
+    return {"mesh.yaml": MESH % timeout + "".join(SERVICE % (i, RUN.app) for i in range(services))}
 
 
 def make_repo(base: Path, services: int) -> Path:
@@ -110,7 +121,7 @@ def make_repo(base: Path, services: int) -> Path:
 def meshctl(repo: Path, *args: str, timeout: float = 900) -> tuple[float, subprocess.CompletedProcess[str]]:
     start = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, "-m", "meshctl", *args], cwd=repo, env=env(), text=True,
+        [RUN.python, "-m", "meshctl", *args], cwd=repo, env=env(), text=True,
         capture_output=True, timeout=timeout,
     )
     return time.monotonic() - start, proc
@@ -190,17 +201,16 @@ def bench_apply(sidecars: int, waves: bool) -> dict[str, Any]:
     }
 
 
-def bench_spawn(services: int, rounds: int, against: Path | None = None) -> dict[str, Any]:
-    """Alternating rounds: fork, exec (and the other checkout's meshctl), the order rotating
-    every round, each a fresh mesh from nothing."""
-    modes = ["fork", "exec"] + (["against"] if against else [])
+def bench_spawn(services: int, rounds: int, baseline: Path | None = None) -> dict[str, Any]:
+    """Rotating rounds: fork, exec (and the baseline tree's meshctl), the order rotating every
+    round, each a fresh mesh from nothing."""
+    modes = ["fork", "exec"] + (["baseline"] if baseline else [])
     runs: list[dict[str, Any]] = []
     for i in range(rounds):
         for mode in modes[i % len(modes):] + modes[:i % len(modes)]:
-            SPAWN.clear()
-            SPAWN["MESHCTL_SIDECAR_SPAWN"] = "exec" if mode == "exec" else "fork"
-            if mode == "against" and against is not None:
-                SPAWN["PYTHONPATH"] = str(against.resolve())
+            RUN.env = {"MESHCTL_SIDECAR_SPAWN": "exec" if mode == "exec" else "fork"}
+            RUN.python = (str(baseline.resolve() / ".venv" / "bin" / "python")
+                          if mode == "baseline" and baseline is not None else sys.executable)
             busy = wait_quiet()
             load = os.getloadavg()[0]
             result = bench_up(services)
@@ -209,15 +219,15 @@ def bench_spawn(services: int, rounds: int, against: Path | None = None) -> dict
                          "cpu_by_kind_s": result["cpu_by_kind_s"],
                          "load_before": round(load, 1), "busy_before": busy})
             print(json.dumps(runs[-1]), flush=True)
-    SPAWN.clear()
+    RUN.env, RUN.python = {}, sys.executable
     summary = {}
     for mode in modes:
         times = sorted(r["up_ready_s"] for r in runs if r["spawn"] == mode)
         cpus = sorted(r["cli_cpu_s"] + r["mesh_cpu_s"] for r in runs if r["spawn"] == mode)
         summary[mode] = {"min_s": times[0], "median_s": times[len(times) // 2], "all_s": times,
                          "cpu_median_s": round(cpus[len(cpus) // 2], 2)}
-    return {"services": services, "processes": 2 * services + 1, "app": APP["run"],
-            "against": str(against) if against else None, "runs": runs, "summary": summary}
+    return {"services": services, "processes": 2 * services + 1, "app": RUN.app,
+            "baseline": str(baseline) if baseline else None, "runs": runs, "summary": summary}
 
 
 def _logged_at(log: str, message: str) -> float | None:
@@ -333,7 +343,7 @@ def bench_memory(services: int, requests: int, rounds: int) -> dict[str, Any]:
     runs = []
     for i in range(rounds):
         for mode in ("fork", "exec") if i % 2 == 0 else ("exec", "fork"):
-            SPAWN["MESHCTL_SIDECAR_SPAWN"] = mode
+            RUN.env = {"MESHCTL_SIDECAR_SPAWN": mode}
             with tempfile.TemporaryDirectory(prefix="meshctl-bench-") as tmp:
                 repo = make_repo(Path(tmp), services)
                 try:
@@ -348,7 +358,7 @@ def bench_memory(services: int, requests: int, rounds: int) -> dict[str, Any]:
             runs.append({"spawn": mode, "idle": idle, "after_load": loaded, "load": load,
                          "load_avg": round(os.getloadavg()[0], 1)})
             print(json.dumps(runs[-1]), flush=True)
-    SPAWN.clear()
+    RUN.env = {}
     return {"services": services, "requests_per_sidecar": requests, "runs": runs}
 
 
@@ -368,16 +378,16 @@ def main() -> int:
     parser.add_argument("--sidecars", type=int, default=50)
     parser.add_argument("--waves", action="store_true")
     parser.add_argument("--app", choices=sorted(APPS), default="catalog")
-    parser.add_argument("--against", type=Path, default=None,
-                        help="spawn: also run the meshctl of this checkout (the previous design)")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="spawn: also run the meshctl of this work tree (with its own .venv)")
     args = parser.parse_args()
-    APP["run"] = APPS[args.app]
+    RUN.app = APPS[args.app]
     if args.what in ("up", "all"):
         result = bench_up(args.services)
         print(json.dumps(result))
         save(f"up_{args.services}", result)
     if args.what == "spawn":
-        result = bench_spawn(args.services, args.rounds, args.against)
+        result = bench_spawn(args.services, args.rounds, args.baseline)
         print(json.dumps(result["summary"]))
         save(f"spawn_up_{args.services}_{args.app}", result)
     if args.what == "timeline":
