@@ -32,6 +32,7 @@ from proxy_addon.forkwire import (
     WireError,
     decode_ready,
 )
+from tests.runtime.helpers import pid_alive
 
 
 class Server:
@@ -275,13 +276,5 @@ def test_a_fork_server_that_stops_answering_is_killed_and_every_waiting_request_
     results, first, running, status, restarts = asyncio.run(scenario())
     assert "fork server did not answer" in caplog.text, caplog.text
     assert results == [None, None, None]  # every waiting request: exec'd instead
-    assert not pid_alive_now(first)  # the hung server was killed
+    assert not pid_alive(first)  # the hung server was killed
     assert running is None and status == "ready" and restarts == 1  # and replaced
-
-
-def pid_alive_now(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
