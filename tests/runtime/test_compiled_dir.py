@@ -118,7 +118,7 @@ def test_status_and_the_supervisor_load_neither_the_model_nor_a_yaml_parser(tmp_
 
 def test_the_supervisor_starts_without_the_contract_models_or_an_http_client() -> None:
     """What the daemon imports before it starts its first process: not the sidecar-file models
-    (`sidecar_files` writes those, in the CLI), not aiohttp (loaded at the first probe)."""
+    (`sidecar_files` writes those, in the CLI), not aiohttp (its probes frame HTTP with h11)."""
     daemon = subprocess.run(
         [sys.executable, "-c", "import sys, meshctl.runtime.supervisor; print(sorted(sys.modules))"],
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
