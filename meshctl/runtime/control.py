@@ -29,7 +29,7 @@ from meshctl.runtime.ownership import (
 )
 from meshctl.runtime.plan import Plan, plan_digest, read_plan, write_plan
 from meshctl.runtime.polling import poll
-from meshctl.runtime.state import StateDir
+from meshctl.runtime.state import StateDir, StateFileError
 
 Progress = Callable[[str], None]
 
@@ -62,11 +62,26 @@ def read_processes(state: StateDir) -> dict[str, ProcessView]:
 
 
 def load_plan(state: StateDir) -> Plan:
-    plan = read_plan(state, required=mesh_running(state))
+    running = mesh_running(state)
+    if running and not state.plan.exists() and _waiting_for_first_plan(state):
+        raise UsageError(f"the mesh in {state.root} is still starting: its supervisor waits for "
+                         "the plan `meshctl up` is compiling; try again in a moment")
+    plan = read_plan(state, required=running)
     if plan is None:
         raise UsageError(f"nothing is running from {state.root} ({state.plan} is missing; "
                          "`meshctl up` starts the mesh)")
     return plan
+
+
+def _waiting_for_first_plan(state: StateDir) -> bool:
+    """The supervisor `up` starts before it compiles has run no plan yet: state.json is not
+    written yet, or was written by an earlier supervisor, or by this one with no plan."""
+    try:
+        observed = read_observed(state)
+    except StateFileError:
+        return False  # damaged: read_plan's own error names what to do
+    pid = running_supervisor(state)
+    return (observed is None or observed.supervisor.pid != pid or not observed.plan_digest)
 
 
 def start_daemon(state: StateDir, warm: bool = False) -> int:

@@ -195,3 +195,26 @@ def test_supervisor_renews_sidecar_certificates(tmp_path: Path) -> None:
                    what="mTLS traffic with the new certificate")
     finally:
         meshctl(root, "down")
+
+
+def test_status_while_the_first_plan_is_being_compiled_says_the_mesh_is_starting(
+        tmp_path: Path) -> None:
+    """Between `up` starting its daemon and writing plan.json, `status` and `apply` find a
+    supervisor with no plan: they say the mesh is starting, not that its state is damaged."""
+    from meshctl.runtime.control import end_daemon, start_daemon
+
+    root = tiny_mesh(tmp_path)
+    state = StateDir(root / ".meshctl")
+    pid = start_daemon(state, warm=True)  # what `up` does before it compiles
+    try:
+        wait_until(lambda: mesh_running(state), timeout=30, what="the daemon holds its lock")
+        for args in (("status",), ("apply", "--window", "0s")):
+            result = meshctl(root, *args)
+            assert result.code == 2, (args, result.stderr)
+            assert "is still starting" in result.stderr and "Traceback" not in result.stderr
+            assert "meshctl down" not in result.stderr
+    finally:
+        end_daemon(pid)
+    nothing_left_running(root)
+    stopped = meshctl(root, "status")
+    assert stopped.code != 0 and "is still starting" not in stopped.stderr
