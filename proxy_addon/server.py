@@ -178,7 +178,8 @@ class Sidecar:
 
     async def run(self) -> int:
         quiet_logging()
-        install_stream_recovery()  # a refused gRPC call may be sent again (proxy_addon/h2c.py)
+        # a refused gRPC call may be sent again (proxy_addon/h2c.py); done already by `warm`
+        install_stream_recovery()
         opts = options.Options(confdir=str(self.confdir), listen_host="127.0.0.1")
         master = Master(opts)
         master.addons = LeanAddonManager(master)  # before any addon is added

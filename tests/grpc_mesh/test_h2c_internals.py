@@ -116,3 +116,19 @@ def test_https_gateway_listeners_speak_h2_to_clients_that_offer_only_h2() -> Non
     assert select_alpn(conn, [b"h2"]) == b"h2"  # grpcio
     assert select_alpn(conn, [b"h2", b"http/1.1"]) == b"http/1.1"  # browsers, curl
     assert select_alpn(conn, [b"spdy/3"]) is SSL.NO_OVERLAPPING_PROTOCOLS
+
+
+def test_warm_installs_the_stream_recovery_once_for_every_forked_sidecar() -> None:
+    """The fingerprint check reads ten functions' source (~20 ms): the fork server pays it in
+    `warm`, and a sidecar forked from it finds the wrappers installed."""
+    import subprocess
+    import sys
+
+    probe = ("from proxy_addon.__main__ import warm; warm()\n"
+             "from proxy_addon import h2c\n"
+             "from mitmproxy.proxy.layers.http import HttpStream\n"
+             "print(h2c.installed, HttpStream.handle_protocol_error is h2c._protocol_error)\n")
+    proc = subprocess.run([sys.executable, "-OO", "-c", probe], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["True", "True"]
