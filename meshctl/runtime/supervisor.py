@@ -62,6 +62,7 @@ PLAN_POLL_S = 0.3
 FIRST_PLAN_POLL_S = 0.05  # `up` writes the first plan.json while we wait: no signal to rely on
 WARM_WAIT_S = 600.0  # a `--warm` daemon given no plan in this long (its `up` was killed) exits
 APP_HOLD_S = 10.0  # an app waits at most this long for its sidecar to be started
+EARLY_APP_CHECK_S = 0.02  # how often an app held for its sidecar looks for a free core
 LOG_MAX_BYTES = 32 * 1024 * 1024  # access logs grow with traffic: keep one old copy, like logrotate
 LOG_CHECK_S = 10.0
 RENEW_EVERY_S = 60.0  # MESHCTL_RENEW_INTERVAL (seconds) overrides: tests, short-lived certs
@@ -112,6 +113,9 @@ class Supervisor:
         self.plan_digest = ""
         self.sidecar_of: dict[str, str] = {}  # process name -> compiled config key, for sidecars
         self.sidecar_of_app: dict[str, str] = {}  # app process name -> its sidecar's process name
+        # Apps started before their sidecar while the fork server warms (`_sidecar_started`)
+        self.early_apps: list[str] = []
+        self.early_slots = max(0, len(os.sched_getaffinity(0)) - 1)
         self.stop_event = asyncio.Event()
         self.reload_event = asyncio.Event()
         self.dirty = asyncio.Event()
@@ -272,16 +276,38 @@ class Supervisor:
                     await m.wake.wait()
 
     async def _sidecar_started(self, app: Managed) -> None:
-        """Until the app's sidecar has been started (forked: milliseconds), or APP_HOLD_S."""
+        """Until the app's sidecar has been started (forked: milliseconds), or APP_HOLD_S.
+
+        While the fork server warms (one thread, ~1 s) the other cores would idle: an app may
+        take one of them (`early_slots`: cores - 1) and start before its sidecar; the next
+        starts once it is ready. Twenty apps at once would starve the server instead."""
         sidecar = self.procs.get(self.sidecar_of_app.get(app.spec.name, ""))
-        if sidecar is None or sidecar.spawned.is_set():
+        if sidecar is None:
             return
+        deadline = time.monotonic() + APP_HOLD_S
         waiters = [asyncio.create_task(sidecar.spawned.wait()), asyncio.create_task(app.wake.wait())]
         try:
-            await asyncio.wait(waiters, timeout=APP_HOLD_S, return_when=asyncio.FIRST_COMPLETED)
+            while not (sidecar.spawned.is_set() or app.wake.is_set()):
+                if self._early_slot_free():
+                    self.early_apps.append(app.spec.name)
+                    log.info("%s: started before its sidecar, while the fork server warms",
+                             app.spec.name)
+                    return
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                await asyncio.wait(waiters, timeout=min(EARLY_APP_CHECK_S, left),
+                                   return_when=asyncio.FIRST_COMPLETED)
         finally:
             for w in waiters:
                 w.cancel()
+
+    def _early_slot_free(self) -> bool:
+        if self.forks is None or self.forks.state.status != "starting":
+            return False
+        still_starting = [name for name in self.early_apps
+                          if (m := self.procs.get(name)) is not None and m.status == "starting"]
+        return len(still_starting) < self.early_slots
 
     def _restore_config_if_damaged(self, spec: ProcessSpec) -> None:
         """A sidecar whose config file is damaged would crash-loop: put the applied revision's
