@@ -22,7 +22,6 @@ from meshctl.runtime.control import (
     stop_daemon,
     wait_ready,
 )
-from meshctl.runtime.launch import prepare, record_up
 from meshctl.runtime.ownership import mesh_running, supervised
 from meshctl.runtime.plan import Plan
 from meshctl.runtime.ports import PortBook
@@ -104,6 +103,9 @@ def up_command(
         # compile, then runs the plan.json we write (not one an earlier run left).
         sdir.plan.unlink(missing_ok=True)
         early = start_daemon(sdir, warm=True)
+    # The compiler is imported only now (~0.2 s): the daemon, and its fork server, start first.
+    from meshctl.runtime.launch import prepare, record_up
+
     try:
         prepared = prepare(pdir, sdir, gateway_ports=gateway_ports, replacing=replacing,
                            compiled_dir=compiled)
