@@ -19,14 +19,13 @@ import ctypes
 import logging
 import os
 import signal
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
+from meshctl.runtime.forklaunch import Launched, launch_fork_server
 from proxy_addon.forkwire import (
-    CHANNEL_FD_ARG,
     MAX_LINE,
     MODULE,
     ForkReply,
@@ -37,9 +36,6 @@ from proxy_addon.forkwire import (
 
 log = logging.getLogger("meshctl.supervisor")
 
-SPAWN_ENV = "MESHCTL_SIDECAR_SPAWN"  # "exec": start every sidecar the old way (benchmarks)
-FORKSERVER = "forkserver"  # its MESHCTL_PROCESS name and log file
-NAME_ROOM = 160  # the fork server's MESHCTL_PROCESS is padded to this: children write theirs over it
 READY_TIMEOUT_S = 60.0  # importing mitmproxy on a loaded 2-core machine can take many seconds
 REQUEST_TIMEOUT_S = 10.0
 RESTART_DELAY_S = (0.2, 1.0, 5.0)
@@ -56,10 +52,6 @@ class Child(Protocol):
     def returncode(self) -> int | None: ...
 
     async def wait(self) -> int: ...
-
-
-def forking_wanted() -> bool:
-    return os.environ.get(SPAWN_ENV, "fork") != "exec" and hasattr(os, "pidfd_open")
 
 
 def become_subreaper() -> bool:
@@ -80,14 +72,11 @@ def forkable(argv: tuple[str, ...], python: str) -> tuple[str, ...] | None:
     return tuple(argv[len(head):])
 
 
-class ForkedProcess:
-    """A sidecar forked by the server and adopted by us: watched by a pidfd, reaped by us."""
-
-    live: ClassVar[set[int]] = set()  # forked sidecars being watched
+class WatchedChild:
+    """A child of ours watched by a pidfd and reaped by us: the fork server, a forked sidecar."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        ForkedProcess.live.add(pid)
         self.returncode: int | None = None
         self._loop = asyncio.get_running_loop()
         self._done: asyncio.Future[int] = self._loop.create_future()
@@ -112,13 +101,29 @@ class ForkedProcess:
             code = os.waitstatus_to_exitcode(status)
         except ChildProcessError:
             code = 255  # reaped elsewhere: its status is lost
-        ForkedProcess.live.discard(self.pid)
+        self._reaped()
         self.returncode = code
         if not self._done.done():
             self._done.set_result(code)
 
+    def _reaped(self) -> None:
+        pass
+
     async def wait(self) -> int:
         return await asyncio.shield(self._done)
+
+
+class ForkedProcess(WatchedChild):
+    """A sidecar forked by the server and adopted by us (we are a subreaper)."""
+
+    live: ClassVar[set[int]] = set()  # forked sidecars being watched
+
+    def __init__(self, pid: int) -> None:
+        ForkedProcess.live.add(pid)
+        super().__init__(pid)
+
+    def _reaped(self) -> None:
+        ForkedProcess.live.discard(self.pid)
 
 
 @dataclass
@@ -131,12 +136,16 @@ class ForkServerState:
 class ForkServer:
     """Start, ask, restart and stop the fork server; `spawn` returns None when it cannot help."""
 
-    def __init__(self, python: str, env: dict[str, str], log_path: str, cwd: str,
-                 on_change: Callable[[], None] = lambda: None) -> None:
-        self.python, self.env, self.log_path, self.cwd = python, env, log_path, cwd
+    def __init__(self, python: str, env: dict[str, str], log_path: str,
+                 on_change: Callable[[], None] = lambda: None,
+                 launched: Launched | None = None) -> None:
+        self.python, self.env, self.log_path = python, env, log_path
         self.on_change = on_change
+        self.launched = launched  # one the daemon's entry point started before our imports
+        if launched is not None:
+            launched.adopted = True
         self.state = ForkServerState()
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: WatchedChild | None = None
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.ready = asyncio.Event()
@@ -191,23 +200,11 @@ class ForkServer:
         self._set("stopped")
 
     async def _launch(self) -> None:
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            with open(self.log_path, "ab") as out:
-                out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} start fork server\n".encode())
-                out.flush()
-                self.proc = await asyncio.create_subprocess_exec(
-                    self.python, "-OO", "-m", MODULE, CHANNEL_FD_ARG, str(theirs.fileno()),
-                    cwd=self.cwd, env=self.env, stdin=asyncio.subprocess.DEVNULL, stdout=out,
-                    stderr=asyncio.subprocess.STDOUT, pass_fds=(theirs.fileno(),),
-                    start_new_session=True,
-                )
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
-        self.reader, self.writer = await asyncio.open_unix_connection(sock=ours, limit=MAX_LINE)
+        launched, self.launched = self.launched, None
+        if launched is None:
+            launched = launch_fork_server(self.python, self.env, self.log_path)
+        self.proc = WatchedChild(launched.pid)
+        self.reader, self.writer = await asyncio.open_unix_connection(sock=launched.channel, limit=MAX_LINE)
         async with asyncio.timeout(READY_TIMEOUT_S):
             line = await self.reader.readuntil(b"\n")
         decode_ready(line)
@@ -350,10 +347,3 @@ def kill_unreported(spare: int | None = None) -> None:
                     continue  # watched, or the server
                 if MODULE in child.cmdline():
                     os.killpg(child.pid, signal.SIGKILL)
-
-
-def server_env(base: dict[str, str], owner_env: str, owner: str, name_env: str) -> dict[str, str]:
-    """The fork server's environment: the supervisor's mark, its name padded so that each
-    child can write its own name over it (`proxy_addon.forkserver.mark_environ`)."""
-    env = {k: v for k, v in base.items() if k != name_env}
-    return env | {owner_env: owner, name_env: FORKSERVER.ljust(NAME_ROOM)}

@@ -27,12 +27,11 @@ from pathlib import Path
 
 import psutil
 
+from meshctl.runtime.marks import NAME_ENV, OWNER_ENV
 from meshctl.runtime.polling import poll
 from meshctl.runtime.state import StateDir
 
-SUPERVISOR_MODULE = "meshctl.runtime.supervisor"
-OWNER_ENV = "MESHCTL_SUPERVISED_BY"
-NAME_ENV = "MESHCTL_PROCESS"
+SUPERVISOR_MODULE = "meshctl.runtime.daemon"  # the daemon's entry point (then `supervisor`)
 LOCK_WAIT_S = 2.0  # a status probing the lock (shared, briefly) must not turn a starting daemon away
 
 

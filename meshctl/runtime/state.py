@@ -26,12 +26,13 @@ import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
-
-from pydantic import TypeAdapter, ValidationError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from meshctl.errors import UsageError
 from meshctl.fsio import write_atomic
+
+if TYPE_CHECKING:
+    from pydantic import TypeAdapter
 
 STATE_ENV = "MESHCTL_STATE"
 T = TypeVar("T")
@@ -67,6 +68,10 @@ class Record:
 
 @cache
 def _adapter(tp: Any) -> TypeAdapter[Any]:
+    # pydantic is imported at the first record read or written, not with the paths: the
+    # daemon's entry point uses StateDir before it imports anything heavy (`runtime.daemon`).
+    from pydantic import TypeAdapter
+
     return TypeAdapter(tp)
 
 
@@ -98,8 +103,11 @@ def read_record(path: Path, record: Record, *, required: bool = False) -> Any:
             raise StateFileError(
                 f"{path} is damaged (unknown field {unknown[0]!r}); {record.remedy}"
             )
+    adapter = _adapter(record.type)
+    from pydantic import ValidationError
+
     try:
-        return _adapter(record.type).validate_python(raw)
+        return adapter.validate_python(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "<root>"

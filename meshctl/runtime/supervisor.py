@@ -30,16 +30,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshctl.runtime.file_sd import write_targets
-from meshctl.runtime.forkclient import (
-    FORKSERVER,
-    Child,
-    ForkedProcess,
-    ForkServer,
-    become_subreaper,
-    forkable,
-    forking_wanted,
-    server_env,
-)
+from meshctl.runtime.forkclient import Child, ForkedProcess, ForkServer, become_subreaper, forkable
+from meshctl.runtime.forklaunch import FORKSERVER, Launched, forking_wanted, server_env
+from meshctl.runtime.marks import NAME_ENV, OWNER_ENV
 from meshctl.runtime.observed import (
     ForkServerRecord,
     Observed,
@@ -47,7 +40,7 @@ from meshctl.runtime.observed import (
     SupervisorRecord,
     write_observed,
 )
-from meshctl.runtime.ownership import NAME_ENV, OWNER_ENV, AlreadyRunning, hold_lock
+from meshctl.runtime.ownership import AlreadyRunning, hold_lock
 from meshctl.runtime.plan import APP, GATEWAY, PLAN, SIDECAR, Plan, ProcessSpec, digest_of
 from meshctl.runtime.probe import probe_http, probe_tcp
 from meshctl.runtime.state import StateDir, StateFileError, read_record
@@ -105,9 +98,11 @@ class Managed:
 
 
 class Supervisor:
-    def __init__(self, state: StateDir, warm: bool = False) -> None:
+    def __init__(self, state: StateDir, warm: bool = False, launched: Launched | None = None
+                 ) -> None:
         self.state = state
         self.warm = warm  # start the fork server now, before the first plan
+        self.launched = launched  # the fork server our entry point started (`daemon`)
         self.procs: dict[str, Managed] = {}
         self.retiring: set[str] = set()  # names being stopped after leaving the plan
         self.plan_digest = ""
@@ -136,8 +131,10 @@ class Supervisor:
         if not self.can_fork:
             log.info("sidecars are exec'd (%s)", "MESHCTL_SIDECAR_SPAWN=exec"
                      if not forking_wanted() else "cannot become a child subreaper")
-        if self.warm and self.can_fork:
-            self._start_fork_server(sys.executable, os.getcwd())
+        if (self.warm or self.launched) and self.can_fork:
+            self._start_fork_server(sys.executable)
+        elif self.launched is not None:
+            self.launched.kill()  # we cannot adopt what it would fork
         started = time.monotonic()
         try:
             self._reconcile()
@@ -349,7 +346,7 @@ class Supervisor:
         if self.forks is None:
             if forkable(spec.argv, spec.argv[0]) is None:
                 return None
-            self._start_fork_server(spec.argv[0], spec.cwd)
+            self._start_fork_server(spec.argv[0])
         assert self.forks is not None
         args = forkable(spec.argv, self.forks.python)
         if args is None:
@@ -361,10 +358,11 @@ class Supervisor:
         env = {**spec.env, OWNER_ENV: str(self.state.root), NAME_ENV: spec.name}
         return await self.forks.spawn(spec.name, args, spec.cwd, env, str(path))
 
-    def _start_fork_server(self, python: str, cwd: str) -> None:
-        env = server_env(dict(os.environ), OWNER_ENV, str(self.state.root), NAME_ENV)
-        self.forks = ForkServer(python, env, str(self.state.log(FORKSERVER)), cwd,
-                                on_change=self.dirty.set)
+    def _start_fork_server(self, python: str) -> None:
+        env = server_env(dict(os.environ), str(self.state.root))
+        self.forks = ForkServer(python, env, str(self.state.log(FORKSERVER)),
+                                on_change=self.dirty.set, launched=self.launched)
+        self.launched = None
         self.forks.start()
 
     async def _exec(self, spec: ProcessSpec) -> asyncio.subprocess.Process:
@@ -583,7 +581,8 @@ def _exit_on_signal(signum: int, frame: object) -> None:
     raise SystemExit(0)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, launched: Launched | None = None) -> int:
+    """`launched`: a fork server `meshctl.runtime.daemon` started for us before our imports."""
     parser = argparse.ArgumentParser(prog="meshctl-supervisor")
     parser.add_argument("--state", required=True, type=Path)
     parser.add_argument("--warm", action="store_true",
@@ -601,7 +600,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         with hold_lock(state):
-            asyncio.run(Supervisor(state, warm=args.warm).run())
+            asyncio.run(Supervisor(state, warm=args.warm, launched=launched).run())
     except AlreadyRunning:
         log.error("another supervisor already runs on %s; exiting", state.root)
         return 2

@@ -126,3 +126,15 @@ def test_the_supervisor_starts_without_the_contract_models_or_an_http_client() -
     assert "'meshctl.runtime.plan'" in daemon.stdout  # it did load what reads the plan
     for name in ("aiohttp", "meshctl.contract", "meshctl.runtime.sidecar_files", "mitmproxy"):
         assert f"'{name}'" not in daemon.stdout, f"the supervisor loaded {name} at import"
+
+
+def test_the_daemon_entry_point_launches_the_fork_server_before_heavy_imports() -> None:
+    """`meshctl.runtime.daemon` starts the fork server before it imports the supervisor: what
+    it loads until then must be light (no event loop library, no pydantic, no psutil)."""
+    entry = subprocess.run(
+        [sys.executable, "-c", "import sys, meshctl.runtime.daemon; print(sorted(sys.modules))"],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=60)
+    assert entry.returncode == 0, entry.stderr
+    assert "'meshctl.runtime.forklaunch'" in entry.stdout  # it did load what launches the server
+    for name in ("asyncio", "pydantic", "psutil", "aiohttp", "meshctl.runtime.supervisor"):
+        assert f"'{name}'" not in entry.stdout, f"the daemon's entry point loaded {name}"

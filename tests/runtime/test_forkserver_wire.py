@@ -17,13 +17,12 @@ from pathlib import Path
 import pytest
 
 from meshctl.runtime.forkclient import (
-    FORKSERVER,
-    NAME_ROOM,
     PR_SET_CHILD_SUBREAPER,
     ForkedProcess,
     forkable,
     kill_unreported,
 )
+from meshctl.runtime.forklaunch import FORKSERVER, NAME_ROOM
 from proxy_addon.forkwire import (
     CHANNEL_FD_ARG,
     MODULE,
@@ -253,9 +252,10 @@ def test_a_fork_server_that_stops_answering_is_killed_and_every_waiting_request_
     monkeypatch.setattr(forkclient, "REQUEST_TIMEOUT_S", 0.5)
     monkeypatch.setattr(forkclient, "RESTART_DELAY_S", (0.1, 0.1, 0.1))
     env = dict(os.environ) | {"PYTHONPATH": str(tmp_path / "fake")}
+    monkeypatch.chdir(tmp_path)  # the server runs in our directory: not the real package's
 
     async def scenario() -> tuple[list[object], int, int | None, str, int]:
-        server = forkclient.ForkServer(sys.executable, env, str(tmp_path / "fs.log"), str(tmp_path))
+        server = forkclient.ForkServer(sys.executable, env, str(tmp_path / "fs.log"))
         server.start()
         try:
             async with asyncio.timeout(30):
