@@ -1,6 +1,6 @@
 """The supervisor daemon: keeps the plan's processes running until told to stop.
 
-Run as `python -m meshctl.runtime.supervisor --state DIR` (detached by `meshctl up`). It starts
+Run as `python -m meshctl.runtime.daemon --state DIR` (detached by `meshctl up`). It starts
 every process of plan.json in its own process group with its output in logs/<name>.log,
 probes readiness, restarts crashed processes with exponential backoff, follows plan.json when
 `apply` rewrites it (SIGHUP, or noticed within half a second), renews sidecar certificates,
@@ -8,16 +8,16 @@ and on SIGTERM/SIGINT stops everything it started (SIGTERM to each group, SIGKIL
 period). What it observes goes to state.json for `status`, `up` and `apply` to read.
 
 Sidecars are forked from a warm fork server (`forkclient`, `proxy_addon.forkserver`) started at
-the first sidecar, or at once with `--warm` (`meshctl up` starts the daemon that way before it
-compiles, so the server warms meanwhile); the supervisor is a child subreaper, so a forked
-sidecar is its own child all the same. Without the fork server (it failed, or
-MESHCTL_SIDECAR_SPAWN=exec) they are exec'd. An app starts once its sidecar has been started: on
-two cores the cheap forks go first instead of queueing behind the apps' imports.
+the first sidecar, or with `--warm` by the entry point before it imports this module (`meshctl
+up` starts the daemon that way before it compiles, so the server warms meanwhile); the
+supervisor is a child subreaper, so a forked sidecar is its own child all the same. Without the
+fork server (it failed, or MESHCTL_SIDECAR_SPAWN=exec) they are exec'd. An app starts once its
+sidecar has been started (on two cores the cheap forks go first instead of queueing behind the
+apps' imports), or earlier on a core the warming server leaves idle (`_sidecar_started`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -577,35 +577,18 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def _exit_on_signal(signum: int, frame: object) -> None:
-    raise SystemExit(0)
-
-
-def main(argv: list[str] | None = None, launched: Launched | None = None) -> int:
-    """`launched`: a fork server `meshctl.runtime.daemon` started for us before our imports."""
-    parser = argparse.ArgumentParser(prog="meshctl-supervisor")
-    parser.add_argument("--state", required=True, type=Path)
-    parser.add_argument("--warm", action="store_true",
-                        help="start the fork server now, before plan.json is written")
-    args = parser.parse_args(argv)
+def supervise(state: StateDir, warm: bool, launched: Launched | None = None) -> int:
+    """Hold the directory's lock and run until stopped (`runtime.daemon` is the entry point).
+    `launched`: a fork server the entry point started for us before our imports."""
     logging.basicConfig(
         level=logging.INFO,
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(message)s",
     )
-    state = StateDir(args.state.resolve())
-    state.ensure()
-    # Until the loop's handlers are in place (`run`), SIGTERM (`up` refused the policy while
-    # we started) still unwinds: the pid file goes with the lock.
-    signal.signal(signal.SIGTERM, _exit_on_signal)
     try:
         with hold_lock(state):
-            asyncio.run(Supervisor(state, warm=args.warm, launched=launched).run())
+            asyncio.run(Supervisor(state, warm=warm, launched=launched).run())
     except AlreadyRunning:
         log.error("another supervisor already runs on %s; exiting", state.root)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -70,7 +70,7 @@ def test_without_a_good_pid_file_the_lock_still_owns_the_directory(
         running.pidfile.write_text("12x\n" if pidfile == "garbled" else f"{bystander.pid}\n")
 
     # A second supervisor refuses to start on a directory whose lock is held.
-    second = subprocess.run([sys.executable, "-m", "meshctl.runtime.supervisor",
+    second = subprocess.run([sys.executable, "-m", "meshctl.runtime.daemon",
                              "--state", str(running.root)], capture_output=True, text=True,
                             timeout=30)
     assert second.returncode == 2 and "another supervisor already runs" in second.stderr
