@@ -81,7 +81,7 @@ def _waiting_for_first_plan(state: StateDir) -> bool:
     except StateFileError:
         return False  # damaged: read_plan's own error names what to do
     pid = running_supervisor(state)
-    return (observed is None or observed.supervisor.pid != pid or not observed.plan_digest)
+    return observed is None or observed.supervisor.pid != pid or not observed.plan_digest
 
 
 def start_daemon(state: StateDir, warm: bool = False) -> int:
