@@ -230,7 +230,10 @@ class Supervisor:
         if m.spec.role == APP:
             await self._sidecar_started(m)
         while not m.stopping:
-            self._restore_config_if_damaged(m.spec)
+            if m.restarts:
+                # A first start runs the config `up` or `apply` just wrote whole (and checking
+                # it would import the contract's models on the way to the first fork).
+                self._restore_config_if_damaged(m.spec)
             try:
                 m.proc = await self._spawn(m)
             except _Stopping:
