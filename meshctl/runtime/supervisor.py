@@ -231,8 +231,10 @@ class Supervisor:
             await self._sidecar_started(m)
         while not m.stopping:
             if m.restarts:
-                # A first start runs the config `up` or `apply` just wrote whole (and checking
-                # it would import the contract's models on the way to the first fork).
+                # A first start runs a config written whole for this plan (`up` writes every
+                # sidecar's, `apply` a new one's); one damaged since fails that start, and the
+                # check comes with the restart. Checking first would import the contract's
+                # models on the way to the first fork.
                 self._restore_config_if_damaged(m.spec)
             try:
                 m.proc = await self._spawn(m)
