@@ -65,7 +65,9 @@ def _ms(value: str) -> float:
     m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", value)
     if not m:
         return float("nan")
-    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)]
+    # Rounded to wrk's own precision (two decimals of its unit): 205.00us is 0.205 ms, not
+    # 0.20500000000000002.
+    return round(float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[m.group(2)], 5)
 
 
 def wrk(url: str, connections: int, duration: float, script: Path | None) -> dict[str, float]:

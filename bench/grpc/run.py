@@ -86,7 +86,9 @@ def h2load(url: str, data: Path, authority: str, args: argparse.Namespace) -> di
 
 def _ms(value: str) -> float:
     m = re.fullmatch(r"([\d.]+)(us|ms|s)", value)
-    return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)] if m else float("nan")
+    if not m:
+        return float("nan")
+    return round(float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)], 5)
 
 
 def check_rpc(target: str, authority: str) -> None:
