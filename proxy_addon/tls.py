@@ -113,11 +113,37 @@ def identity_of(cert: x509.Certificate) -> str | None:
     return uris[0] if len(uris) == 1 else None  # SPIFFE: exactly one URI SAN
 
 
+Signature = tuple[tuple[int, int, int], ...]
+
+
+def signature(files: TlsFiles) -> Signature:
+    """Inode, mtime and size of the three files: the runtime replaces them by rename."""
+    out = []
+    for path in (files.cert_file, files.key_file, files.ca_file):
+        try:
+            st = os.stat(path)
+        except OSError:
+            out.append((0, 0, 0))
+        else:
+            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
+# The last contexts built, with the signature of their files: a new pair is checked
+# (`proxy_addon.reload.check_pair`) and then installed, and both ask for the same files.
+_last: tuple[TlsFiles, Signature, LoadedTls] | None = None
+
+
 def load(files: TlsFiles) -> LoadedTls:
-    """Build every context from the files; TlsError says which file is wrong."""
+    """Build every context from the files (unless the last load was of the same, unchanged
+    files); TlsError says which file is wrong."""
+    global _last
+    stamp = signature(files)  # before reading: a write during the read changes it for the next
+    if _last is not None and _last[0] == files and _last[1] == stamp:
+        return _last[2]
     try:
         identity, not_after = _own_identity(files.cert_file)
-        return LoadedTls(
+        loaded = LoadedTls(
             _server_context(files, require_cert=True),
             _server_context(files, require_cert=False),
             _client_context(files),
@@ -127,6 +153,8 @@ def load(files: TlsFiles) -> LoadedTls:
         )
     except (OSError, ValueError, SSL.Error, ssl.SSLError) as exc:
         raise TlsError(f"cannot use the certificate files {files.cert_file}: {exc}") from None
+    _last = (files, stamp, loaded)
+    return loaded
 
 
 class SidecarTls:
@@ -134,7 +162,7 @@ class SidecarTls:
 
     def __init__(self, files: TlsFiles) -> None:
         self.files = files
-        self._signature = self._stat()
+        self._signature = signature(files)
         self.current = load(files)
         self._checked = time.monotonic()
         self.reloads = 0
@@ -146,25 +174,14 @@ class SidecarTls:
     def expect(self, client_id: str, address: str, identity: str) -> None:
         self.expected.setdefault(client_id, {})[address] = identity
 
-    def _stat(self) -> tuple[tuple[int, int, int], ...]:
-        out = []
-        for path in (self.files.cert_file, self.files.key_file, self.files.ca_file):
-            try:
-                st = os.stat(path)
-            except OSError:
-                out.append((0, 0, 0))
-            else:
-                out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        return tuple(out)
-
     def maybe_reload(self, now: float | None = None) -> bool:
         """Rebuild the contexts when the files changed (checked at most once a second)."""
         now = time.monotonic() if now is None else now
         if now - self._checked < RELOAD_INTERVAL_S:
             return False
         self._checked = now
-        signature = self._stat()
-        if signature == self._signature:
+        stamp = signature(self.files)
+        if stamp == self._signature:
             return False
         try:
             fresh = load(self.files)
@@ -173,7 +190,7 @@ class SidecarTls:
             self.reload_failures += 1
             log.warning("keeping the current certificate: %s", exc)
             return False
-        self._signature = signature
+        self._signature = stamp
         self.current = fresh
         self.reloads += 1
         # A lifecycle line like "revision applied": operators see renewals in the sidecar log.

@@ -59,6 +59,25 @@ def test_reload_picks_up_new_files_and_skips_a_half_written_pair(
     assert state.maybe_reload(now=3e12) is False  # unchanged files: nothing to do
 
 
+
+def test_unchanged_files_are_built_once_and_a_replaced_file_anew(ca: MeshCA, tmp_path: Path) -> None:
+    # A new pair is checked (reload.check_pair) and then installed: one build for both.
+    ident = spiffe_id(TD, "service", "reviews")
+    files = write_sidecar_certs(ca, ident, tmp_path / "s")
+    checked = tls.load(files)
+    assert tls.SidecarTls(files).current is checked
+    # Renewal rewrites the files (temp file, rename): their signature changes, so does the build.
+    renewed = write_sidecar_certs(ca, ident, tmp_path / "s")
+    assert renewed == files
+    fresh = tls.load(files)
+    assert fresh is not checked
+    assert fresh.not_after >= checked.not_after
+    # A key that no longer matches its certificate is refused, not served from the last build.
+    other = ca.issue(spiffe_id(TD, "service", "other"))
+    Path(files.key_file).write_bytes(other.key_pem)
+    with pytest.raises(tls.TlsError):
+        tls.load(files)
+
 def test_tls_for_keeps_state_for_the_same_files(ca: MeshCA, tmp_path: Path) -> None:
     files = write_sidecar_certs(ca, spiffe_id(TD, "service", "a"), tmp_path / "a")
     state = tls.tls_for(None, files)
