@@ -17,6 +17,7 @@ from meshctl.errors import UsageError
 from meshctl.runtime.applied import read_applied
 from meshctl.runtime.control import load_plan, require_running
 from meshctl.runtime.memory import MeshMemory, mb, mesh_memory
+from meshctl.runtime.metrics import pooled
 from meshctl.runtime.observe import SidecarStatus, observe
 from meshctl.runtime.observed import read_observed
 from meshctl.runtime.plan import Plan
@@ -54,7 +55,7 @@ def sidecar_json(s: SidecarStatus, memory: MeshMemory | None = None) -> dict[str
 
 
 def version_rows(statuses: list[SidecarStatus]) -> list[dict[str, Any]]:
-    """The A/B view: traffic summed per service version (p99: the worst instance's)."""
+    """The A/B view: traffic per service version, its instances' histograms pooled."""
     groups: dict[tuple[str, str], list[SidecarStatus]] = defaultdict(list)
     for s in statuses:
         if s.record.service and s.record.version:
@@ -62,9 +63,7 @@ def version_rows(statuses: list[SidecarStatus]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for (service, version), members in sorted(groups.items()):
         windows = [m.traffic for m in members if m.traffic]
-        requests = sum(w.requests for w in windows)
-        errors = sum(w.errors for w in windows)
-        p99s = [w.p99_ms for w in windows if w.p99_ms is not None]
+        together = pooled(windows, 0.0)
         rows.append(
             {
                 "service": service,
@@ -74,9 +73,10 @@ def version_rows(statuses: list[SidecarStatus]) -> list[dict[str, Any]]:
                 "rps": round(sum(w.rps for w in windows), 1)
                 if any(w.seconds for w in windows)
                 else None,
-                "error_rate": round(100.0 * errors / requests, 2) if requests else 0.0,
-                "p99_ms": round(max(p99s), 1) if p99s else None,
-                "requests": int(requests),
+                "error_rate": round(together.error_rate, 2),
+                "p50_ms": _round(together.p50_ms),
+                "p99_ms": _round(together.p99_ms),
+                "requests": int(together.requests),
             }
         )
     # Each version's share of its service's requests: the split as it happens.
@@ -189,7 +189,8 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus],
             if v["instances"] > 1:
                 rows.append((r.service or "", r.version or "", f"({v['instances']} instances)",
                              "", f"{v['healthy']}/{v['instances']}", _fmt(v["rps"]), share,
-                             _fmt(v["error_rate"]), "", _fmt(v["p99_ms"], "ms"), "", ""))
+                             _fmt(v["error_rate"]), _fmt(v["p50_ms"], "ms"), _fmt(v["p99_ms"], "ms"),
+                             "", ""))
                 share = ""
         previous = key
         rows.append((

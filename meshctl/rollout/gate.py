@@ -1,7 +1,8 @@
 """The rollout gate: error rate and p99 of the updated sidecars over a window.
 
 Counted over all the traffic of those sidecars (what they serve and what they send), as
-Flagger's request-success-rate and request-duration checks. A window without any request
+Flagger's request-success-rate and request-duration checks: the p99 is that of their summed
+histograms (`metrics.pooled`). A window without any request
 passes: there is nothing to judge, and a local mesh often sits idle.
 """
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from meshctl import defaults
-from meshctl.runtime.metrics import Snapshot, Window, window
+from meshctl.runtime.metrics import Snapshot, Window, pooled, window
 from meshctl.runtime.observe import scrape
 from meshctl.runtime.plan import SidecarRecord
 
@@ -39,19 +40,6 @@ class GateResult:
             f"{int(t.requests)} requests, error rate {t.error_rate:.2f}%, p99 {p99}"
             + (f": {self.reason}" if self.reason else "")
         )
-
-
-def combine(windows: list[Window], seconds: float) -> Window:
-    """Several sidecars' windows as one (buckets are not kept: p99 is the worst sidecar's)."""
-    p50s = [w.p50_ms for w in windows if w.p50_ms is not None]
-    p99s = [w.p99_ms for w in windows if w.p99_ms is not None]
-    return Window(
-        seconds=seconds,
-        requests=sum(w.requests for w in windows),
-        errors=sum(w.errors for w in windows),
-        p50_ms=max(p50s) if p50s else None,
-        p99_ms=max(p99s) if p99s else None,
-    )
 
 
 def judge(spec: GateSpec, traffic: Window, final: bool) -> GateResult | None:
@@ -90,7 +78,7 @@ def watch(
             time.sleep(min(tick, deadline - now))
             final = time.monotonic() >= deadline
         after = scrape(records, all_reporters=True)
-        traffic = combine(_windows(before, after), time.monotonic() - start)
+        traffic = pooled(_windows(before, after), time.monotonic() - start)
         verdict = judge(spec, traffic, final)
         if on_tick:
             on_tick(traffic)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from meshctl.rollout.gate import GateSpec, combine, judge
+from meshctl.rollout.gate import GateSpec, judge
 from meshctl.rollout.waves import canary_size, split_waves
-from meshctl.runtime.metrics import Snapshot, Window, parse_snapshot, quantile, window
+from meshctl.runtime.metrics import Snapshot, Window, parse_snapshot, pooled, quantile, window
 from meshctl.runtime.ports import PortBook, port_is_free
 
 METRICS = """\
@@ -98,9 +98,19 @@ def test_gate_verdicts() -> None:
     assert fine is not None and fine.ok
 
 
-def test_combined_window_takes_the_worst_p99() -> None:
-    both = combine([w(10, 1, 50), w(30, 0, 200)], 1.0)
-    assert (both.requests, both.errors, both.p99_ms) == (40, 1, 200)
+def test_pooled_windows_sum_counts_and_take_quantiles_of_the_summed_histograms() -> None:
+    inf = float("inf")
+    # one instance: 10 requests, one slow; the other: 90, all fast
+    slow = window(Snapshot(at=0.0), Snapshot(at=1.0, requests=10, errors=1,
+                                             buckets={10.0: 9, 1000.0: 10, inf: 10}))
+    fast = window(Snapshot(at=0.0), Snapshot(at=1.0, requests=90, buckets={10.0: 90, 1000.0: 90, inf: 90}))
+    both = pooled([slow, fast], 1.0)
+    assert (both.requests, both.errors, both.error_rate) == (100, 1, 1.0)
+    assert both.buckets == {10.0: 99, 1000.0: 100, inf: 100}
+    assert both.p99_ms == quantile(0.99, {10.0: 99, 1000.0: 100, inf: 100}) == 10.0
+    assert slow.p99_ms is not None and slow.p99_ms > 900  # what "the worst instance" would say
+    empty = pooled([], 0.0)
+    assert (empty.requests, empty.p50_ms, empty.p99_ms) == (0, None, None)
 
 
 def test_port_book_keeps_free_ports_and_replaces_taken_ones(tmp_path: Path) -> None:
