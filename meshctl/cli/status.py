@@ -94,13 +94,17 @@ def gateway_summary(name: str, statuses: list[SidecarStatus]) -> dict[str, Any]:
     workers = [s for s in statuses if s.record.sidecar == f"gateway/{name}"]
     windows = [w.traffic for w in workers if w.traffic]
     timed = [t for t in windows if t.seconds]
+    together = pooled(windows, 0.0)
     return {
         "workers": len(workers),
         "workers_healthy": sum(1 for w in workers if w.healthy),
         "healthy": any(w.healthy for w in workers),  # serving: some worker takes connections
         "status": next((w.status for w in workers if not w.healthy), "ready"),
         "rps": round(sum(t.rps for t in timed), 1) if timed else None,
-        "requests": int(sum(t.requests for t in windows)) if windows else None,
+        "requests": int(together.requests) if windows else None,
+        "error_rate": _round(together.error_rate, 2) if windows else None,
+        "p50_ms": _round(together.p50_ms),
+        "p99_ms": _round(together.p99_ms),
         "restarts": sum(w.restarts for w in workers),
     }
 
@@ -161,7 +165,8 @@ def status_text(plan: Plan, revision: str | None, statuses: list[SidecarStatus],
         if memory and n:
             names = [w.record.process for w in statuses if w.record.sidecar == f"gateway/{name}"]
             pss = f"  PSS {_fmt(mb(sum(memory.by_process.get(p, 0) for p in names)), ' MB')}"
-        lines.append(f"gateway {name}  {urls}  {state}  {_fmt(gw['rps'])} req/s{workers}{pss}")
+        latency = f"  p50 {_fmt(gw['p50_ms'], 'ms')}  p99 {_fmt(gw['p99_ms'], 'ms')}" if gw["p99_ms"] else ""
+        lines.append(f"gateway {name}  {urls}  {state}  {_fmt(gw['rps'])} req/s{latency}{workers}{pss}")
     if memory:
         m = memory_json(memory)
         lines.append(

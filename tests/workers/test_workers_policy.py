@@ -125,21 +125,28 @@ def test_a_new_worker_joins_ports_its_siblings_hold_but_nothing_else(
 def test_status_sums_the_workers_into_one_gateway_line(tmp_path: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     from meshctl.cli.status import status_json, status_text
-    from meshctl.runtime.metrics import Window
+    from meshctl.runtime.metrics import Snapshot, window
     from meshctl.runtime.observe import SidecarStatus
 
     out, _, plan = planned(tmp_path, monkeypatch, "2")
     w0, w1 = [s for s in plan.sidecars if s.is_gateway]
+    inf = float("inf")
+    # worker 0: 30 requests under 5 ms; worker 1: 12, two of them between 5 and 10 ms
+    fast = Snapshot(at=1.0, requests=30, buckets={5.0: 30, 10.0: 30, inf: 30})
+    slower = Snapshot(at=1.0, requests=12, buckets={5.0: 10, 10.0: 12, inf: 12})
     statuses = [
-        SidecarStatus(w0, out.revision, True, 0, "ready", Window(1.0, 30, 0, 1.0, 2.0)),
-        SidecarStatus(w1, out.revision, False, 3, "sidecar backoff", Window(1.0, 12, 0, 1.0, 2.0)),
+        SidecarStatus(w0, out.revision, True, 0, "ready", window(Snapshot(at=0.0), fast)),
+        SidecarStatus(w1, out.revision, False, 3, "sidecar backoff", window(Snapshot(at=0.0), slower)),
     ]
     [line] = [ln for ln in status_text(plan, out.revision, statuses).splitlines()
               if ln.startswith("gateway edge")]
     assert "1/2 workers healthy" in line and "42.0 req/s" in line and "2 workers" in line, line
+    # the workers' histograms pooled: rank 41.58 of 42 is in (5, 10] ms, 40 requests below it
+    assert "p99 8.9ms" in line, line  # 8.95
     import json
 
     [gw] = json.loads(status_json(plan, out.revision, statuses))["gateways"]
     assert (gw["workers"], gw["workers_healthy"], gw["rps"], gw["requests"], gw["restarts"]) == (
         2, 1, 42.0, 42, 3)
     assert gw["healthy"] is True and gw["status"] == "sidecar backoff"
+    assert (gw["p50_ms"], gw["p99_ms"], gw["error_rate"]) == (2.6, 8.9, 0.0)
