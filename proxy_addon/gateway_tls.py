@@ -18,7 +18,6 @@ certificate, so the handshake fails instead of mitmproxy minting a certificate o
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,6 +31,7 @@ from OpenSSL import SSL
 
 from meshctl.contract import CompiledCertificate, GatewayListener
 from meshctl.decision.hosts import host_matches
+from proxy_addon.tls import file_signature
 
 log = logging.getLogger(__name__)
 
@@ -41,18 +41,6 @@ H2 = b"h2"
 
 class CertificateError(Exception):
     pass
-
-
-def _stat(paths: Sequence[str]) -> tuple[tuple[int, int, int], ...]:
-    out = []
-    for path in paths:
-        try:
-            st = os.stat(path)
-        except OSError:
-            out.append((0, 0, 0))
-        else:
-            out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-    return tuple(out)
 
 
 def _names(cert_file: str) -> tuple[str, ...]:
@@ -91,7 +79,7 @@ class LoadedCertificate:
     loads: int = 0
 
     def refresh(self) -> None:
-        signature = _stat((self.files.cert_file, self.files.key_file))
+        signature = file_signature((self.files.cert_file, self.files.key_file))
         if signature == self.signature and self.context is not None:
             return
         try:

@@ -26,6 +26,7 @@ import os
 import ssl
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -116,10 +117,11 @@ def identity_of(cert: x509.Certificate) -> str | None:
 Signature = tuple[tuple[int, int, int], ...]
 
 
-def signature(files: TlsFiles) -> Signature:
-    """Inode, mtime and size of the three files: the runtime replaces them by rename."""
+def file_signature(paths: Sequence[str]) -> Signature:
+    """Inode, mtime and size of each file (zeros for a missing one): certificate files are
+    replaced by rename, so any new content changes it."""
     out = []
-    for path in (files.cert_file, files.key_file, files.ca_file):
+    for path in paths:
         try:
             st = os.stat(path)
         except OSError:
@@ -127,6 +129,10 @@ def signature(files: TlsFiles) -> Signature:
         else:
             out.append((st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(out)
+
+
+def signature(files: TlsFiles) -> Signature:
+    return file_signature((files.cert_file, files.key_file, files.ca_file))
 
 
 # The last contexts built, with the signature of their files: a new pair is checked
