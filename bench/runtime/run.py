@@ -12,6 +12,9 @@ Usage:
       that tree's meshctl
   python -m bench.runtime.run memory --services 20 --requests 10000
       PSS and RSS of every sidecar, idle and after N requests through each, both ways
+  python -m bench.runtime.run interpreter --rounds 5 [--baseline DIR]
+      CPU of one interpreter start in the venv (`python -c pass`), of the catalog app's
+      imports and of the CLI's, 20 starts a round, this tree against the baseline's venv in alternating rounds
   python -m bench.runtime.run timeline --services 20 --rounds 3 [--app static]
       where one `up --detach` spends its time: when plan.json was written, when the fork
       server was ready, when the apps and sidecars were started and ready
@@ -230,6 +233,42 @@ def bench_spawn(services: int, rounds: int, baseline: Path | None = None) -> dic
             "baseline": str(baseline) if baseline else None, "runs": runs, "summary": summary}
 
 
+def start_cpu_ms(python: str, code: str, starts: int) -> float:
+    """CPU (user + system) of one `python -c code` start, the mean of `starts` starts."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for _ in range(starts):
+        subprocess.run([python, "-c", code], cwd=ROOT, env=env(), check=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    return round(spent / starts * 1000, 1)
+
+
+def bench_interpreter(rounds: int, baseline: Path | None, starts: int = 20) -> dict[str, Any]:
+    """What every process the mesh execs pays before its own work: the venv's interpreter
+    start (`pass`), the catalog app's imports and the CLI's, this tree's venv against the baseline's, in
+    alternating rounds."""
+    pythons = {"this tree": sys.executable}
+    if baseline is not None:
+        pythons["baseline"] = str(baseline.resolve() / ".venv" / "bin" / "python")
+    codes = {"pass": "pass", "import shop.catalog": "import shop.catalog",
+             "import meshctl.cli.main": "import meshctl.cli.main"}
+    ms: dict[str, dict[str, list[float]]] = {name: {c: [] for c in codes} for name in pythons}
+    for python in pythons.values():  # bytecode caches written before anything is timed
+        subprocess.run([python, "-c", codes["import shop.catalog"]], cwd=ROOT, env=env(), check=True)
+    for i in range(rounds):
+        order = list(pythons) if i % 2 == 0 else list(reversed(pythons))
+        for name in order:
+            for label, code in codes.items():
+                ms[name][label].append(start_cpu_ms(pythons[name], code, starts))
+        print(json.dumps({"round": i + 1} | {n: {c: v[-1] for c, v in d.items()} for n, d in ms.items()}),
+              flush=True)
+    median = {n: {c: sorted(v)[len(v) // 2] for c, v in d.items()} for n, d in ms.items()}
+    return {"starts_per_round": starts, "cpu_ms": ms, "median_cpu_ms": median,
+            "baseline": str(baseline) if baseline else None}
+
+
 def _logged_at(log: str, message: str) -> float | None:
     """The time of the first supervisor log line holding `message` (its asctime format)."""
     import datetime as dt
@@ -371,7 +410,8 @@ def save(key: str, value: dict[str, Any]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("what", choices=["up", "apply", "all", "spawn", "memory", "timeline"])
+    parser.add_argument("what", choices=["up", "apply", "all", "spawn", "memory", "timeline",
+                                         "interpreter"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--requests", type=int, default=10000)
     parser.add_argument("--services", type=int, default=20)
@@ -379,7 +419,8 @@ def main() -> int:
     parser.add_argument("--waves", action="store_true")
     parser.add_argument("--app", choices=sorted(APPS), default="catalog")
     parser.add_argument("--baseline", type=Path, default=None,
-                        help="spawn: also run the meshctl of this work tree (with its own .venv)")
+                        help="spawn, interpreter: also run the meshctl of this work tree "
+                        "(with its own .venv)")
     args = parser.parse_args()
     RUN.app = APPS[args.app]
     if args.what in ("up", "all"):
@@ -390,6 +431,10 @@ def main() -> int:
         result = bench_spawn(args.services, args.rounds, args.baseline)
         print(json.dumps(result["summary"]))
         save(f"spawn_up_{args.services}_{args.app}", result)
+    if args.what == "interpreter":
+        result = bench_interpreter(args.rounds, args.baseline)
+        print(json.dumps(result["median_cpu_ms"]))
+        save("interpreter", result)
     if args.what == "timeline":
         rounds = []
         for _ in range(args.rounds):
