@@ -217,9 +217,12 @@ def bench_spawn(services: int, rounds: int, baseline: Path | None = None) -> dic
             busy = wait_quiet()
             load = os.getloadavg()[0]
             result = bench_up(services)
+            apps = result["cpu_by_kind_s"].get("app", 0.0)
             runs.append({"spawn": mode, "up_ready_s": result["up_ready_s"],
                          "cli_cpu_s": result["cli_cpu_s"], "mesh_cpu_s": result["mesh_cpu_s"],
                          "cpu_by_kind_s": result["cpu_by_kind_s"],
+                         # what the mesh itself spent until ready: everything but the apps
+                         "mesh_own_cpu_s": round(result["mesh_cpu_s"] - apps + result["cli_cpu_s"], 2),
                          "load_before": round(load, 1), "busy_before": busy})
             print(json.dumps(runs[-1]), flush=True)
     RUN.env, RUN.python = {}, sys.executable
